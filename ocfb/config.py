@@ -1,0 +1,203 @@
+"""Typed, validated configuration of one OCF-B run (data, model, loop, protocol).
+
+Loaded once, strictly: an unknown key or a value out of range is an error naming the key.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+MODELS = ("gmf", "mlp", "neumf")
+STRATEGIES = ("ocfb", "random-replace", "resample-all", "static")
+ERRORS = ("prob", "loss", "residual")
+PROTOCOLS = ("paper", "holdout")
+_RATIO = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*x\s*$")
+
+
+class ConfigError(ValueError):
+    """A configuration value is wrong; the message names the key and what is allowed."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+class DataConfig(_Strict):
+    """Where the interactions come from: the built-in generator or a file."""
+
+    source: str = "synthetic-influencer"
+    format: str = "auto"
+    user_col: str = "user"
+    item_col: str = "item"
+    timestamp_col: str | None = None
+    rating_col: str | None = None
+    min_rating: float | None = None
+    # synthetic-influencer sizes (the paper's data shape by default)
+    n_users: int = Field(407, ge=2)
+    n_items: int = Field(462, ge=2)
+    n_interactions: int = Field(2000, ge=2)
+    data_seed: int = Field(0, ge=0)
+
+    @property
+    def is_synthetic(self) -> bool:
+        """True for the built-in generator."""
+        return self.source == "synthetic-influencer"
+
+    def load_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for `ocfb.data.load_source`."""
+        if self.is_synthetic:
+            return {
+                "n_users": self.n_users,
+                "n_items": self.n_items,
+                "n_interactions": self.n_interactions,
+                "seed": self.data_seed,
+            }
+        kw: dict[str, Any] = {"format": self.format}
+        if self.format not in ("movielens-100k", "movielens-1m", "movielens-csv"):
+            kw.update(user_col=self.user_col, item_col=self.item_col)
+            if self.timestamp_col:
+                kw["timestamp_col"] = self.timestamp_col
+            if self.rating_col:
+                kw["rating_col"] = self.rating_col
+        if self.min_rating is not None:
+            kw["min_rating"] = self.min_rating
+        return kw
+
+    @model_validator(mode="after")
+    def _check(self) -> DataConfig:
+        if self.is_synthetic and self.n_interactions > self.n_users * self.n_items:
+            raise ValueError(
+                f"n_interactions={self.n_interactions} exceeds n_users*n_items="
+                f"{self.n_users * self.n_items}"
+            )
+        return self
+
+
+class RunConfig(_Strict):
+    """One OCF-B run: model, negatives, threshold, terms, strategy, protocol, training."""
+
+    data: DataConfig = DataConfig()
+    protocol: Literal["paper", "holdout"] = "holdout"
+    model: Literal["gmf", "mlp", "neumf"] = "neumf"
+    # GMF branch size (He et al. 2017 "predictive factors").
+    mf_dim: int = Field(8, ge=1, le=1024)
+    # MLP embedding sizes, set separately as the paper varies them separately.
+    user_dim: int = Field(32, ge=1, le=1024)
+    item_dim: int = Field(32, ge=1, le=1024)
+    # MLP hidden tower widths after the concatenated embeddings (NCF's [64,32,16,8] with
+    # 32-d embeddings is user_dim=item_dim=32, layers=[32,16,8]).
+    layers: tuple[int, ...] = (32, 16, 8)
+    # absolute count (int) or a ratio of training positives ("4x").
+    negatives: int | str = 2000
+    threshold: float = Field(0.5, ge=0.0)
+    terms: int = Field(15, ge=0, le=10_000)
+    error: Literal["prob", "loss", "residual"] = "prob"
+    strategy: Literal["ocfb", "random-replace", "resample-all", "static"] = "ocfb"
+    # random-replace: None = as many as ocfb would replace at this threshold; else this fraction.
+    replace_fraction: float | None = Field(None, gt=0.0, le=1.0)
+    refit: Literal["warm", "fresh"] = "warm"
+    exclude_removed: bool = True
+    epochs: int = Field(20, ge=1, le=10_000)
+    epochs_per_term: int = Field(5, ge=1, le=10_000)
+    batch_size: int = Field(256, ge=1, le=10_000_000)
+    lr: float = Field(1e-3, gt=0.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    seed: int = Field(0, ge=0)
+    device: str = "cpu"
+    # paper protocol: fraction of the labeled set held out (stratified), as the paper's 70/30.
+    test_fraction: float = Field(0.3, gt=0.0, lt=1.0)
+    # holdout protocol: "loo" = one held-out positive per user (latest by timestamp, else random);
+    # "fraction" = a seeded random fraction of each user's positives.
+    split: Literal["loo", "fraction"] = "loo"
+    holdout_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    n_candidates: int = Field(99, ge=1)
+    # full ranking over all items is exact but costs n_eval_users x n_items scores per term.
+    full_ranking: bool = True
+
+    @field_validator("layers", mode="before")
+    @classmethod
+    def _layers(cls, v: Any) -> Any:
+        if isinstance(v, int):
+            v = (v,)
+        if isinstance(v, list | tuple):
+            if len(v) == 0 or any(not isinstance(x, int) or x < 1 for x in v):
+                raise ValueError("layers must be a non-empty list of positive integers")
+            return tuple(v)
+        raise ValueError("layers must be a list of positive integers, e.g. [32, 16, 8]")
+
+    @field_validator("negatives")
+    @classmethod
+    def _negatives(cls, v: int | str) -> int | str:
+        if isinstance(v, bool):
+            raise ValueError("negatives must be a positive integer or a ratio like '4x'")
+        if isinstance(v, int):
+            if v < 1:
+                raise ValueError(f"negatives must be >= 1 (got {v})")
+            return v
+        m = _RATIO.match(v)
+        if not m or float(m.group(1)) <= 0:
+            raise ValueError(
+                f"negatives must be a positive integer or a ratio of positives like '4x' (got {v!r})"
+            )
+        return v.strip()
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if not re.fullmatch(r"cpu|auto|cuda(:\d+)?", v):
+            raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto' (got {v!r})")
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> RunConfig:
+        if self.error in ("prob", "residual") and self.threshold > 1.0:
+            raise ValueError(
+                f"threshold={self.threshold} is out of range for error={self.error!r}: "
+                "a probability error lies in [0, 1]"
+            )
+        return self
+
+    def n_negatives(self, n_positives: int) -> int:
+        """Resolve `negatives` to an absolute count given the number of positives it scales."""
+        if isinstance(self.negatives, int):
+            return self.negatives
+        ratio = float(_RATIO.match(self.negatives).group(1))  # type: ignore[union-attr]
+        return max(1, int(round(ratio * n_positives)))
+
+
+def format_validation_error(err: ValidationError, prefix: str = "") -> str:
+    """One line per problem: the dotted key path, what is wrong, and the value given."""
+    lines = []
+    for e in err.errors():
+        path = ".".join(str(p) for p in (prefix, *e["loc"]) if p != "")
+        msg = e["msg"].removeprefix("Value error, ")
+        lines.append(f"{path or '<root>'}: {msg}")
+    return "\n".join(lines)
+
+
+def make_run_config(values: dict[str, Any], prefix: str = "") -> RunConfig:
+    """Build a RunConfig, turning pydantic's errors into a ConfigError that names the keys."""
+    try:
+        return RunConfig.model_validate(values)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, prefix)) from None
+
+
+def load_run_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """Read a run config from YAML (a mapping of RunConfig keys), apply overrides, validate."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: config file not found")
+    try:
+        raw = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{p}: not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{p}: expected a mapping of config keys at the top level")
+    raw.update(overrides or {})
+    return make_run_config(raw)

@@ -1,0 +1,302 @@
+"""Evaluation metrics for both protocols: ranking (HR / NDCG, sampled and full) and classification.
+
+Everything works on plain numpy arrays of model scores, so the module needs neither torch nor any
+knowledge of the model. Ties are pessimistic throughout the ranking functions: a candidate that
+scores the same as the held-out positive is ranked above it, so a constant model gets HR 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.stats import rankdata
+
+KS: tuple[int, ...] = (5, 10, 20)
+
+# Full ranking works on row blocks of about this many cells, so the temporary boolean matrices
+# stay a few MiB (cache friendly) whatever the catalogue size.
+_CHUNK_ELEMS = 1 << 22
+
+_REPORT_KEYS: tuple[str, ...] = (
+    "auc",
+    "accuracy",
+    "precision_neg",
+    "recall_neg",
+    "f1_neg",
+    "support_neg",
+    "precision_pos",
+    "recall_pos",
+    "f1_pos",
+    "support_pos",
+    "precision_weighted",
+    "recall_weighted",
+    "f1_weighted",
+)
+
+
+def _as_scores(x: np.ndarray, name: str, ndim: int | None = None) -> np.ndarray:
+    """Return `x` as a numeric array, rejecting NaN and a wrong number of dimensions."""
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be a numeric array, got dtype {arr.dtype}")
+    if ndim is not None and arr.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-dimensional, got shape {arr.shape}")
+    _check_no_nan(arr, name)
+    return arr
+
+
+def _check_no_nan(arr: np.ndarray, name: str, row_offset: int = 0) -> None:
+    """Raise ValueError naming the first NaN: a NaN score would silently rank as 'not above'."""
+    if arr.dtype.kind != "f":
+        return
+    nan = np.isnan(arr)
+    if nan.any():
+        where = [int(i) for i in np.unravel_index(int(np.argmax(nan)), nan.shape)]
+        if where:
+            where[0] += row_offset
+        raise ValueError(
+            f"{name} contains {int(nan.sum())} NaN value(s), first at index {tuple(where)}"
+            "; the model produced NaN scores"
+        )
+
+
+def rank_of_positive(pos_scores: np.ndarray, neg_scores: np.ndarray) -> np.ndarray:
+    """0-based rank of each held-out positive among its sampled candidates (NCF protocol).
+
+    rank[i] = number of candidates in neg_scores[i] scoring >= pos_scores[i] (pessimistic ties).
+    """
+    pos = _as_scores(pos_scores, "pos_scores", ndim=1)
+    neg = _as_scores(neg_scores, "neg_scores", ndim=2)
+    if neg.shape[0] != pos.shape[0]:
+        raise ValueError(
+            f"neg_scores has {neg.shape[0]} rows but pos_scores has {pos.shape[0]} entries; "
+            "expected one row of candidates per held-out positive"
+        )
+    return np.count_nonzero(neg >= pos[:, None], axis=1).astype(np.int64)
+
+
+def _sparse_exclude(exclude: sp.spmatrix | sp.sparray, shape: tuple[int, int]) -> sp.csr_matrix:
+    """Canonical CSR copy of `exclude` whose stored entries are exactly the excluded cells."""
+    if exclude.shape != shape:
+        raise ValueError(f"exclude has shape {exclude.shape}, expected {shape} (same as scores)")
+    ex = sp.csr_matrix(exclude, copy=True)
+    # Duplicates and explicit zeros would otherwise be counted as extra exclusions.
+    ex.sum_duplicates()
+    ex.eliminate_zeros()
+    return ex
+
+
+def full_rank_of_positive(
+    scores: np.ndarray,
+    pos_items: np.ndarray,
+    exclude: sp.spmatrix | sp.sparray | np.ndarray,
+) -> np.ndarray:
+    """0-based rank of each held-out item against the whole catalogue (full-ranking protocol).
+
+    rank[i] = #items j != pos_items[i], not excluded in row i, with scores[i, j] >= scores[i, pos].
+    `exclude` (dense bool or sparse, shape of `scores`) marks the user's other known positives.
+    """
+    scores = np.asarray(scores)
+    if scores.dtype.kind not in "biuf":
+        raise TypeError(f"scores must be a numeric array, got dtype {scores.dtype}")
+    if scores.ndim != 2:
+        raise ValueError(f"scores must be 2-dimensional (rows x items), got shape {scores.shape}")
+    n, n_items = scores.shape
+    pos = np.asarray(pos_items)
+    if pos.ndim != 1 or pos.shape[0] != n:
+        raise ValueError(f"pos_items must have shape ({n},) (one per scores row), got {pos.shape}")
+    if n and pos.dtype.kind not in "iu":
+        raise TypeError(f"pos_items must be integer item indices, got dtype {pos.dtype}")
+    pos = pos.astype(np.int64, copy=False)
+    if n and (pos.min() < 0 or pos.max() >= n_items):
+        raise ValueError(
+            f"pos_items must lie in [0, {n_items}), got range [{pos.min()}, {pos.max()}]"
+        )
+
+    sparse = sp.issparse(exclude)
+    if sparse:
+        ex_sp = _sparse_exclude(exclude, (n, n_items))
+    else:
+        ex_dense = np.asarray(exclude)
+        if ex_dense.shape != (n, n_items):
+            raise ValueError(
+                f"exclude has shape {ex_dense.shape}, expected {(n, n_items)} (same as scores)"
+            )
+        if ex_dense.dtype != np.bool_:
+            ex_dense = ex_dense != 0
+
+    rows = np.arange(n)
+    pos_score = scores[rows, pos]
+    ranks = np.empty(n, dtype=np.int64)
+    step = max(1, _CHUNK_ELEMS // max(n_items, 1))
+    for start in range(0, n, step):
+        stop = min(n, start + step)
+        block = scores[start:stop]
+        _check_no_nan(block, f"scores (rows {start}..{stop - 1})", row_offset=start)
+        ge = block >= pos_score[start:stop, None]
+        local = np.arange(stop - start)
+        if not sparse:
+            ge &= ~ex_dense[start:stop]
+        # The positive never counts against itself (and is never excluded: clearing it here
+        # makes an exclusion mask that happens to contain it harmless).
+        ge[local, pos[start:stop]] = False
+        ranks[start:stop] = np.count_nonzero(ge, axis=1)
+
+    if sparse and ex_sp.nnz:
+        # Subtract the excluded cells that were counted: stored entries j != pos scoring >= pos.
+        row_of = np.repeat(rows, np.diff(ex_sp.indptr))
+        cols = ex_sp.indices
+        counted = (cols != pos[row_of]) & (scores[row_of, cols] >= pos_score[row_of])
+        ranks -= np.bincount(row_of[counted], minlength=n).astype(np.int64)
+    return ranks
+
+
+def hit_ndcg(ranks: np.ndarray, ks: Iterable[int] = KS, prefix: str = "") -> dict[str, float]:
+    """Hit ratio and NDCG at each cut-off from 0-based ranks (one relevant item per row).
+
+    NDCG of a hit at rank r is 1 / log2(r + 2), so rank 0 scores 1.0.
+    """
+    r = np.asarray(ranks)
+    if r.ndim != 1:
+        raise ValueError(f"ranks must be 1-dimensional, got shape {r.shape}")
+    if r.size == 0:
+        raise ValueError("ranks is empty: there is no held-out positive to evaluate")
+    if r.dtype.kind not in "iu":
+        raise TypeError(f"ranks must be integers (0-based ranks), got dtype {r.dtype}")
+    if r.min() < 0:
+        raise ValueError(f"ranks must be >= 0 (0-based), got minimum {r.min()}")
+    ks = tuple(ks)
+    if not ks or any(int(k) != k or k < 1 for k in ks):
+        raise ValueError(f"ks must be a non-empty sequence of positive integers, got {ks}")
+    gain = 1.0 / np.log2(r.astype(np.float64) + 2.0)
+    out: dict[str, float] = {}
+    for k in ks:
+        hit = r < k
+        out[f"{prefix}hr@{k}"] = float(hit.mean())
+        out[f"{prefix}ndcg@{k}"] = float(np.where(hit, gain, 0.0).mean())
+    return out
+
+
+def roc_auc(pos_scores: np.ndarray, neg_scores: np.ndarray) -> float:
+    """ROC AUC of positives against negatives, ties counted 1/2 (Mann-Whitney U / (n m)).
+
+    Either input may have any shape (it is flattened), e.g. the (n, 99) frozen test negatives.
+    """
+    pos = _as_scores(pos_scores, "pos_scores").ravel()
+    neg = _as_scores(neg_scores, "neg_scores").ravel()
+    if pos.size == 0 or neg.size == 0:
+        raise ValueError(
+            f"roc_auc needs at least one positive and one negative, got {pos.size} positive(s) "
+            f"and {neg.size} negative(s)"
+        )
+    # Average ranks of the pooled scores give ties exactly half credit.
+    ranks = rankdata(np.concatenate([pos.astype(np.float64), neg.astype(np.float64)]))
+    n_pos, n_neg = pos.size, neg.size
+    u = ranks[:n_pos].sum() - n_pos * (n_pos + 1) / 2.0
+    return float(u / (n_pos * n_neg))
+
+
+def _prf(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
+    """Precision, recall, F1 with scikit-learn's zero_division=0 semantics."""
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    # 2tp / (2tp + fp + fn) is scikit-learn's F1 formula; it equals 2pr / (p + r) when defined.
+    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
+    return float(precision), float(recall), float(f1)
+
+
+def classification_report(
+    y_true: np.ndarray, y_prob: np.ndarray, threshold: float = 0.5
+) -> dict[str, float]:
+    """The paper's report: AUC, accuracy, per-class and support-weighted precision / recall / F1.
+
+    Prediction is y_prob >= threshold; scikit-learn semantics with zero_division=0.
+    """
+    y = np.asarray(y_true)
+    if y.ndim != 1:
+        raise ValueError(f"y_true must be 1-dimensional, got shape {y.shape}")
+    prob = _as_scores(y_prob, "y_prob", ndim=1)
+    if prob.shape != y.shape:
+        raise ValueError(f"y_true has shape {y.shape} but y_prob has shape {prob.shape}")
+    if y.size == 0:
+        raise ValueError("classification_report got empty inputs")
+    if y.dtype.kind not in "biuf" or not np.isin(y, (0, 1)).all():
+        raise ValueError("y_true must contain only binary labels 0 and 1")
+    truth = y.astype(bool)
+    pred = prob >= threshold
+    tp = int(np.count_nonzero(truth & pred))
+    fp = int(np.count_nonzero(~truth & pred))
+    fn = int(np.count_nonzero(truth & ~pred))
+    tn = int(np.count_nonzero(~truth & ~pred))
+    p_pos, r_pos, f_pos = _prf(tp, fp, fn)
+    # The negative class's "true positives" are the true negatives.
+    p_neg, r_neg, f_neg = _prf(tn, fn, fp)
+    s_pos, s_neg = tp + fn, tn + fp
+    total = s_pos + s_neg
+
+    def weighted(neg: float, pos: float) -> float:
+        return float((neg * s_neg + pos * s_pos) / total)
+
+    return {
+        "auc": roc_auc(prob[truth], prob[~truth]),
+        "accuracy": float((tp + tn) / total),
+        "precision_neg": p_neg,
+        "recall_neg": r_neg,
+        "f1_neg": f_neg,
+        "support_neg": float(s_neg),
+        "precision_pos": p_pos,
+        "recall_pos": r_pos,
+        "f1_pos": f_pos,
+        "support_pos": float(s_pos),
+        "precision_weighted": weighted(p_neg, p_pos),
+        "recall_weighted": weighted(r_neg, r_pos),
+        "f1_weighted": weighted(f_neg, f_pos),
+    }
+
+
+def format_classification_report(report: dict[str, float], title: str = "") -> str:
+    """Render a classification_report dict in the layout of the paper's Table 2 (two decimals).
+
+    "average" is the support-weighted average and its support is the total.
+    """
+    missing = [k for k in _REPORT_KEYS if k != "auc" and k not in report]
+    if missing:
+        raise ValueError(f"report is missing key(s) {missing}; expected classification_report()")
+
+    def row(label: str, p: float, r: float, f: float, s: float) -> str:
+        return f"{label:<14}{p:<6.2f}{r:<6.2f}{f:<6.2f}{int(round(s))}"
+
+    s_neg, s_pos = report["support_neg"], report["support_pos"]
+    lines = [title] if title else []
+    lines += [
+        f"{'':<14}{'pre':<6}{'rec':<6}{'f1':<6}sup",
+        row("negative(0)", report["precision_neg"], report["recall_neg"], report["f1_neg"], s_neg),
+        row("positive(1)", report["precision_pos"], report["recall_pos"], report["f1_pos"], s_pos),
+        f"{'accuracy':<26}{report['accuracy']:.2f}",
+        row(
+            "average",
+            report["precision_weighted"],
+            report["recall_weighted"],
+            report["f1_weighted"],
+            s_neg + s_pos,
+        ),
+    ]
+    return "\n".join(lines)
+
+
+def binary_at_threshold(
+    pos_scores: np.ndarray, neg_scores: np.ndarray, threshold: float = 0.5, prefix: str = ""
+) -> dict[str, float]:
+    """Precision / recall / F1 of the positive class when held-out positives and negatives are
+    classified by probability >= threshold (zero_division=0). Inputs are flattened."""
+    pos = _as_scores(pos_scores, "pos_scores").ravel()
+    neg = _as_scores(neg_scores, "neg_scores").ravel()
+    if pos.size == 0:
+        raise ValueError("binary_at_threshold needs at least one held-out positive, got none")
+    tp = int(np.count_nonzero(pos >= threshold))
+    fn = pos.size - tp
+    fp = int(np.count_nonzero(neg >= threshold))
+    precision, recall, f1 = _prf(tp, fp, fn)
+    return {f"{prefix}precision": precision, f"{prefix}recall": recall, f"{prefix}f1": f1}

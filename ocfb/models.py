@@ -1,0 +1,169 @@
+"""GMF, MLP and NeuMF (He et al. 2017, "Neural Collaborative Filtering"), returning logits.
+
+Every model maps (user ids, item ids) to one logit per pair; the trainer applies BCE with logits
+and scoring applies a sigmoid. Embeddings are initialised N(0, 0.01) as in He et al.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+
+def _init(module: nn.Module, generator: torch.Generator | None) -> None:
+    # He et al. 2017 initialise embeddings from N(0, 0.01); dense layers get Kaiming-uniform
+    # (ReLU tower) and the output layer LeCun-uniform, as in the reference NCF code.
+    for m in module.modules():
+        if isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, 0.0, 0.01, generator=generator)
+        elif isinstance(m, nn.Linear):
+            if getattr(m, "_is_output", False):
+                bound = (3.0 / m.in_features) ** 0.5
+                nn.init.uniform_(m.weight, -bound, bound, generator=generator)
+            else:
+                nn.init.kaiming_uniform_(m.weight, a=0.0, nonlinearity="relu", generator=generator)
+            nn.init.zeros_(m.bias)
+
+
+def _output(in_features: int) -> nn.Linear:
+    layer = nn.Linear(in_features, 1)
+    layer._is_output = True  # type: ignore[attr-defined]
+    return layer
+
+
+class GMF(nn.Module):
+    """Generalized matrix factorization: element-wise product of embeddings, then a linear layer."""
+
+    def __init__(self, n_users: int, n_items: int, mf_dim: int = 8) -> None:
+        super().__init__()
+        self.user = nn.Embedding(n_users, mf_dim)
+        self.item = nn.Embedding(n_items, mf_dim)
+        self.out = _output(mf_dim)
+
+    def features(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """The GMF layer (before the output), shared with NeuMF."""
+        return self.user(users) * self.item(items)
+
+    def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Logits, shape (batch,)."""
+        return self.out(self.features(users, items)).squeeze(-1)
+
+
+class MLP(nn.Module):
+    """Concatenated user and item embeddings (sizes set separately) through a ReLU tower."""
+
+    def __init__(
+        self,
+        n_users: int,
+        n_items: int,
+        user_dim: int = 32,
+        item_dim: int = 32,
+        layers: Sequence[int] = (32, 16, 8),
+    ) -> None:
+        super().__init__()
+        if not layers:
+            raise ValueError("MLP needs at least one hidden layer in `layers`")
+        self.user = nn.Embedding(n_users, user_dim)
+        self.item = nn.Embedding(n_items, item_dim)
+        tower: list[nn.Module] = []
+        width = user_dim + item_dim
+        for h in layers:
+            tower += [nn.Linear(width, h), nn.ReLU()]
+            width = h
+        self.tower = nn.Sequential(*tower)
+        self.out_dim = width
+        self.out = _output(width)
+
+    def features(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """The last hidden layer, shared with NeuMF."""
+        return self.tower(torch.cat([self.user(users), self.item(items)], dim=-1))
+
+    def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Logits, shape (batch,)."""
+        return self.out(self.features(users, items)).squeeze(-1)
+
+
+class NeuMF(nn.Module):
+    """GMF and MLP branches with their own embeddings, last layers concatenated, linear output."""
+
+    def __init__(
+        self,
+        n_users: int,
+        n_items: int,
+        mf_dim: int = 8,
+        user_dim: int = 32,
+        item_dim: int = 32,
+        layers: Sequence[int] = (32, 16, 8),
+    ) -> None:
+        super().__init__()
+        self.gmf = GMF(n_users, n_items, mf_dim)
+        self.mlp = MLP(n_users, n_items, user_dim, item_dim, layers)
+        # the branch output layers are unused inside NeuMF; drop them so Adam does not track them
+        del self.gmf.out, self.mlp.out
+        self.out = _output(mf_dim + self.mlp.out_dim)
+
+    def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Logits, shape (batch,)."""
+        h = torch.cat([self.gmf.features(users, items), self.mlp.features(users, items)], dim=-1)
+        return self.out(h).squeeze(-1)
+
+    def load_pretrained(self, gmf: GMF, mlp: MLP, alpha: float = 0.5) -> None:
+        """Initialise from trained GMF and MLP (He et al. 2017, section 3.4.1).
+
+        Embeddings and towers are copied; the output layer is the alpha-weighted concatenation
+        of the two branches' output layers.
+        """
+        with torch.no_grad():
+            self.gmf.user.weight.copy_(gmf.user.weight)
+            self.gmf.item.weight.copy_(gmf.item.weight)
+            self.mlp.user.weight.copy_(mlp.user.weight)
+            self.mlp.item.weight.copy_(mlp.item.weight)
+            self.mlp.tower.load_state_dict(mlp.tower.state_dict())
+            w = torch.cat([alpha * gmf.out.weight, (1 - alpha) * mlp.out.weight], dim=-1)
+            self.out.weight.copy_(w)
+            self.out.bias.copy_(alpha * gmf.out.bias + (1 - alpha) * mlp.out.bias)
+
+
+def build_model(
+    name: str,
+    n_users: int,
+    n_items: int,
+    *,
+    mf_dim: int = 8,
+    user_dim: int = 32,
+    item_dim: int = 32,
+    layers: Sequence[int] = (32, 16, 8),
+    generator: torch.Generator | None = None,
+) -> nn.Module:
+    """Construct a model by name ('gmf', 'mlp', 'neumf') and initialise it from `generator`."""
+    if name == "gmf":
+        model: nn.Module = GMF(n_users, n_items, mf_dim)
+    elif name == "mlp":
+        model = MLP(n_users, n_items, user_dim, item_dim, layers)
+    elif name == "neumf":
+        model = NeuMF(n_users, n_items, mf_dim, user_dim, item_dim, layers)
+    else:
+        raise ValueError(f"unknown model {name!r}; expected one of 'gmf', 'mlp', 'neumf'")
+    reset_parameters(model, generator)
+    return model
+
+
+def reset_parameters(model: nn.Module, generator: torch.Generator | None = None) -> None:
+    """Re-initialise every weight (used by `refit: fresh`), reproducibly from `generator`."""
+    _init(model, generator)
+
+
+@torch.no_grad()
+def predict_proba(
+    model: nn.Module, users: torch.Tensor, items: torch.Tensor, batch_size: int = 262_144
+) -> torch.Tensor:
+    """Sigmoid scores for many pairs, in chunks to bound memory."""
+    was_training = model.training
+    model.eval()
+    out = torch.empty(users.shape[0], dtype=torch.float32, device=users.device)
+    for s in range(0, users.shape[0], batch_size):
+        out[s : s + batch_size] = torch.sigmoid(model(users[s : s + batch_size], items[s : s + batch_size]))
+    model.train(was_training)
+    return out

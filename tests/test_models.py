@@ -1,0 +1,81 @@
+"""GMF, MLP and NeuMF (He et al. 2017): shapes, initialisation, and that each one learns."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ocfb.algorithm import OCFBRun
+from ocfb.config import make_run_config
+from ocfb.data import synthetic_influencer
+from ocfb.models import GMF, MLP, NeuMF, build_model
+
+
+@pytest.fixture(scope="module")
+def influencer():
+    """The default synthetic-influencer set (407 x 462 x 2,000)."""
+    return synthetic_influencer()
+
+
+@pytest.mark.parametrize("name,cls", [("gmf", GMF), ("mlp", MLP), ("neumf", NeuMF)])
+def test_build_by_name_gives_logits_per_pair(name: str, cls: type) -> None:
+    model = build_model(name, 10, 7, mf_dim=3, user_dim=4, item_dim=5, layers=(6, 2),
+                        generator=torch.Generator().manual_seed(0))
+    assert isinstance(model, cls)
+    out = model(torch.tensor([0, 9, 3]), torch.tensor([6, 0, 2]))
+    assert out.shape == (3,)
+    assert torch.isfinite(out).all()
+
+
+def test_unknown_model_name() -> None:
+    with pytest.raises(ValueError, match="unknown model 'svd'.*'gmf', 'mlp', 'neumf'"):
+        build_model("svd", 3, 3)
+
+
+def test_embeddings_initialised_n_0_001() -> None:
+    model = build_model("neumf", 2000, 2000, mf_dim=16, generator=torch.Generator().manual_seed(1))
+    for emb in (model.gmf.user, model.gmf.item, model.mlp.user, model.mlp.item):
+        w = emb.weight.detach()
+        assert abs(float(w.mean())) < 1e-3
+        assert float(w.std()) == pytest.approx(0.01, rel=0.05)
+
+
+def test_mlp_user_and_item_sizes_are_separate() -> None:
+    m = build_model("mlp", 5, 6, user_dim=3, item_dim=11, layers=(4,))
+    assert m.user.weight.shape == (5, 3)
+    assert m.item.weight.shape == (6, 11)
+    assert m.tower[0].in_features == 14
+
+
+def test_neumf_pretraining_copies_branches() -> None:
+    g = torch.Generator().manual_seed(0)
+    gmf = build_model("gmf", 4, 5, mf_dim=2, generator=g)
+    mlp = build_model("mlp", 4, 5, user_dim=3, item_dim=3, layers=(4, 2), generator=g)
+    neu = build_model("neumf", 4, 5, mf_dim=2, user_dim=3, item_dim=3, layers=(4, 2), generator=g)
+    neu.load_pretrained(gmf, mlp, alpha=1.0)
+    u, i = torch.arange(4), torch.tensor([0, 1, 2, 4])
+    # alpha = 1 keeps only the GMF output layer, so NeuMF reproduces GMF exactly
+    torch.testing.assert_close(neu(u, i), gmf(u, i))
+
+
+def _held_out_auc(data, model: str, seed: int, **kw) -> float:
+    # paper protocol with terms=0 = plain random negatives, AUC on the held-out 30 %
+    cfg = make_run_config({"model": model, "protocol": "paper", "terms": 0, "seed": seed, **kw})
+    return list(OCFBRun(cfg, data))[-1]["test_auc"]
+
+
+@pytest.mark.parametrize("model", ["mlp", "neumf"])
+def test_mlp_and_neumf_learn(influencer, model: str) -> None:
+    aucs = [_held_out_auc(influencer, model, s) for s in range(3)]
+    assert min(aucs) > 0.7, aucs
+
+
+@pytest.mark.parametrize("mf_dim", [2, 3, 4, 5, 8])
+def test_gmf_learns_at_small_latent_sizes(influencer, mf_dim: int) -> None:
+    # The paper reports GMF "did not converge" at sizes 2-5; ours must learn at every size.
+    # GMF starts at the saddle of p*q near 0 (N(0, 0.01) embeddings): at lr 1e-3 it barely
+    # leaves it in 20 epochs, so it gets a larger step. Measured over 6 seeds: AUC 0.55-0.68.
+    aucs = [_held_out_auc(influencer, "gmf", s, mf_dim=mf_dim, lr=1e-2) for s in range(3)]
+    assert min(aucs) > 0.54, aucs
+    assert np.mean(aucs) > 0.58, aucs
