@@ -104,8 +104,11 @@ class Interactions:
 
     def __post_init__(self) -> None:
         # Cheap structural checks only (O(n)); duplicate-freedom is guaranteed by constructors.
-        users = np.asarray(self.users, dtype=np.int64)
-        items = np.asarray(self.items, dtype=np.int64)
+        users, items = np.asarray(self.users), np.asarray(self.items)
+        if users.dtype.kind not in "iu" or items.dtype.kind not in "iu":
+            raise ValueError(f"users and items must be integer arrays, got {users.dtype}, "
+                             f"{items.dtype}")
+        users, items = users.astype(np.int64, copy=False), items.astype(np.int64, copy=False)
         if users.ndim != 1 or items.ndim != 1 or len(users) != len(items):
             raise ValueError("users and items must be 1-d arrays of equal length")
         n_users, n_items = int(self.n_users), int(self.n_items)
@@ -230,9 +233,8 @@ class Interactions:
 def _as_id_array(values: Any, what: str) -> np.ndarray:
     """1-d id array: int64 for integer ids, object otherwise; rejects missing values."""
     if isinstance(values, (pd.Series, pd.Index)):
-        arr = values.to_numpy(dtype=object) if values.dtype.kind not in "iu" else values.to_numpy()
-    else:
-        arr = np.asarray(values)
+        values = values.to_numpy(dtype=object) if values.hasnans else values.to_numpy()
+    arr = np.asarray(values)
     if arr.ndim != 1:
         raise DataError(f"{what} ids must be 1-dimensional, got shape {arr.shape}")
     if arr.dtype.kind in "iu":
@@ -243,10 +245,17 @@ def _as_id_array(values: Any, what: str) -> np.ndarray:
     if missing.any():
         k = int(np.flatnonzero(missing)[0])
         raise DataError(f"{what} id of pair {k} (0-based) is missing (NaN/None)")
-    if arr.dtype.kind == "f":
-        if not np.all(arr == np.round(arr)):
-            k = int(np.flatnonzero(arr != np.round(arr))[0])
-            raise DataError(f"{what} id of pair {k} (0-based) is {arr[k]!r}; expected an integer")
+    kind = pd.api.types.infer_dtype(arr, skipna=False) if arr.dtype == object else ""
+    if kind == "integer":  # Python ints in an object array
+        return arr.astype(np.int64)
+    if arr.dtype.kind == "f" or kind == "floating":
+        arr = arr.astype(np.float64)
+        fractional = arr != np.round(arr)
+        if fractional.any():
+            k = int(np.flatnonzero(fractional)[0])
+            raise DataError(
+                f"{what} id of pair {k} (0-based) is {float(arr[k])!r}; expected an integer"
+            )
         return arr.astype(np.int64)
     return arr.astype(object, copy=False)
 
@@ -511,18 +520,18 @@ class _Table:
     frame: pd.DataFrame
     rows: np.ndarray  # 1-based file line (text) or row number (parquet) of each frame row
     unit: str  # "line" or "row"
-    text: bool  # True: every column holds stripped strings
 
 
 def _detect_format(path: Path, user_col: str, item_col: str) -> str:
     name = path.name.lower()
-    for compression in (".gz", ".bz2", ".xz", ".zst", ".zip"):
-        if name.endswith(compression):
-            name = name[: -len(compression)]
     if name == "u.data":
         return "movielens-100k"
     if name == "ratings.dat":
         return "movielens-1m"
+    # pandas decompresses CSV / TSV by suffix, so look through a compression suffix
+    for compression in (".gz", ".bz2", ".xz", ".zst"):
+        if name.endswith(compression):
+            name = name[: -len(compression)]
     if name.endswith((".parquet", ".pq")):
         return "parquet"
     if name.endswith(".tsv"):
@@ -547,7 +556,10 @@ def _read_header(path: Path, sep: str) -> list[str]:
 
 
 def _read_text(path: Path, sep: str, names: list[str] | None) -> _Table:
-    """Read a delimited text file as strings; row k of the frame is file line rows[k]."""
+    """Read a delimited text file as strings; row k of the frame is file line rows[k].
+
+    Line numbers assume one record per line (a quoted field spanning lines shifts them).
+    """
     source: Any = path
     if len(sep) > 1:
         # Multi-character separators (MovieLens-1M's "::") would force pandas' slow Python
@@ -583,7 +595,7 @@ def _read_text(path: Path, sep: str, names: list[str] | None) -> _Table:
         blank = (frame == "").all(axis=1).to_numpy()
         if blank.any():  # blank lines (e.g. a trailing one) are not records
             frame, rows = frame.loc[~blank].reset_index(drop=True), rows[~blank]
-    return _Table(frame=frame, rows=rows, unit="line", text=True)
+    return _Table(frame=frame, rows=rows, unit="line")
 
 
 def _read_parquet(path: Path) -> _Table:
@@ -593,7 +605,7 @@ def _read_parquet(path: Path) -> _Table:
         raise DataError(f"{path}: cannot read as Parquet: {exc}") from exc
     frame.columns = [str(c) for c in frame.columns]
     return _Table(frame=frame.reset_index(drop=True),
-                  rows=np.arange(1, len(frame) + 1, dtype=np.int64), unit="row", text=False)
+                  rows=np.arange(1, len(frame) + 1, dtype=np.int64), unit="row")
 
 
 def _where(path: Path, table: _Table, k: int, column: str) -> str:
@@ -621,7 +633,7 @@ def _parse_ids(path: Path, table: _Table, column: str, what: str) -> np.ndarray:
         bad = ~np.isfinite(values) | (values != np.round(values))
         if bad.any():
             k, where = _first_bad(path, table, bad, column)
-            raise DataError(f"{where}: {what} id {values[k]!r} is not an integer; expected "
+            raise DataError(f"{where}: {what} id {float(values[k])!r} is not an integer; expected "
                             "integer or string ids")
         return values.astype(np.int64)
     strings = series.astype(str).str.strip()
@@ -673,9 +685,8 @@ def _parse_timestamps(path: Path, table: _Table, column: str) -> np.ndarray:
         expected = "a date/time"
         parsed = series
     else:
-        numbers = pd.to_numeric(series, errors="coerce").to_numpy(
-            dtype=np.float64, na_value=np.nan
-        )
+        numeric = pd.to_numeric(series, errors="coerce")
+        numbers = numeric.to_numpy(dtype=np.float64, na_value=np.nan)
         # The first value decides the column's kind: numbers, or datetime strings.
         if not np.isnan(numbers[0]):
             bad = np.isnan(numbers)
@@ -683,8 +694,8 @@ def _parse_timestamps(path: Path, table: _Table, column: str) -> np.ndarray:
                 k, where = _first_bad(path, table, bad, column)
                 raise DataError(f"{where}: bad timestamp, {_shown(series.iloc[k])}; expected "
                                 "a number (epoch seconds) like the first row")
-            if series.dtype.kind in "iu":
-                return series.to_numpy(dtype=np.int64)
+            if numeric.dtype.kind in "iu":  # exact, even beyond float64's 2**53
+                return numeric.to_numpy(dtype=np.int64)
             return _integral_if_possible(numbers)
         parsed = pd.to_datetime(series.astype(str), format="ISO8601", utc=True, errors="coerce")
         bad = parsed.isna().to_numpy()
