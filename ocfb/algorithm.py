@@ -9,6 +9,7 @@ exactly the records an uninterrupted run would have produced (on CPU).
 
 from __future__ import annotations
 
+import copy
 import os
 import tempfile
 import time
@@ -80,6 +81,8 @@ class OCFBRun:
             self.holdout = None
             self.train_pos = self.paper.pos_cells[~self.paper.pos_is_test]
         else:
+            if isinstance(cfg.negatives, int):
+                self._check_free(cfg.negatives)  # fail before the split is computed and cached
             self.holdout = protocols.make_holdout_split(
                 data,
                 cfg.seed,
@@ -283,7 +286,9 @@ class OCFBRun:
             "config": self.cfg.model_dump(mode="json"),
             "data_hash": self.data.content_hash(),
             "model": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
-            "optimizer": self.optimizer.state_dict(),
+            # a snapshot: the optimizer's own state_dict shares the live moment tensors, which
+            # later steps update in place
+            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
             "negatives": self.negatives.copy(),
             "removed": self.removed.copy(),
             "rng": self.rng.bit_generator.state,
@@ -298,7 +303,8 @@ class OCFBRun:
         if state["data_hash"] != self.data.content_hash():
             raise ValueError("checkpoint was written for different data (content hash differs)")
         self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        # deep copy: Adam adopts the given tensors as its state and would mutate the caller's dict
+        self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
         self.negatives = np.asarray(state["negatives"], dtype=np.int64)
         self.removed = np.asarray(state["removed"], dtype=np.int64)
         self.rng.bit_generator.state = state["rng"]

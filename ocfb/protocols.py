@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from ocfb import metrics
+from ocfb.config import ConfigError
 from ocfb.data import Interactions
 from ocfb.models import predict_proba
 
@@ -128,9 +129,11 @@ def _candidates(
     out = np.empty((users.size, k), dtype=np.int64)
     free = n_items - np.diff(known.indptr)[users]
     if users.size and free.min() < k:
-        raise ValueError(
-            f"a user has only {int(free.min())} items they never interacted with; "
-            f"n_candidates={k} needs at least that many"
+        worst = int(np.argmin(free))
+        raise ConfigError(
+            f"n_candidates: {k} sampled candidates per held-out positive, but user "
+            f"{int(users[worst])} (internal id) has only {int(free[worst])} items they never "
+            "interacted with; lower n_candidates"
         )
     chunk = max(1, 4_000_000 // n_items)
     for s in range(0, users.size, chunk):
@@ -184,9 +187,10 @@ def make_holdout_split(
     val_rows, train_rows = rest[val_mask_rest], rest[~val_mask_rest]
     test_rows = all_rows[test_mask]
     if test_rows.size == 0 or val_rows.size == 0:
-        raise ValueError(
-            "holdout split is empty: users need at least 3 positives for a test and a "
-            "validation positive"
+        raise ConfigError(
+            f"split: the {split!r} holdout split of this data is empty (no test or no "
+            "validation positive): a user needs at least 3 positives under 'loo', and "
+            "enough for floor(holdout_fraction * count) >= 1 twice under 'fraction'"
         )
     known = known_matrix(data)
     out = HoldoutSplit(

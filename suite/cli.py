@@ -68,13 +68,9 @@ def cmd_data(args: argparse.Namespace) -> int:
 
     if args.data_cmd == "generate":
         inter = D.synthetic_influencer(args.users, args.items, args.interactions, seed=args.seed)
-        import pandas as pd
-
         from suite.results import write_csv, write_parquet
 
-        df = pd.DataFrame({"user": inter.user_ids[inter.users], "item": inter.item_ids[inter.items]})
-        if inter.timestamps is not None:
-            df["timestamp"] = inter.timestamps
+        df = inter.to_frame()
         out = Path(args.out)
         (write_parquet if out.suffix == ".parquet" else write_csv)(df, out)
         print(f"wrote {len(df)} interactions to {out}")
@@ -133,6 +129,9 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="runs/train", help="output folder (default runs/train)")
     p.add_argument("--smoke", action="store_true", help="a few seconds of work, for tests")
     p.add_argument("--quiet", action="store_true", help="no progress bar or table")
+    p.add_argument("--threads", type=int, default=1,
+                   help="CPU threads for torch (default 1: these models are too small to gain "
+                        "from more, and extra threads thrash on a busy machine)")
 
 
 def _parse_value(key: str, raw: str) -> Any:
@@ -265,6 +264,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = train_config_from_args(args)
     except ConfigError as err:
         return _fail(f"invalid train settings:\n{err}")
+    if args.threads < 1:
+        return _fail(f"invalid train settings:\nthreads: must be >= 1 (got {args.threads})")
+    import torch
+
+    # Small models on small batches: intra-op threads cost more in synchronisation than they
+    # gain, and on a loaded machine they made a default run 10x slower (60 s vs 4-6 s).
+    torch.set_num_threads(args.threads)
     try:
         run_training(cfg, Path(args.out), show=not args.quiet)
     except (ConfigError, DataError, SamplingError) as err:

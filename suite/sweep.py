@@ -122,7 +122,12 @@ class ResultsWriter:
     def on_end(self, trial: Any, error: BaseException | str | None = None) -> None:
         """A trial completed, was stopped early, or failed."""
         t = self._trial(trial)
-        done = len(self.terms.get(trial.trial_id, {}))
+        # Terms reported to a driver that was killed before flushing them are recovered from
+        # the trial's last checkpoint, which carries the loop's full history.
+        mine = self.terms.setdefault(trial.trial_id, {})
+        for rec in _history_from_checkpoint(trial):
+            mine.setdefault(int(rec["term"]), rec)
+        done = len(mine)
         if error is not None:
             t["status"] = "error"
             t["error"] = str(error).strip().splitlines()[-1][:500] if str(error) else "error"
@@ -206,6 +211,22 @@ def _make_callback(writer: ResultsWriter):
             writer.flush()
 
     return _ResultsCallback()
+
+
+def _history_from_checkpoint(trial: Any) -> list[dict[str, Any]]:
+    try:
+        import torch
+
+        from suite.trainable import STATE_FILE
+
+        ckpt = trial.checkpoint
+        if ckpt is None:
+            return []
+        with ckpt.as_directory() as d:
+            state = torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=False)
+        return list(state.get("history", []))
+    except Exception:
+        return []
 
 
 def _error_text(trial: Any) -> str:

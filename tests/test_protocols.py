@@ -1,0 +1,335 @@
+"""The two evaluation protocols: the paper's stratified split and the frozen leave-out holdout."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from sklearn.metrics import precision_recall_fscore_support, roc_auc_score
+from torch import nn
+
+from ocfb import protocols
+from ocfb.algorithm import OCFBRun
+from ocfb.config import ConfigError, make_run_config
+from ocfb.data import Interactions, from_pairs, synthetic_influencer
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    """Tiny models run fastest single-threaded; extra threads thrash on a shared machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def influencer() -> Interactions:
+    """The built-in data set at the paper's shape (407 x 462 x 2,000)."""
+    return synthetic_influencer()
+
+
+@pytest.fixture(scope="module")
+def small() -> Interactions:
+    """100 x 200 grid, 800 positives."""
+    return synthetic_influencer(100, 200, 800, seed=1)
+
+
+def run_cfg(**kw: Any):
+    """A tiny, fast run configuration."""
+    base: dict[str, Any] = {
+        "protocol": "paper", "model": "mlp", "user_dim": 8, "item_dim": 8, "layers": [8],
+        "negatives": 600, "threshold": 0.3, "terms": 2, "epochs": 4, "epochs_per_term": 1,
+        "batch_size": 128, "lr": 0.01, "n_candidates": 20,
+    }
+    base.update(kw)
+    return make_run_config(base)
+
+
+def user_positives(data: Interactions) -> dict[int, set[int]]:
+    """Every user's positive items (all splits)."""
+    out: dict[int, set[int]] = {}
+    for u, i in zip(data.users.tolist(), data.items.tolist(), strict=True):
+        out.setdefault(u, set()).add(i)
+    return out
+
+
+# -- paper ------------------------------------------------------------------------------------
+
+
+def test_paper_split_is_stratified_and_seeded(influencer: Interactions) -> None:
+    s = protocols.make_paper_split(influencer, 1500, 0.3, seed=0)
+    np.testing.assert_array_equal(s.pos_cells, influencer.cells)
+    assert s.pos_is_test.sum() == 600  # 30 % of 2,000 positives
+    assert s.neg_slot_is_test.sum() == 450  # 30 % of 1,500 negative slots
+    again = protocols.make_paper_split(influencer, 1500, 0.3, seed=0)
+    np.testing.assert_array_equal(s.pos_is_test, again.pos_is_test)
+    np.testing.assert_array_equal(s.neg_slot_is_test, again.neg_slot_is_test)
+    other = protocols.make_paper_split(influencer, 1500, 0.3, seed=1)
+    assert (s.pos_is_test != other.pos_is_test).any()
+    assert protocols.make_paper_split(influencer, 1500, 0.2, seed=0).pos_is_test.sum() == 400
+
+
+def test_paper_replaced_negative_keeps_its_slot(small: Interactions) -> None:
+    run = OCFBRun(run_cfg(threshold=0.2, terms=3), small)
+    test_slots = run.paper.neg_slot_is_test
+    rec0 = run.step()
+    rewritten_test = 0
+    for _ in range(3):
+        before = run.negatives.copy()
+        rec = run.step()
+        changed = run.negatives != before
+        assert changed.sum() == rec["n_replaced"]
+        rewritten_test += int((changed & test_slots).sum())
+        # the report set is always the test slots: 30 % of 600 negatives, 30 % of 800 positives
+        assert rec["test_support_neg"] == rec0["test_support_neg"] == test_slots.sum() == 180
+        assert rec["test_support_pos"] == 240
+    assert rewritten_test > 0  # OCF-B rewrites the paper's test negatives too
+
+
+def test_paper_metrics_match_scikit_learn(small: Interactions) -> None:
+    run = OCFBRun(run_cfg(terms=1), small)
+    rec = list(run)[-1]
+    cells = np.concatenate([run.paper.pos_cells[run.paper.pos_is_test],
+                            run.negatives[run.paper.neg_slot_is_test]])
+    y = np.r_[np.ones(240), np.zeros(180)]
+    p = protocols.score_cells(run.model, cells, small.n_items, run.device)
+    assert rec["test_auc"] == pytest.approx(roc_auc_score(y, p))
+    pr, rc, f1, sup = precision_recall_fscore_support(y, p >= 0.5, zero_division=0)
+    assert [rec["test_precision_neg"], rec["test_precision_pos"]] == pytest.approx(pr)
+    assert [rec["test_recall_neg"], rec["test_recall_pos"]] == pytest.approx(rc)
+    assert [rec["test_f1_neg"], rec["test_f1_pos"]] == pytest.approx(f1)
+    assert rec["test_accuracy"] == pytest.approx(np.mean((p >= 0.5) == y))
+    pw, rw, fw, _ = precision_recall_fscore_support(y, p >= 0.5, average="weighted",
+                                                    zero_division=0)
+    assert [rec["test_precision_weighted"], rec["test_recall_weighted"],
+            rec["test_f1_weighted"]] == pytest.approx([pw, rw, fw])
+
+
+# -- holdout: which positives are held out ------------------------------------------------------
+
+
+def tiny_timed() -> Interactions:
+    """Users with 5, 3, 2 and 1 positives (timestamps known) plus one user padding the items."""
+    pairs = [
+        ("a", "i0", 50), ("a", "i1", 10), ("a", "i2", 40), ("a", "i3", 30), ("a", "i4", 20),
+        ("b", "i0", 7), ("b", "i5", 9), ("b", "i2", 8),
+        ("c", "i3", 100), ("c", "i1", 200),
+        ("d", "i4", 5),
+        ("e", "i6", 1), ("e", "i7", 1), ("e", "i8", 1), ("e", "i9", 1), ("e", "i10", 1),
+        ("e", "i11", 1),
+    ]
+    u, i, t = zip(*pairs, strict=True)
+    return from_pairs(list(u), list(i), list(t))
+
+
+def held(data: Interactions, users: np.ndarray, items: np.ndarray) -> dict[str, str]:
+    """Held-out pairs by original ids."""
+    return {str(data.user_ids[u]): str(data.item_ids[i]) for u, i in zip(users, items,
+                                                                         strict=True)}
+
+
+def test_leave_one_out_takes_latest_then_next(small: Interactions) -> None:
+    data = tiny_timed()
+    h = protocols.make_holdout_split(data, seed=0, n_candidates=3)
+    test = held(data, h.test_users, h.test_items)
+    val = held(data, h.val_users, h.val_items)
+    assert test == {"a": "i0", "b": "i5", "c": "i1", "e": test["e"]}
+    assert test["e"] in {f"i{k}" for k in range(6, 12)}  # all tied: any one of them
+    assert val == {"a": "i2", "b": "i2", "e": val["e"]}
+    assert val["e"] != test["e"]
+    # nobody loses all training positives: d (1 positive) and c (2) keep theirs
+    train_users = data.user_ids[h.train_cells // data.n_items]
+    counts = dict(zip(*np.unique(train_users, return_counts=True), strict=True))
+    assert counts == {"a": 3, "b": 1, "c": 1, "d": 1, "e": 4}
+    assert len(h.train_cells) + len(h.val_users) + len(h.test_users) == len(data)
+    assert np.unique(np.concatenate([
+        h.train_cells, h.val_users * data.n_items + h.val_items,
+        h.test_users * data.n_items + h.test_items])).size == len(data)
+
+
+def test_leave_one_out_without_timestamps_is_seeded_random(small: Interactions) -> None:
+    data = from_pairs(small.users, small.items)  # same pairs, no timestamps
+    a = protocols.make_holdout_split(data, seed=0, n_candidates=20)
+    b = protocols.make_holdout_split(data, seed=0, n_candidates=20)
+    c = protocols.make_holdout_split(data, seed=1, n_candidates=20)
+    assert a.key() == b.key() != c.key()
+    counts = np.bincount(data.users, minlength=data.n_users)
+    assert np.array_equal(np.sort(a.test_users), np.flatnonzero(counts >= 2))
+    assert np.array_equal(np.sort(a.val_users), np.flatnonzero(counts >= 3))
+    assert (np.bincount(a.train_cells // data.n_items, minlength=data.n_users) >= 1).all()
+
+
+def test_fraction_split_holds_out_about_the_fraction_per_user() -> None:
+    rng = np.random.default_rng(0)
+    sizes = {0: 10, 1: 20, 2: 50, 3: 3, 4: 1}
+    users, items = [], []
+    for u, k in sizes.items():
+        users += [u] * k
+        items += sorted(rng.choice(100, size=k, replace=False).tolist())
+    # two users covering half the catalogue each keep the id space at 100 items
+    users += [5] * 50 + [6] * 50
+    items += list(range(100))
+    data = from_pairs(users, items)
+    h = protocols.make_holdout_split(data, seed=0, split="fraction", fraction=0.2,
+                                     n_candidates=5)
+    test = np.bincount(h.test_users, minlength=7)
+    val = np.bincount(h.val_users, minlength=7)
+    train = np.bincount(h.train_cells // data.n_items, minlength=7)
+    # test = floor(0.2 * count), validation = floor(0.2 * what is left), capped at count - 1
+    assert test[:5].tolist() == [2, 4, 10, 0, 0]
+    assert val[:5].tolist() == [1, 3, 8, 0, 0]
+    assert train[:5].tolist() == [7, 13, 32, 3, 1]
+    assert test[:3].sum() / 80 == pytest.approx(0.2)
+
+
+def test_holdout_too_sparse_or_too_dense_is_a_clear_error() -> None:
+    sparse = from_pairs([0, 0, 1, 1], [0, 1, 0, 1])  # two positives each: no validation
+    with pytest.raises(ConfigError, match="^split:"):
+        protocols.make_holdout_split(sparse, seed=0, n_candidates=1)
+    data = tiny_timed()  # user e has 12 - 6 = 6 unobserved items
+    with pytest.raises(ConfigError, match=r"^n_candidates: 8 .* only 6 items"):
+        protocols.make_holdout_split(data, seed=0, n_candidates=8)
+
+
+# -- holdout: frozen candidates ----------------------------------------------------------------
+
+
+def test_candidates_frozen_across_runs_models_and_strategies(influencer: Interactions) -> None:
+    a = protocols.make_holdout_split(influencer, seed=0)
+    b = protocols.make_holdout_split(influencer, seed=0)
+    for f in ("train_cells", "val_users", "val_items", "val_candidates", "test_users",
+              "test_items", "test_candidates"):
+        np.testing.assert_array_equal(getattr(a, f), getattr(b, f))
+    assert a.test_candidates.shape == (a.test_users.size, 99)
+    keys = {
+        OCFBRun(make_run_config({"protocol": "holdout", "model": m, "strategy": s,
+                                 "threshold": t, "refit": r}), influencer).holdout.key()
+        for m, s, t, r in [("neumf", "ocfb", 0.5, "warm"), ("gmf", "static", 0.1, "fresh"),
+                           ("mlp", "resample-all", 0.9, "warm"),
+                           ("mlp", "random-replace", 0.3, "fresh")]
+    }
+    assert keys == {a.key()}
+    assert protocols.make_holdout_split(influencer, seed=1).key() != a.key()
+
+
+def test_candidates_contain_no_positive_and_are_distinct(influencer: Interactions) -> None:
+    h = protocols.make_holdout_split(influencer, seed=0)
+    pos = user_positives(influencer)
+    for users, cands in ((h.test_users, h.test_candidates), (h.val_users, h.val_candidates)):
+        for u, row in zip(users.tolist(), cands, strict=True):
+            assert not pos[u] & set(row.tolist())
+            assert len(set(row.tolist())) == row.size
+        assert cands.min() >= 0 and cands.max() < influencer.n_items
+    # not a fixed list of items: the candidates spread over most of the catalogue
+    assert np.unique(h.test_candidates).size > 0.9 * influencer.n_items
+
+
+def test_candidates_cached_with_data_hash(tmp_path, monkeypatch) -> None:
+    data = synthetic_influencer(100, 200, 800, seed=1)
+    first = protocols.make_holdout_split(data, seed=0, n_candidates=20, cache_dir=tmp_path)
+    files = sorted(tmp_path.glob("holdout-*.npz"))
+    assert len(files) == 1
+    with np.load(files[0]) as z:
+        assert str(z["data_hash"]) == data.content_hash()
+        np.testing.assert_array_equal(z["test_candidates"], first.test_candidates)
+
+    def no_sampling(*a: Any, **k: Any) -> None:
+        raise AssertionError("candidates were drawn again instead of loaded")
+
+    monkeypatch.setattr(protocols, "_candidates", no_sampling)
+    loaded = protocols.make_holdout_split(data, seed=0, n_candidates=20, cache_dir=tmp_path)
+    assert loaded.key() == first.key()
+    assert loaded.data_hash == first.data_hash == data.content_hash()
+    monkeypatch.undo()
+
+    other = synthetic_influencer(100, 200, 800, seed=2)
+    protocols.make_holdout_split(other, seed=0, n_candidates=20, cache_dir=tmp_path)
+    protocols.make_holdout_split(data, seed=1, n_candidates=20, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("holdout-*.npz"))) == 3
+
+
+def test_run_writes_candidates_next_to_it(tmp_path, small: Interactions) -> None:
+    run = OCFBRun(run_cfg(protocol="holdout"), small, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("holdout-*.npz"))) == 1
+    again = OCFBRun(run_cfg(protocol="holdout", model="gmf"), small, cache_dir=tmp_path)
+    assert again.holdout.key() == run.holdout.key()
+    assert len(list(tmp_path.glob("holdout-*.npz"))) == 1
+
+
+# -- holdout metrics against a brute-force reference -------------------------------------------
+
+
+class TableModel(nn.Module):
+    """A model whose logit for (u, i) is a fixed table entry: scores with many ties."""
+
+    def __init__(self, logits: np.ndarray) -> None:
+        super().__init__()
+        self.table = nn.Parameter(torch.as_tensor(logits, dtype=torch.float32))
+
+    def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Logits of the pairs."""
+        return self.table[users, items]
+
+
+def brute_force(
+    scores: np.ndarray, users: np.ndarray, items: np.ndarray, cands: np.ndarray,
+    known: np.ndarray, prefix: str,
+) -> dict[str, float]:
+    """HR/NDCG (pessimistic ties), AUC and P/R/F1 at 0.5, one user at a time."""
+    out: dict[str, float] = {}
+    sampled, full = [], []
+    for u, i, row in zip(users, items, cands, strict=True):
+        s = scores[u, i]
+        sampled.append(sum(scores[u, j] >= s for j in row))
+        full.append(sum(scores[u, j] >= s for j in range(scores.shape[1])
+                        if j != i and not known[u, j]))
+    for name, ranks in (("", sampled), ("full_", full)):
+        for k in (5, 10, 20):
+            out[f"{prefix}{name}hr@{k}"] = np.mean([r < k for r in ranks])
+            out[f"{prefix}{name}ndcg@{k}"] = np.mean(
+                [1 / np.log2(r + 2) if r < k else 0.0 for r in ranks])
+    pos = scores[users, items]
+    neg = scores[users[:, None], cands].ravel()
+    y = np.r_[np.ones(pos.size), np.zeros(neg.size)]
+    p = np.r_[pos, neg]
+    out[f"{prefix}auc"] = roc_auc_score(y, p)
+    pr, rc, f1, _ = precision_recall_fscore_support(y, p >= 0.5, average="binary",
+                                                    zero_division=0)
+    out.update({f"{prefix}precision": pr, f"{prefix}recall": rc, f"{prefix}f1": f1})
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_holdout_metrics_match_brute_force(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n_users, n_items, k = 7, 40, 12
+    logits = rng.integers(-2, 3, size=(n_users, n_items)).astype(np.float64)  # heavy ties
+    known = rng.random((n_users, n_items)) < 0.2
+    known[0] = False
+    known[0, 3] = True  # user 0 has a single positive, which is held out
+    rows_u, rows_i = [], []
+    for u in range(n_users):
+        for i in np.flatnonzero(known[u])[:2]:  # up to two held-out rows per user
+            rows_u.append(u)
+            rows_i.append(int(i))
+    users, items = np.array(rows_u), np.array(rows_i)
+    cands = np.stack([rng.choice(np.flatnonzero(~known[u]), size=k, replace=False)
+                      for u in users])
+    model = TableModel(logits)
+    got = protocols.evaluate_holdout_part(model, users, items, cands, sp.csr_matrix(known),
+                                          torch.device("cpu"), "test_")
+    all_cells = np.arange(n_users * n_items)
+    scores = protocols.score_cells(model, all_cells, n_items, torch.device("cpu"))
+    want = brute_force(scores.reshape(n_users, n_items), users, items, cands, known, "test_")
+    assert got.keys() == want.keys()
+    for key in want:
+        assert got[key] == pytest.approx(want[key], abs=1e-12), key
+    no_full = protocols.evaluate_holdout_part(model, users, items, cands, sp.csr_matrix(known),
+                                              torch.device("cpu"), "v_", full_ranking=False)
+    assert not any("full" in key for key in no_full)
+    assert no_full["v_hr@10"] == got["test_hr@10"]

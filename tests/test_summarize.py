@@ -1,0 +1,594 @@
+"""Summaries of a sweep: tables against answers computed independently here, paired tests against
+scipy, Holm against a hand computation, partial sweeps, PNG sizes and summary.md's sections."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from suite.summarize import (
+    HOLDOUT_RANKING_METRICS,
+    PAPER_REPORT_METRICS,
+    SECTION_TITLES,
+    axis_by_term,
+    best_per_model,
+    holm,
+    leaderboard,
+    mean_ci,
+    missing_and_failed,
+    pivot,
+    protocol_gap,
+    strategy_comparison,
+    summarize_dir,
+)
+
+
+def _t_interval(vals: list[float]) -> tuple[float, float]:
+    """The reference 95 % interval: scipy's t interval around the mean with the standard error."""
+    v = np.asarray(vals, dtype=float)
+    lo, hi = stats.t.interval(0.95, len(v) - 1, loc=v.mean(), scale=stats.sem(v))
+    return float(lo), float(hi)
+
+
+def _trial(tid: str, status: str = "completed", metrics: dict | None = None, **cfg) -> dict:
+    row = {"trial_id": tid, "status": status, "error": None, "node_id": "n0",
+           "wall_time_s": 1.0, "terms_done": 4}
+    row.update({f"config.{k}": v for k, v in cfg.items()})
+    for k, v in (metrics or {}).items():
+        row[k] = v
+    return row
+
+
+# -- statistics ---------------------------------------------------------------------------------
+
+
+def test_mean_ci_matches_scipy_t_interval() -> None:
+    vals = [0.61, 0.65, 0.58, 0.70, 0.66]
+    mean, half, n = mean_ci(vals + [float("nan")])
+    lo, hi = _t_interval(vals)
+    assert n == 5
+    assert mean == pytest.approx(np.mean(vals))
+    assert mean - half == pytest.approx(lo)
+    assert mean + half == pytest.approx(hi)
+    one = mean_ci([0.5])
+    assert one[0] == 0.5 and math.isnan(one[1]) and one[2] == 1
+    assert mean_ci([])[2] == 0
+
+
+def test_holm_against_hand_computation() -> None:
+    # sorted 0.01, 0.03, 0.04 -> 3*0.01 = 0.03, 2*0.03 = 0.06, max(0.06, 1*0.04) = 0.06
+    np.testing.assert_allclose(holm([0.01, 0.04, 0.03]), [0.03, 0.06, 0.06])
+    # NaN is not part of the family (m = 3): 3*0.01, max(0.03, 2*0.5 = 1.0), max(1.0, 0.6)
+    out = holm([0.5, 0.01, float("nan"), 0.6])
+    np.testing.assert_allclose(out[[0, 1, 3]], [1.0, 0.03, 1.0])
+    assert math.isnan(out[2])
+    # A single test is not corrected; ties keep their order and are both multiplied.
+    np.testing.assert_allclose(holm([0.2]), [0.2])
+    np.testing.assert_allclose(holm([0.02, 0.02]), [0.04, 0.04])
+
+
+def test_holm_against_statsmodels() -> None:
+    multitest = pytest.importorskip("statsmodels.stats.multitest")
+    p = np.array([0.001, 0.2, 0.013, 0.04, 0.5, 0.03])
+    expected = multitest.multipletests(p, method="holm")[1]
+    np.testing.assert_allclose(holm(p), expected)
+
+
+# -- leaderboard --------------------------------------------------------------------------------
+
+LB_VALUES = {
+    ("gmf", 0.5): [0.60, 0.62, 0.64],
+    ("gmf", 0.9): [0.50, 0.55, 0.52],
+    ("mlp", 0.5): [0.70, 0.71, 0.75],
+    ("mlp", 0.9): [0.58, 0.60, 0.66],
+}
+
+
+@pytest.fixture
+def lb_trials() -> pd.DataFrame:
+    rows = []
+    for (model, th), vals in LB_VALUES.items():
+        for seed, v in enumerate(vals):
+            rows.append(_trial(f"{model}-{th}-{seed}", model=model, threshold=th, seed=seed,
+                               metrics={"best.val_hr@10": v, "best.test_hr@10": v - 0.1,
+                                        "best_term": seed + 1}))
+    # Neither may count: an errored trial has no metrics; a running one is only partial.
+    rows.append(_trial("err", "error", {"best.val_hr@10": np.nan}, model="gmf", threshold=0.5,
+                       seed=3))
+    rows.append(_trial("run", "running", {"best.val_hr@10": 0.99, "best_term": 1}, model="mlp",
+                       threshold=0.5, seed=3))
+    return pd.DataFrame(rows)
+
+
+def test_leaderboard_means_cis_order(lb_trials: pd.DataFrame) -> None:
+    board = leaderboard(lb_trials, "val_hr@10", "max", ["model", "threshold", "seed"])
+    means = {k: float(np.mean(v)) for k, v in LB_VALUES.items()}
+    order = sorted(means, key=means.get, reverse=True)
+    assert list(zip(board["model"], board["threshold"], strict=True)) == order
+    assert list(board["rank"]) == [1, 2, 3, 4]
+    assert board.attrs["n_configs"] == 4
+    for _, r in board.iterrows():
+        vals = LB_VALUES[(r["model"], r["threshold"])]
+        lo, hi = _t_interval(vals)
+        assert r["mean"] == pytest.approx(np.mean(vals))
+        assert r["ci_low"] == pytest.approx(lo) and r["ci_high"] == pytest.approx(hi)
+        assert r["ci95"] == pytest.approx((hi - lo) / 2)
+        assert r["n_seeds"] == 3
+        assert r["best_term"] == pytest.approx(2.0)  # mean of 1, 2, 3
+        assert r["test_hr@10"] == pytest.approx(np.mean(vals) - 0.1)
+    assert "seed" not in board.columns
+
+
+def test_leaderboard_min_mode_and_top(lb_trials: pd.DataFrame) -> None:
+    board = leaderboard(lb_trials, "val_hr@10", "min", ["model", "threshold"], top=2)
+    assert list(zip(board["model"], board["threshold"], strict=True)) == [
+        ("gmf", 0.9), ("mlp", 0.9)]
+    assert board.attrs["n_configs"] == 4
+    with pytest.raises(ValueError, match="mode"):
+        leaderboard(lb_trials, "val_hr@10", "best", ["model"])
+
+
+# -- axis x term and pivots ---------------------------------------------------------------------
+
+
+def _term_value(th: float, model: str, seed: int, term: int) -> float:
+    slope = 0.1 if th == 0.3 else -0.05
+    return 0.5 + slope * term + 0.01 * seed + (0.02 if model == "mlp" else 0.0)
+
+
+@pytest.fixture
+def th_terms() -> pd.DataFrame:
+    rows = []
+    for th in (0.6, 0.3):  # out of order on purpose
+        for model in ("gmf", "mlp"):
+            for seed in (0, 1):
+                tid = f"{th}-{model}-{seed}"
+                for term in range(4):
+                    rows.append({"trial_id": tid, "term": term, "config.threshold": th,
+                                 "config.model": model, "config.seed": seed,
+                                 "val_hr@10": _term_value(th, model, seed, term)})
+    # A diverged term carries NaN: it must not count.
+    rows.append({"trial_id": "bad", "term": 3, "config.threshold": 0.3, "config.model": "gmf",
+                 "config.seed": 9, "val_hr@10": np.nan})
+    return pd.DataFrame(rows)
+
+
+def test_axis_by_term_means_and_best_cell(th_terms: pd.DataFrame) -> None:
+    cells = axis_by_term(th_terms, "threshold", "val_hr@10", "max")
+    assert list(cells["threshold"].unique()) == [0.3, 0.6]
+    expected = {}
+    for th in (0.3, 0.6):
+        for term in range(4):
+            vals = [_term_value(th, m, s, term) for m in ("gmf", "mlp") for s in (0, 1)]
+            expected[(th, term)] = vals
+            row = cells[(cells["threshold"] == th) & (cells["term"] == term)].iloc[0]
+            lo, hi = _t_interval(vals)
+            assert row["mean"] == pytest.approx(np.mean(vals))
+            assert row["ci_low"] == pytest.approx(lo) and row["ci_high"] == pytest.approx(hi)
+            assert row["n"] == 4
+    best = max(expected, key=lambda k: np.mean(expected[k]))
+    assert best == (0.3, 3)
+    assert cells.attrs["best"] == best
+    assert cells.attrs["best_value"] == pytest.approx(np.mean(expected[best]))
+    worst = axis_by_term(th_terms, "threshold", "val_hr@10", "min").attrs["best"]
+    assert worst == min(expected, key=lambda k: np.mean(expected[k])) == (0.6, 3)
+
+
+def test_pivot_values_order_and_best() -> None:
+    values = {}
+    rows = []
+    k = 0
+    for neg, base in (("1000", 0.6), ("4x", 0.7), ("500", 0.5)):
+        for model, add in (("gmf", 0.0), ("neumf", 0.05)):
+            vals = []
+            for th in (0.5, 0.9):
+                for seed in (0, 1):
+                    v = base + add + 0.01 * seed - (0.02 if th == 0.9 else 0.0) + 0.003 * k
+                    k += 1
+                    vals.append(v)
+                    rows.append(_trial(f"t{k}", negatives=neg, model=model, threshold=th,
+                                       seed=seed, metrics={"best.val_hr@10": v}))
+            values[(neg, model)] = vals
+    rows.append(_trial("p", "pending", {"best.val_hr@10": np.nan}, negatives="500",
+                       model="gmf", threshold=0.5, seed=2))
+    cells = pivot(pd.DataFrame(rows), "negatives", "model", "val_hr@10", "max")
+    # Natural order: absolute counts by value, then ratios.
+    assert list(cells["negatives"].unique()) == ["500", "1000", "4x"]
+    assert len(cells) == 6
+    for _, r in cells.iterrows():
+        vals = values[(r["negatives"], r["model"])]
+        lo, hi = _t_interval(vals)
+        assert r["mean"] == pytest.approx(np.mean(vals))
+        assert r["ci_low"] == pytest.approx(lo) and r["ci_high"] == pytest.approx(hi)
+        assert r["n"] == 4
+    assert cells.attrs["best"] == max(values, key=lambda c: np.mean(values[c])) == ("4x", "neumf")
+    with pytest.raises(KeyError, match="config.nope"):
+        pivot(pd.DataFrame(rows), "negatives", "nope", "val_hr@10", "max")
+
+
+# -- strategy comparison ------------------------------------------------------------------------
+
+
+def _strategy_trials(seeds: int, shifts: dict[str, float], models=("neumf",)) -> pd.DataFrame:
+    rng = np.random.default_rng(7)
+    rows = []
+    for model in models:
+        for seed in range(seeds):
+            base = 0.5 + 0.03 * seed + (0.1 if model == "mlp" else 0.0)
+            for s, shift in shifts.items():
+                v = base + shift + rng.normal(0, 0.004)
+                rows.append(_trial(f"{s}-{model}-{seed}", strategy=s, seed=seed, model=model,
+                                   metrics={"best.val_hr@10": v}))
+    # Shuffled rows: pairing must go by seed, not by position.
+    return pd.DataFrame(rows).sample(frac=1.0, random_state=3).reset_index(drop=True)
+
+
+def _by_seed(trials: pd.DataFrame, strategy: str) -> np.ndarray:
+    g = trials[trials["config.strategy"] == strategy].sort_values(["config.model", "config.seed"])
+    return g["best.val_hr@10"].to_numpy()
+
+
+def test_strategy_comparison_paired_tests_and_holm() -> None:
+    shifts = {"static": 0.0, "ocfb": 0.02, "random-replace": 0.001, "resample-all": 0.018}
+    trials = _strategy_trials(7, shifts)
+    df, text = strategy_comparison(trials, "val_hr@10", "max")
+    assert list(df["strategy"]) == ["ocfb", "random-replace", "resample-all", "static"]
+    ocfb = _by_seed(trials, "ocfb")
+    raw_t, raw_w = {}, {}
+    for s in ("random-replace", "resample-all", "static"):
+        other = _by_seed(trials, s)
+        r = df[df["strategy"] == s].iloc[0]
+        assert r["n_pairs"] == 7
+        assert r["diff"] == pytest.approx(np.mean(ocfb - other))
+        raw_t[s] = stats.ttest_rel(ocfb, other).pvalue
+        raw_w[s] = stats.wilcoxon(ocfb, other).pvalue
+        assert r["t_p"] == pytest.approx(raw_t[s])
+        assert r["wilcoxon_p"] == pytest.approx(raw_w[s])
+    # Holm by hand over the three t-test p-values.
+    names = sorted(raw_t, key=raw_t.get)
+    adj, running = {}, 0.0
+    for i, s in enumerate(names):
+        running = max(running, min(1.0, (3 - i) * raw_t[s]))
+        adj[s] = running
+    for s, p in adj.items():
+        assert df[df["strategy"] == s]["t_p_holm"].iloc[0] == pytest.approx(p)
+    ref = df[df["strategy"] == "ocfb"].iloc[0]
+    assert ref["verdict"] == "reference" and math.isnan(ref["t_p"])
+    assert ref["mean"] == pytest.approx(ocfb.mean())
+    static = df[df["strategy"] == "static"].iloc[0]
+    assert static["verdict"] == "beyond noise"
+    line = next(x for x in text.splitlines() if "static" in x)
+    assert line.startswith("ocfb beats static by ")
+    assert "7 seeds" in line and "after Holm" in line and line.endswith("beyond noise.")
+    near = df[df["strategy"] == "resample-all"].iloc[0]
+    expected = "beyond noise" if near["t_p_holm"] < 0.05 else "within noise"
+    assert near["verdict"] == expected
+
+
+def test_strategy_comparison_pairs_over_other_axes_and_small_n() -> None:
+    trials = _strategy_trials(3, {"ocfb": 0.01, "static": 0.0}, models=("gmf", "mlp"))
+    df, text = strategy_comparison(trials, "val_hr@10", "max")
+    r = df[df["strategy"] == "static"].iloc[0]
+    ocfb, static = _by_seed(trials, "ocfb"), _by_seed(trials, "static")
+    assert r["n_pairs"] == 6
+    assert r["t_p"] == pytest.approx(stats.ttest_rel(ocfb, static).pvalue)
+    assert r["t_p_holm"] == pytest.approx(r["t_p"])  # one comparison: nothing to correct
+    # 6 non-zero differences: the smallest exact two-sided p is 2 / 2**6 < 0.05, so it runs.
+    assert r["wilcoxon_p"] == pytest.approx(stats.wilcoxon(ocfb, static).pvalue)
+    one = _strategy_trials(1, {"ocfb": 0.01, "static": 0.0})
+    df1, text1 = strategy_comparison(one, "val_hr@10", "max")
+    assert df1[df1["strategy"] == "static"]["verdict"].iloc[0] == "no test"
+    assert "too few" in text1
+    five = _strategy_trials(5, {"ocfb": 0.01, "static": 0.0})
+    r5 = strategy_comparison(five, "val_hr@10", "max")[0].iloc[1]
+    assert math.isfinite(r5["t_p"]) and math.isnan(r5["wilcoxon_p"])
+
+
+def test_strategy_comparison_min_mode_wording() -> None:
+    trials = _strategy_trials(4, {"ocfb": 0.05, "static": 0.0})
+    _, text = strategy_comparison(trials, "val_hr@10", "min")
+    assert text.startswith("ocfb trails static by ")
+
+
+# -- best per model and protocol gap ------------------------------------------------------------
+
+
+def test_best_per_model_paper_report_columns() -> None:
+    rows = []
+    for model, th, base in (("gmf", 0.5, 0.70), ("gmf", 0.9, 0.80), ("mlp", 0.5, 0.75)):
+        for seed in range(3):
+            m = {f"best.{k}": base + 0.01 * seed + 0.001 * i
+                 for i, k in enumerate(PAPER_REPORT_METRICS)}
+            m["best.test_support_neg"] = 600.0 + seed
+            m["best_term"] = seed
+            rows.append(_trial(f"{model}{th}{seed}", model=model, threshold=th, seed=seed,
+                               metrics=m))
+    trials = pd.DataFrame(rows)
+    best = best_per_model(trials, None, "test_auc", "max", "paper")
+    assert list(best["model"]) == ["gmf", "mlp"]
+    assert list(best["threshold"]) == [0.9, 0.5]
+    gmf = best.iloc[0]
+    for i, k in enumerate(PAPER_REPORT_METRICS):
+        if k == "test_support_neg":
+            assert gmf[k] == pytest.approx(601.0)
+        else:
+            assert gmf[k] == pytest.approx(np.mean([0.80 + 0.01 * s + 0.001 * i
+                                                    for s in range(3)]))
+    lo, hi = _t_interval([0.80, 0.81, 0.82])
+    assert gmf["mean"] == pytest.approx(0.81) and gmf["ci95"] == pytest.approx((hi - lo) / 2)
+    assert gmf["n_seeds"] == 3 and gmf["best_term"] == pytest.approx(1.0)
+    assert set(gmf["trials"].split(",")) == {"gmf0.90", "gmf0.91", "gmf0.92"}
+
+
+def test_best_per_model_holdout_reads_terms_where_trials_lack_a_metric() -> None:
+    rows, term_rows = [], []
+    for model in ("neumf", "gmf"):
+        for seed in range(2):
+            tid = f"{model}{seed}"
+            m = {"best.val_hr@10": 0.6 + 0.1 * (model == "neumf") + 0.01 * seed, "best_term": 2}
+            m.update({f"best.{k}": 0.5 + 0.01 * seed for k in HOLDOUT_RANKING_METRICS
+                      if k != "test_full_ndcg@20"})
+            rows.append(_trial(tid, model=model, seed=seed, metrics=m))
+            for term in range(4):
+                term_rows.append({"trial_id": tid, "term": term,
+                                  "test_full_ndcg@20": 0.1 * term + 0.01 * seed})
+    best = best_per_model(pd.DataFrame(rows), pd.DataFrame(term_rows), "val_hr@10", "max",
+                          "holdout")
+    assert list(best["model"]) == ["gmf", "neumf"]
+    assert best.iloc[1]["mean"] == pytest.approx(0.705)
+    assert best.iloc[0]["test_hr@10"] == pytest.approx(0.505)
+    # Not in trials: read off terms at each trial's best term (2): mean of 0.20 and 0.21.
+    assert best.iloc[0]["test_full_ndcg@20"] == pytest.approx(0.205)
+    with pytest.raises(ValueError, match="protocol"):
+        best_per_model(pd.DataFrame(rows), None, "val_hr@10", "max", "nope")
+
+
+def _gap_frames() -> tuple[pd.DataFrame, pd.DataFrame]:
+    trials, terms = [], []
+    spec = {  # protocol -> (term-0 AUC, last-term AUC) per seed
+        "paper": [(0.60, 0.80), (0.62, 0.84)],
+        "holdout": [(0.70, 0.75), (0.71, 0.76)],
+    }
+    for protocol, pairs in spec.items():
+        for strategy in ("ocfb", "static"):
+            for seed, (first, last) in enumerate(pairs):
+                tid = f"{protocol}-{strategy}-{seed}"
+                trials.append(_trial(tid, model="neumf", seed=seed, protocol=protocol,
+                                     strategy=strategy))
+                for term in range(3):
+                    v = first + (last - first) * term / 2
+                    if strategy == "static":
+                        v = first  # static never moves: it must not dilute OCF-B's gain
+                    terms.append({"trial_id": tid, "term": term, "test_auc": v})
+    trials.append(_trial("dead", "error", model="neumf", seed=9, protocol="paper",
+                         strategy="ocfb"))
+    return pd.DataFrame(trials), pd.DataFrame(terms)
+
+
+def test_protocol_gap_fraction_surviving() -> None:
+    trials, terms = _gap_frames()
+    gap = protocol_gap(trials, terms)
+    auc = gap[gap["metric"] == "auc"].iloc[0]
+    assert auc["model"] == "all"
+    paper_gains, holdout_gains = [0.20, 0.22], [0.05, 0.05]
+    assert auc["paper_gain"] == pytest.approx(np.mean(paper_gains))
+    assert auc["holdout_gain"] == pytest.approx(np.mean(holdout_gains))
+    assert auc["n_paper"] == 2 and auc["n_holdout"] == 2
+    assert auc["survives"] == pytest.approx(np.mean(holdout_gains) / np.mean(paper_gains))
+    lo, hi = _t_interval(paper_gains)
+    assert auc["paper_ci95"] == pytest.approx((hi - lo) / 2)
+    only_paper = trials[trials["config.protocol"] == "paper"]
+    assert protocol_gap(only_paper, terms) is None
+
+
+# -- notes ------------------------------------------------------------------------------------
+
+
+def test_missing_and_failed_names_each_trial_and_why() -> None:
+    trials = pd.DataFrame([
+        _trial("ok", model="gmf", seed=0, metrics={"best.val_hr@10": 0.5}),
+        {**_trial("boom", "error", model="mlp", seed=1, metrics={"best.val_hr@10": np.nan}),
+         "error": "ValueError: negatives exceed free cells\nTraceback ..."},
+        _trial("nan", "diverged", model="neumf", seed=0, metrics={"best.val_hr@10": np.nan}),
+        _trial("later", "pending", model="gmf", seed=1),
+        _trial("cut", "running", model="mlp", seed=0),
+        _trial("asha", "stopped", model="neumf", seed=1, metrics={"best.val_hr@10": 0.4}),
+    ])
+    notes = missing_and_failed(trials, expected=8, objective="val_hr@10")
+    text = "\n".join(notes)
+    assert "boom (model=mlp, seed=1) errored" in text
+    assert "negatives exceed free cells" in text and "Traceback" not in text
+    assert "nan (model=neumf, seed=0) diverged (non-finite training loss)" in text
+    assert "later (model=gmf, seed=1) is pending" in text
+    assert "cut (model=mlp, seed=0) is still marked running" in text
+    assert "stopped early by the scheduler" in text and "asha" in text
+    assert "2 of 8 expected trial(s) are absent" in text
+    assert not any("ok (" in n for n in notes)
+    assert missing_and_failed(trials.iloc[:1], expected=1) == []
+
+
+# -- summarize_dir ------------------------------------------------------------------------------
+
+PNG_SHAPE = (800, 1200)  # 12 x 8 inches at 100 dpi
+
+
+def _make_sweep(
+    d: Path,
+    protocols: tuple[str, ...] = ("holdout",),
+    strategies: tuple[str, ...] = ("ocfb",),
+    n_terms: int = 4,
+    seeds: int = 3,
+    extra_expected: int = 0,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A hand-made sweep folder in the runner's schema (HELPERS_COMMON.md)."""
+    rng = np.random.default_rng(0)
+    trials, terms = [], []
+    k = 0
+    for protocol in protocols:
+        objective = "val_hr@10" if protocol == "holdout" else "test_auc"
+        for model in ("gmf", "mlp"):
+            for th in (0.5, 0.8):
+                for neg in ("500", "1000"):
+                    for strategy in strategies:
+                        for seed in range(seeds):
+                            tid = f"t{k:03d}"
+                            k += 1
+                            hist = []
+                            for term in range(n_terms + 1):
+                                v = (0.5 + 0.05 * (model == "mlp") + 0.01 * term * (1 - th)
+                                     + 0.02 * (strategy == "ocfb") + rng.normal(0, 0.005))
+                                rec = {"trial_id": tid, "term": term, "train_loss": 0.3,
+                                       "n_negatives": int(neg), "n_replaced": 10 * term}
+                                if protocol == "holdout":
+                                    rec.update({"val_hr@10": v, "test_auc": v + 0.1,
+                                                "test_precision": v, "test_recall": v,
+                                                "test_f1": v})
+                                    rec.update({m: v - 0.01 for m in HOLDOUT_RANKING_METRICS
+                                                if m != "test_auc"})
+                                else:
+                                    rec.update({m: v + 0.04 * term for m in PAPER_REPORT_METRICS})
+                                    rec["test_support_neg"] = rec["test_support_pos"] = 300.0
+                                cfg = {"model": model, "threshold": th, "negatives": neg,
+                                       "strategy": strategy, "seed": seed,
+                                       "protocol": protocol, "layers": "32,16,8"}
+                                rec.update({f"config.{c}": x for c, x in cfg.items()})
+                                hist.append(rec)
+                            h = pd.DataFrame(hist)
+                            bi = int(h[objective].idxmax())
+                            row = _trial(tid, **cfg)
+                            row.update(terms_done=n_terms, best_term=int(h["term"].iat[bi]))
+                            for c in h.columns:
+                                if c not in ("trial_id", "term") and not c.startswith("config."):
+                                    row[f"final.{c}"] = h[c].iat[-1]
+                                    row[f"best.{c}"] = h[c].iat[bi]
+                            trials.append(row)
+                            terms += hist
+    tr, te = pd.DataFrame(trials), pd.DataFrame(terms)
+    axes = ["model", "threshold", "negatives", "seed"]
+    axes += ["strategy"] if len(strategies) > 1 else []
+    axes += ["protocol"] if len(protocols) > 1 else []
+    d.mkdir(parents=True, exist_ok=True)
+    spec = {"name": "unit-sweep", "protocol": protocols[0],
+            "objective": {"metric": "val_hr@10" if protocols[0] == "holdout" else "test_auc",
+                          "mode": "max"},
+            "axes": axes, "pivots": [["negatives", "model"], ["threshold", "model"]],
+            "expected_trials": len(tr) + extra_expected}
+    (d / "sweep.json").write_text(json.dumps(spec))
+    return tr, te
+
+
+def _write(d: Path, trials: pd.DataFrame, terms: pd.DataFrame) -> None:
+    trials.to_parquet(d / "trials.parquet", index=False)
+    terms.to_parquet(d / "terms.parquet", index=False)
+
+
+def _section_positions(md: str) -> list[int]:
+    return [md.index(f"## {title}\n") for title in SECTION_TITLES]
+
+
+def _check_pngs(summary, names: set[str]) -> None:  # noqa: ANN001 - a Summary
+    from matplotlib.image import imread
+
+    assert {p.name for p in summary.plots} == names
+    for p in summary.plots:
+        assert p.is_file() and p.stat().st_size > 10_000
+        img = imread(p)
+        assert img.shape[:2] == PNG_SHAPE
+        assert float(np.std(img)) > 0.01  # something was drawn
+    assert not list(summary.plots[0].parent.glob(".*.tmp"))  # no leftover temporary file
+
+
+def test_summarize_dir_partial_holdout_sweep(tmp_path: Path) -> None:
+    trials, terms = _make_sweep(tmp_path, strategies=("ocfb", "random-replace"), extra_expected=1)
+    metric_cols = [c for c in trials.columns if c.startswith(("best.", "final."))]
+    trials.loc[0, ["status", "error"]] = ["error", "RuntimeError: CUDA out of memory\nmore"]
+    trials.loc[1, ["status", "error"]] = ["diverged", "training loss became nan at epoch 3"]
+    trials.loc[[0, 1], metric_cols] = np.nan
+    trials.loc[[0, 1], "terms_done"] = [0, 2]
+    terms = terms[~((terms["trial_id"] == "t001") & (terms["term"] > 2))]
+    _write(tmp_path, trials, terms)
+
+    s = summarize_dir(tmp_path)
+    md = (tmp_path / "summary.md").read_text()
+    assert md == s.markdown
+    assert md.startswith("# Sweep summary: unit-sweep\n")
+    assert f"{len(trials)} present of {len(trials) + 1} expected" in md
+    assert "`val_hr@10` (maximize)" in md
+    pos = _section_positions(md)
+    assert pos == sorted(pos)
+    notes = "\n".join(s.notes)
+    assert "t000" in notes and "errored" in notes and "CUDA out of memory" in notes
+    assert "t001" in notes and "diverged" in notes
+    assert "1 of" in notes and "absent" in notes
+    for n in s.notes:
+        assert n in md
+    assert "t000" not in md.split("## 1. Leaderboard")[1]
+    assert set(s.tables) == {"leaderboard", "best_per_model", "threshold_x_terms",
+                             "negatives_x_model", "threshold_x_model", "strategies"}
+    for name, df in s.tables.items():
+        csv = pd.read_csv(tmp_path / "tables" / f"{name}.csv")
+        assert len(csv) == len(df) and list(csv.columns) == [str(c) for c in df.columns]
+    # 2 models x 2 thresholds x 2 negatives x 2 strategies: all in the CSV, top 10 in the text
+    assert len(s.tables["leaderboard"]) == 16
+    assert "Top 10 of 16 configuration(s)" in md
+    assert "ocfb beats random-replace by" in md
+    assert "_Not applicable: the sweep has no completed OCF-B trials under both" in md
+    _check_pngs(s, {"metrics_vs_term_holdout.png", "threshold_x_terms.png", "strategies.png"})
+    # Summarizing again (as `resume` does) replaces every file in place.
+    again = summarize_dir(tmp_path)
+    assert again.markdown == s.markdown
+
+
+def test_summarize_dir_paper_protocol_report_layout(tmp_path: Path) -> None:
+    trials, terms = _make_sweep(tmp_path, protocols=("paper",), n_terms=2, seeds=2)
+    _write(tmp_path, trials, terms)
+    s = summarize_dir(tmp_path)
+    sec2 = s.markdown.split("## 2. Best per model type")[1].split("## 3.")[0]
+    for line in ("negative(0)", "positive(1)", "accuracy", "average", "AUC "):
+        assert line in sec2
+    best = s.tables["best_per_model"]
+    assert set(PAPER_REPORT_METRICS) <= set(best.columns)
+    assert "_Not applicable: the completed trials do not vary `strategy`._" in s.markdown
+    assert "Every expected trial completed." in s.markdown
+    _check_pngs(s, {"metrics_vs_term_paper.png", "threshold_x_terms.png"})
+
+
+def test_summarize_dir_both_protocols_reports_the_gap(tmp_path: Path) -> None:
+    trials, terms = _make_sweep(tmp_path, protocols=("holdout", "paper"), n_terms=2, seeds=2)
+    _write(tmp_path, trials, terms)
+    s = summarize_dir(tmp_path)
+    gap = s.tables["protocol_gap"]
+    auc = gap[(gap["metric"] == "auc") & (gap["model"] == "all")].iloc[0]
+    # paper trials gain 0.04 / term more than holdout trials over 2 terms
+    assert auc["paper_gain"] - auc["holdout_gain"] == pytest.approx(0.08, abs=0.01)
+    sec6 = s.markdown.split("## 6. Protocol gap")[1]
+    assert "survives" in sec6
+    assert {"best_per_model_paper", "best_per_model_holdout"} <= set(s.tables)
+    # paper trials have no val_hr@10: one note says so instead of one per trial
+    assert sum("have no finite val_hr@10" in n for n in s.notes) == 1
+
+
+def test_summarize_dir_with_nothing_finished(tmp_path: Path) -> None:
+    trials, _ = _make_sweep(tmp_path, seeds=1, extra_expected=3)
+    trials = trials[["trial_id", "status", "error", "node_id", "wall_time_s", "terms_done",
+                     *[c for c in trials.columns if c.startswith("config.")]]].copy()
+    trials["status"] = "pending"
+    trials.to_parquet(tmp_path / "trials.parquet", index=False)  # no terms.parquet yet
+    s = summarize_dir(tmp_path)
+    assert s.plots == [] and s.tables == {}
+    assert "terms.parquet is missing" in "\n".join(s.notes)
+    assert "3 of 11 expected trial(s) are absent" in s.markdown
+    assert "is pending" in s.markdown
+    pos = _section_positions(s.markdown)
+    assert pos == sorted(pos)
+
+
+def test_summarize_dir_needs_sweep_json(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="sweep.json"):
+        summarize_dir(tmp_path)

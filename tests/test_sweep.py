@@ -1,0 +1,226 @@
+"""Ray Tune sweeps end to end: results files, equality with `train`, ASHA, divergence, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from tests.raytools import kill_all, ray_processes
+
+REPO = Path(__file__).resolve().parents[1]
+CLI = [sys.executable, "-m", "suite.cli"]
+
+BASE_FIXED = {"epochs": 2, "epochs_per_term": 1, "batch_size": 512, "full_ranking": False,
+              "terms": 2}
+
+
+def sweep_yaml(path: Path, out: Path, *, name: str = "smoke", space: dict | None = None,
+               fixed: dict | None = None, seeds=(0,), scheduler: dict | None = None,
+               extra: dict | None = None) -> Path:
+    """Write a small sweep file."""
+    doc = {
+        "name": name,
+        "data": {"source": "synthetic-influencer"},
+        "protocol": "holdout",
+        "fixed": {**BASE_FIXED, **(fixed or {})},
+        "space": space or {"model": {"grid": ["gmf", "mlp"]}, "threshold": {"grid": [0.3, 0.7]}},
+        "seeds": list(seeds),
+        "search": {"algorithm": "grid"},
+        "scheduler": scheduler or {"type": "fifo"},
+        "objective": {"metric": "val_hr@10", "mode": "max"},
+        "resources": {"cpus": 1},
+        "wandb": {"mode": "disabled"},
+        "output": str(out),
+        **(extra or {}),
+    }
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """One local Ray instance for the in-process sweeps of this module."""
+    import ray
+
+    from suite.sweep import init_ray
+
+    init_ray(None)
+    yield
+    ray.shutdown()
+
+
+def _run(cfg: Path, *args: str) -> int:
+    from suite.cli import main
+
+    return main(["sweep", str(cfg), *args])
+
+
+def test_smoke_grid_matches_train_runs(tmp_path: Path, local_ray) -> None:
+    import torch
+    from suite.spec import load_sweep
+
+    from suite.cli import main
+
+    out = tmp_path / "out"
+    cfg = sweep_yaml(tmp_path / "s.yaml", out)
+    assert _run(cfg) == 0
+    trials = pd.read_parquet(out / "trials.parquet")
+    terms = pd.read_parquet(out / "terms.parquet")
+    assert len(trials) == 4 and trials.trial_id.is_unique
+    assert len(terms) == 4 * 3
+    assert set(trials.status) == {"completed"}
+    assert sorted(terms.groupby("trial_id").term.apply(list).iloc[0]) == [0, 1, 2]
+    assert {(r["config.model"], r["config.threshold"]) for _, r in trials.iterrows()} == {
+        ("gmf", 0.3), ("gmf", 0.7), ("mlp", 0.3), ("mlp", 0.7)}
+    # every trial equals a plain `ocfb-suite train` run with the same config and seed
+    spec = load_sweep(cfg)
+    torch.set_num_threads(1)  # the trainable runs with its 1-CPU share
+    for _, row in trials.iterrows():
+        params = {"model": row["config.model"], "threshold": row["config.threshold"],
+                  "seed": int(row["config.seed"])}
+        rc = spec.run_config(params)
+        run_cfg = tmp_path / f"run-{row.trial_id}.yaml"
+        run_cfg.write_text(yaml.safe_dump(rc.model_dump(mode="json")))
+        run_out = tmp_path / f"train-{row.trial_id}"
+        assert main(["train", "--config", str(run_cfg), "--out", str(run_out), "--quiet"]) == 0
+        hist = pd.read_parquet(run_out / "history.parquet")
+        mine = terms[terms.trial_id == row.trial_id].sort_values("term")
+        for col in [c for c in hist.columns if not c.startswith("time_")]:
+            np.testing.assert_allclose(mine[col].to_numpy(float), hist[col].to_numpy(float),
+                                       rtol=1e-6, err_msg=col)
+        summary = json.loads((run_out / "summary.json").read_text())
+        assert row["best_term"] == summary["best_term"]
+        assert row["best.val_hr@10"] == pytest.approx(summary["best"]["val_hr@10"])
+    # the summary and the resolved sweep are written next to the results
+    assert (out / "sweep.json").is_file()
+    assert (out / "summary.md").is_file()
+
+
+def test_diverging_trial_is_recorded_and_others_complete(tmp_path: Path, local_ray) -> None:
+    out = tmp_path / "out"
+    cfg = sweep_yaml(tmp_path / "s.yaml", out, name="diverge",
+                     space={"lr": {"grid": [0.001, 1.0e12]}},
+                     fixed={"model": "neumf", "epochs": 30})
+    assert _run(cfg) == 0
+    trials = pd.read_parquet(out / "trials.parquet").set_index("config.lr")
+    assert trials.loc[1.0e12, "status"] == "diverged"
+    assert "non-finite" in trials.loc[1.0e12, "error"]
+    assert trials.loc[0.001, "status"] == "completed"
+    assert trials.loc[0.001, "terms_done"] == 3
+
+
+def test_asha_stops_a_clearly_bad_trial(tmp_path: Path, local_ray) -> None:
+    out = tmp_path / "out"
+    # lr 1e-9 never leaves the initialisation; the good trials learn within a term
+    cfg = sweep_yaml(tmp_path / "s.yaml", out, name="asha",
+                     space={"lr": {"grid": [0.01, 1.0e-9]}},
+                     fixed={"model": "mlp", "terms": 6, "epochs": 3}, seeds=(0, 1, 2),
+                     scheduler={"type": "asha", "grace_period": 1, "reduction_factor": 2},
+                     extra={"max_concurrent_trials": 1})
+    assert _run(cfg) == 0
+    trials = pd.read_parquet(out / "trials.parquet")
+    bad = trials[trials["config.lr"] < 1e-6]
+    good = trials[trials["config.lr"] > 1e-6]
+    assert (bad.status == "stopped").sum() >= 1, trials[["config.lr", "status", "terms_done"]]
+    assert (bad.terms_done < 7).sum() >= 1
+    assert (good.status == "completed").sum() >= 1
+
+
+def test_malformed_file_exits_2_before_ray(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nspace:\n  threshold: {grid: [-1]}\nbogus: 1\n")
+    code = (
+        "import sys\n"
+        "from suite.cli import main\n"
+        f"rc = main(['sweep', {str(bad)!r}])\n"
+        "assert 'ray' not in sys.modules, 'ray was imported'\n"
+        "sys.exit(rc)\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert p.returncode == 2, p.stderr
+    assert "bogus" in p.stderr
+    assert "space.threshold" in p.stderr
+
+
+def _wait_for(pred, timeout: float, what: str) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if pred():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _completed(out: Path) -> int:
+    try:
+        t = pd.read_parquet(out / "trials.parquet")
+    except Exception:
+        return 0
+    return int((t.status == "completed").sum())
+
+
+def test_resume_after_driver_killed(tmp_path: Path) -> None:
+    """SIGKILL the driver mid-sweep, clean up its Ray processes by id, resume, compare."""
+    space = {"threshold": {"grid": [0.2, 0.4, 0.6, 0.8]}}
+    fixed = {"model": "mlp", "terms": 6, "epochs": 12, "epochs_per_term": 4, "batch_size": 128}
+    extra = {"max_concurrent_trials": 1}
+    out = tmp_path / "killed"
+    cfg = sweep_yaml(tmp_path / "k.yaml", out, name="resume", space=space, fixed=fixed,
+                     extra=extra)
+    markers = tmp_path / "starts"
+    temp = f"/tmp/ocfbt-{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, "OCFB_TRIAL_START_DIR": str(markers), "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([*CLI, "sweep", str(cfg), "--ray-temp-dir", temp], cwd=REPO,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for(lambda: _completed(out) >= 1, 180, "a finished trial")
+        time.sleep(2.0)  # let the next trial get part-way
+        pids = ray_processes(temp, roots={proc.pid})
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        kill_all(pids | ray_processes(temp))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        kill_all(ray_processes(temp))
+    done_before = set(pd.read_parquet(out / "trials.parquet").query("status == 'completed'")
+                      .trial_id)
+    assert 1 <= len(done_before) < 4
+    p = subprocess.run([*CLI, "resume", str(out), "--ray-temp-dir", temp + "r"], cwd=REPO,
+                       env=env, capture_output=True, text=True, timeout=600)
+    kill_all(ray_processes(temp + "r"))
+    assert p.returncode == 0, p.stderr[-3000:]
+    trials = pd.read_parquet(out / "trials.parquet")
+    assert len(trials) == 4 and trials.trial_id.is_unique
+    assert set(trials.status) == {"completed"}
+    starts = [m.name for m in markers.iterdir()]
+    for tid in done_before:  # finished trials are not rerun
+        assert len([s for s in starts if s.startswith(tid)]) == 1, starts
+    # final metrics equal those of an uninterrupted sweep of the same file
+    ref_out = tmp_path / "ref"
+    ref_cfg = sweep_yaml(tmp_path / "r.yaml", ref_out, name="resume-ref", space=space,
+                         fixed=fixed, extra=extra)
+    p = subprocess.run([*CLI, "sweep", str(ref_cfg), "--ray-temp-dir", temp + "f"], cwd=REPO,
+                       env={**env, "OCFB_TRIAL_START_DIR": str(tmp_path / "ref-starts")},
+                       capture_output=True, text=True, timeout=600)
+    kill_all(ray_processes(temp + "f"))
+    assert p.returncode == 0, p.stderr[-3000:]
+    ref = pd.read_parquet(ref_out / "trials.parquet").set_index("config.threshold")
+    got = trials.set_index("config.threshold")
+    cols = [c for c in ref.columns if c.startswith(("final.", "best.")) and "time_" not in c]
+    for th in ref.index:
+        np.testing.assert_allclose(got.loc[th, cols].to_numpy(float),
+                                   ref.loc[th, cols].to_numpy(float), rtol=1e-6)
+    terms = pd.read_parquet(out / "terms.parquet")
+    assert len(terms) == 4 * 7 and not terms.duplicated(["trial_id", "term"]).any()
