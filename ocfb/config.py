@@ -142,7 +142,8 @@ class RunConfig(_Strict):
         m = _RATIO.match(v)
         if not m or float(m.group(1)) <= 0:
             raise ValueError(
-                f"negatives must be a positive integer or a ratio of positives like '4x' (got {v!r})"
+                "negatives must be a positive integer or a ratio of positives like '4x' "
+                f"(got {v!r})"
             )
         return v.strip()
 

@@ -23,6 +23,7 @@ such strings); `SweepSpec.run_config` parses them back.
 
 from __future__ import annotations
 
+import difflib
 import itertools
 import math
 import re
@@ -58,6 +59,8 @@ _NOT_FIXED = ("data", "protocol", "seed")
 FIXED_KEYS = tuple(k for k in RunConfig.model_fields if k not in _NOT_FIXED)
 PIVOT_KEYS = tuple(k for k in RunConfig.model_fields if k != "data")
 
+# Keys `to_json` adds for DIR/sweep.json; not accepted in a sweep file.
+DERIVED_KEYS = ("axes", "expected_trials")
 # Same shrinkage as `ocfb-suite train --smoke`: a few seconds of work per trial.
 DEFAULT_SMOKE: dict[str, Any] = {"terms": 2, "epochs": 2, "epochs_per_term": 1, "batch_size": 1024}
 
@@ -285,7 +288,12 @@ class SweepSpec(_Section):
 
     @classmethod
     def from_dict(cls, raw: Any, where: str = "<sweep>") -> SweepSpec:
-        """Validate a parsed sweep mapping fully; raise SpecError listing every problem."""
+        """Validate a parsed sweep mapping fully; raise SpecError listing every problem.
+
+        Accepts `to_json` output: its derived keys (axes, expected_trials) are dropped.
+        """
+        if isinstance(raw, dict):
+            raw = {k: v for k, v in raw.items() if k not in DERIVED_KEYS}
         return _parse(raw, where)
 
     def base_config(self) -> dict[str, Any]:
@@ -357,7 +365,7 @@ class SweepSpec(_Section):
                 raw["scheduler"] = {"type": "fifo"}
             elif t < self.scheduler.grace_period:
                 raw["scheduler"]["grace_period"] = t
-        return _parse(raw, f"{self.name} (smoke)")
+        return SweepSpec.from_dict(raw, f"{self.name} (smoke)")
 
     def param_space(self) -> dict[str, Any]:
         """Ray Tune's param_space: the search dims and the seed axis (fixed keys stay out).
@@ -387,8 +395,12 @@ class SweepSpec(_Section):
         return out
 
     def to_json(self) -> dict[str, Any]:
-        """Plain JSON of the spec (for DIR/sweep.json); `from_dict` of it gives the spec back."""
-        return self.model_dump(mode="json", by_alias=True)
+        """Plain JSON of the spec plus the derived `axes` and `expected_trials`: everything
+        DIR/sweep.json needs; `from_dict` of it gives the spec back."""
+        out = self.model_dump(mode="json", by_alias=True)
+        out["axes"] = self.axes()
+        out["expected_trials"] = self.expected_trials()
+        return out
 
 
 # -- YAML -------------------------------------------------------------------------------------
@@ -439,8 +451,7 @@ def load_sweep(
     try:
         raw = yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: as safe as safe_load
     except yaml.YAMLError as err:
-        msg = " ".join(str(err).split())
-        raise SpecError(f"{p}: not valid YAML: {msg}") from None
+        raise SpecError(f"{p}: not valid YAML{_yaml_problem(err)}") from None
     if raw is None:
         raise SpecError(f"{p}: the file is empty (expected a mapping of sweep keys)")
     if isinstance(raw, dict):
@@ -458,6 +469,26 @@ def load_sweep(
 # -- validation -------------------------------------------------------------------------------
 
 _TOP_KEYS = tuple(SweepSpec.model_fields)
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """ " at line L, column C: what the parser found" (PyYAML's own text names no file)."""
+    mark = getattr(err, "problem_mark", None)
+    what = ", ".join(str(x) for x in (getattr(err, "context", None),
+                                      getattr(err, "problem", None)) if x)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{where}: {what or ' '.join(str(err).split())}"
+
+
+def _hint(word: Any, options: Iterable[str]) -> str:
+    """ " (did you mean 'x'?)" for a near miss, else nothing."""
+    close = difflib.get_close_matches(str(word), list(options), n=1, cutoff=0.75)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _got(msg: str, value: Any) -> str:
+    """Append the offending input unless the message already quotes it."""
+    return msg if "(got " in msg else f"{msg} (got {_short(value)})"
 
 
 def _short(v: Any, limit: int = 60) -> str:
@@ -485,11 +516,12 @@ def _pydantic_problems(err: ValidationError, prefix: str, cls: type[BaseModel]) 
     for e in err.errors(include_url=False):
         path = _join(prefix, e["loc"])
         if e["type"] == "extra_forbidden":
-            msg = f"unknown key; allowed keys: {', '.join(_fields(cls))}"
+            msg = (f"unknown key{_hint(e['loc'][-1], _fields(cls))}; "
+                   f"allowed keys: {', '.join(_fields(cls))}")
         elif e["type"] == "missing":
             msg = "required key is missing"
         else:
-            msg = f"{e['msg'].removeprefix('Value error, ')} (got {_short(e['input'])})"
+            msg = _got(e["msg"].removeprefix("Value error, "), e["input"])
         out.append(f"{path}: {msg}")
     return out
 
@@ -543,7 +575,8 @@ def _parse(raw: Any, where: str) -> SweepSpec:
     problems: list[str] = []
     for k in raw:
         if k not in _TOP_KEYS:
-            problems.append(f"{k}: unknown key; allowed keys: {', '.join(_TOP_KEYS)}")
+            problems.append(f"{k}: unknown key{_hint(k, _TOP_KEYS)}; "
+                            f"allowed keys: {', '.join(_TOP_KEYS)}")
 
     # name, protocol, output, storage_path, max_concurrent_trials
     name = raw.get("name")
@@ -604,7 +637,7 @@ def _parse(raw: Any, where: str) -> SweepSpec:
     else:
         for i, s in enumerate(seeds):
             for _loc, msg, inp in _run_errors({"seed": s}):
-                problems.append(f"seeds[{i}]: {msg} (got {_short(inp)})")
+                problems.append(f"seeds[{i}]: {_got(msg, inp)}")
             if s in seeds[:i]:
                 problems.append(f"seeds[{i}]: duplicate seed {s} (seeds must be distinct)")
     seed0 = seeds[0] if seeds and seeds[0] >= 0 else 0
@@ -623,9 +656,11 @@ def _parse(raw: Any, where: str) -> SweepSpec:
     space = _space(raw.get("space"), fixed or {}, {**base, **(fixed or {})}, algorithm, problems)
 
     # cross-field rules of RunConfig over every combination the search can produce
-    if fixed is not None and space is not None and not problems:
-        problems.extend(_combination_problems(base, fixed, space))
-        if smoke is not None and not problems:
+    # (run even when other blocks have problems, so one pass reports everything it can)
+    if fixed is not None and space is not None:
+        combo_problems = _combination_problems(base, fixed, space)
+        problems.extend(combo_problems)
+        if smoke is not None and not combo_problems:
             smoke_space = {k: d for k, d in space.items() if k not in smoke}
             for p in _combination_problems(base, {**fixed, **smoke}, smoke_space, limit=1):
                 problems.append(f"smoke: with the smoke overrides, {p}")
@@ -649,7 +684,8 @@ def _parse(raw: Any, where: str) -> SweepSpec:
                    and objective.metric in produced_metrics(protocol) else "")
             problems.append(
                 f"objective.metric: {objective.metric!r} is not produced by protocol "
-                f"{protocol!r}{why}; allowed: {', '.join(allowed)}"
+                f"{protocol!r}{why}{_hint(objective.metric, allowed)}; "
+                f"allowed: {', '.join(allowed)}"
             )
 
     # scheduler vs terms
@@ -663,6 +699,13 @@ def _parse(raw: Any, where: str) -> SweepSpec:
             problems.append(
                 f"scheduler.grace_period: {scheduler.grace_period} exceeds terms={max_t}; ASHA "
                 f"counts terms, so grace_period must be <= the largest terms value")
+
+    # Ray hides every GPU from a trial that reserved none, so cuda would fail inside the trial
+    device = (fixed or {}).get("device", "cpu")
+    if (resources is not None and resources.gpus == 0 and isinstance(device, str)
+            and device.startswith("cuda")):
+        problems.append(f"fixed.device: {device!r} needs resources.gpus > 0 (a trial without a "
+                        "GPU share sees no GPU); use cpu or auto, or reserve e.g. gpus: 0.5")
 
     # pivots
     pivots = raw.get("pivots", [])
@@ -715,8 +758,8 @@ def _run_params(
         elif k in ("data", "protocol"):
             problems.append(f"{path}.{k}: set {k} with the top-level `{k}` key")
         elif k not in FIXED_KEYS:
-            problems.append(f"{path}.{k}: unknown run parameter; allowed keys: "
-                            f"{', '.join(FIXED_KEYS)}")
+            problems.append(f"{path}.{k}: unknown run parameter{_hint(k, FIXED_KEYS)}; "
+                            f"allowed keys: {', '.join(FIXED_KEYS)}")
         else:
             continue
         ok = False
@@ -724,7 +767,7 @@ def _run_params(
         return None
     errs = [e for e in _run_errors({**base, **value}) if e[0] and e[0][0] in value]
     for loc, msg, inp in errs:
-        problems.append(f"{_join(path, loc)}: {msg} (got {_short(inp)})")
+        problems.append(f"{_join(path, loc)}: {_got(msg, inp)}")
     return None if errs else dict(value)
 
 
@@ -750,8 +793,8 @@ def _space(
             continue
         if key not in SEARCHABLE:
             hint = " (put constant values under `fixed`)" if key in RunConfig.model_fields else ""
-            problems.append(f"{path}: not a searchable key{hint}; searchable keys: "
-                            f"{', '.join(SEARCHABLE)}")
+            problems.append(f"{path}: not a searchable key{hint or _hint(key, SEARCHABLE)}; "
+                            f"searchable keys: {', '.join(SEARCHABLE)}")
             continue
         if key in fixed:
             problems.append(f"{path}: also set in fixed.{key}; a key is either fixed or searched")
@@ -763,7 +806,8 @@ def _space(
             continue
         kind = next(iter(spec))
         if kind not in _DIM_CLASSES:
-            problems.append(f"{path}.{kind}: unknown dimension kind; allowed: {kinds}")
+            problems.append(f"{path}.{kind}: unknown dimension kind{_hint(kind, DIM_KINDS)}; "
+                            f"allowed: {kinds}")
             continue
         if kind in ("uniform", "loguniform") and key not in FLOAT_KEYS:
             problems.append(f"{path}.{kind}: {key} is not a float parameter; use grid, choice"
@@ -796,10 +840,12 @@ def _space(
         for i, v in enumerate(vals):
             errs = [e for e in _run_errors({**base, key: v}) if e[0] and e[0][0] == key]
             for loc, msg, inp in errs:
-                problems.append(f"{_join(f'{path}.{kind}[{i}]', loc[1:])}: {msg} "
-                                f"(got {_short(inp)})")
+                problems.append(f"{_join(f'{path}.{kind}[{i}]', loc[1:])}: {_got(msg, inp)}")
             if not errs and dim.discrete:
-                norm = getattr(RunConfig.model_validate({**base, key: v}), key)
+                try:  # compare values as RunConfig stores them (4 == 4.0, [8] == (8,))
+                    norm = getattr(RunConfig.model_validate({**base, key: v}), key)
+                except ValidationError:  # a cross-field rule: judged over combinations below
+                    norm = v
                 if norm in seen:
                     problems.append(f"{path}.{kind}[{i}]: duplicate of {kind}[{seen.index(norm)}] "
                                     f"({_short(v)})")

@@ -1300,7 +1300,9 @@ def summarize_dir(out_dir: str | Path) -> Summary:
         "",
         "## Notes",
         "",
-        "\n".join(f"- {n}" for n in notes) if notes else "- Every expected trial completed.",
+        "\n".join(f"- {n}" for n in notes) if notes else (
+            "- Every trial completed" + (", none is missing." if expected is not None else ".")
+        ),
     ]
     body = [f"## {title}\n\n{text}" for title, text in zip(SECTION_TITLES, sections, strict=True)]
     if plots:

@@ -295,15 +295,13 @@ def build_tuner(spec: Any, out: Path, writer: ResultsWriter, callbacks: list, *,
     if spec.scheduler.type == "asha":
         from ray.tune.schedulers import ASHAScheduler
 
-        max_t = max(_max_terms(spec) + 1, spec.scheduler.grace_period + 1)
+        max_t = max(spec.max_terms() + 1, spec.scheduler.grace_period + 1)
         scheduler = ASHAScheduler(
             time_attr="training_iteration", max_t=max_t,
             grace_period=spec.scheduler.grace_period,
             reduction_factor=spec.scheduler.reduction_factor,
         )
-    num_samples = spec.search.num_samples
-    if algo == "optuna":
-        num_samples = spec.expected_trials() or num_samples
+    num_samples = spec.tune_num_samples()
     tuner = tune.Tuner(
         trainable,
         param_space=spec.param_space(),
@@ -322,18 +320,6 @@ def build_tuner(spec: Any, out: Path, writer: ResultsWriter, callbacks: list, *,
     return tuner, cbs
 
 
-def _max_terms(spec: Any) -> int:
-    terms = spec.base_config().get("terms", 15)
-    dim = spec.space.get("terms") if hasattr(spec, "space") else None
-    if dim is not None:
-        vals = getattr(dim, "values", None) or getattr(dim, "bounds", None) or []
-        try:
-            terms = max(int(v) for v in vals)
-        except (TypeError, ValueError):
-            pass
-    return int(terms)
-
-
 # -- commands ---------------------------------------------------------------------------------
 
 
@@ -348,6 +334,9 @@ def run_sweep(spec: Any, out: Path, *, address: str | None = None, wandb_mode: s
     from suite import tracking
 
     out.mkdir(parents=True, exist_ok=True)
+    # Ray's rich console output would drown the one progress line per trial we print.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     mode = tracking.resolve_mode(wandb_mode, spec.wandb.mode)
     if not restore:
         write_json({**spec.to_json(), "expected_trials": spec.expected_trials(),
@@ -436,7 +425,7 @@ def _check_data(spec: Any) -> None:
 
 def cmd_resume(args: argparse.Namespace) -> int:
     """`ocfb-suite resume DIR`: continue an interrupted sweep where it stopped."""
-    from suite.spec import SpecError, spec_from_json
+    from suite.spec import SpecError
 
     out = Path(args.dir)
     meta = out / "sweep.json"
@@ -448,6 +437,14 @@ def cmd_resume(args: argparse.Namespace) -> int:
         return _fail(f"{meta}: {err}")
     return run_sweep(spec, out, address=args.address, wandb_mode=args.wandb, restore=True,
                      temp_dir=args.ray_temp_dir)
+
+
+def spec_from_json(meta: dict[str, Any]) -> Any:
+    """The sweep spec saved in DIR/sweep.json (the runner's own keys removed), re-validated."""
+    from suite.spec import SweepSpec
+
+    raw = {k: v for k, v in meta.items() if k not in ("expected_trials", "wandb_mode")}
+    return SweepSpec.from_dict(raw, "sweep.json")
 
 
 def cmd_summarize(args: argparse.Namespace) -> int:
@@ -465,7 +462,6 @@ def cmd_summarize(args: argparse.Namespace) -> int:
     mode = args.wandb or meta.get("wandb_mode", "disabled")
     if mode != "disabled" and meta:
         from suite import tracking
-        from suite.spec import spec_from_json
 
         spec = spec_from_json(meta)
         tracking.prepare_env(out)

@@ -47,8 +47,9 @@ _OFFLINE_DIR = re.compile(r"^offline-run-\d{8}_\d{6}-(?P<run_id>.+)$")
 # Directories of runs replaced by a later run with the same id (a resumed trial, a re-logged
 # summary): moved here so that `wandb sync DIR/wandb/offline-run-*` uploads each run once.
 SUPERSEDED = "superseded"
-# Output folders whose online runs failed in this process: later runs go straight to offline.
-_ONLINE_FAILED: set[str] = set()
+# Whether online W&B works with the credentials in effect (fingerprint -> None or why not):
+# probed once per process, so a sweep waits for an unreachable server once, not per trial.
+_VERDICTS: dict[str, str | None] = {}
 
 
 # -- mode and environment -----------------------------------------------------------------------
@@ -212,8 +213,37 @@ def _supersede(dirs: Iterable[Path], keep: Path | None) -> None:
         d.rename(target)
 
 
+def _credentials_fingerprint() -> str:
+    """Identifies the credentials in effect, without keeping the key itself anywhere."""
+    parts = [os.environ.get(k, "") for k in ("WANDB_BASE_URL", "WANDB_API_KEY",
+                                             "WANDB_IDENTITY_TOKEN_FILE", "NETRC")]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+def _online_problem() -> tuple[str | None, bool]:
+    """Why online runs cannot work here (None: they can), and whether that is news.
+
+    Checked once per process and credentials with `wandb.login(verify=True, prompt=False)`:
+    no prompt, about 10 s at most without network, and it creates no run. Probing per run
+    instead would be worse: a failed online `wandb.init` keeps its run id taken for the rest of
+    the process, so that trial could not even fall back to an offline run.
+    """
+    fingerprint = _credentials_fingerprint()
+    if fingerprint not in _VERDICTS:
+        import wandb
+
+        try:
+            ok = wandb.login(verify=True, prompt=False)
+            why = None if ok else "no W&B credentials found (WANDB_API_KEY or `wandb login`)"
+        except Exception as exc:  # noqa: BLE001 - bad key, no network, server error
+            why = f"cannot use W&B online ({_short(exc)})"
+        _VERDICTS[fingerprint] = why
+        return why, why is not None
+    return _VERDICTS[fingerprint], False
+
+
 class _Starter:
-    """Starts runs in the requested mode, falling back to offline when online cannot work."""
+    """Starts runs in the requested mode; online turns offline when credentials do not work."""
 
     def __init__(self, mode: str, out_dir: Path, init_timeout: float, finish_timeout: float):
         self.mode = mode
@@ -228,26 +258,16 @@ class _Starter:
         prepare_env(self.out_dir)
         # wandb warns (and skips git info) when its root folder does not exist yet.
         (self.out_dir / "wandb").mkdir(parents=True, exist_ok=True)
-        if self.mode == "online" and str(self.out_dir) in _ONLINE_FAILED:
-            self.mode = "offline"
-        if self.mode == "online" and not api_key_configured():
-            self._fallback("online mode needs an API key (WANDB_API_KEY or `wandb login`)")
         if self.mode == "online":
-            try:
-                return self._init(wandb, "online", init_kwargs)
-            except Exception as exc:  # noqa: BLE001 - any W&B failure: go offline instead
-                _ONLINE_FAILED.add(str(self.out_dir))
-                self._fallback(f"cannot reach W&B ({_short(exc)})")
-        return self._init(wandb, self.mode, init_kwargs)
-
-    def _init(self, wandb: Any, mode: str, init_kwargs: dict) -> Any:
-        return wandb.init(mode=mode, dir=str(self.out_dir), reinit="create_new", resume="allow",
-                          settings=_settings(wandb, mode, self.init_timeout, self.finish_timeout),
-                          **init_kwargs)
-
-    def _fallback(self, why: str) -> None:
-        self.mode = "offline"
-        self.notice = f"W&B: {why}; logging offline instead. {sync_hint(self.out_dir)}"
+            why, news = _online_problem()
+            if why is not None:
+                self.mode = "offline"
+                if news:
+                    self.notice = f"W&B: {why}; logging offline instead. {sync_hint(self.out_dir)}"
+        return wandb.init(
+            mode=self.mode, dir=str(self.out_dir), reinit="create_new", resume="allow",
+            settings=_settings(wandb, self.mode, self.init_timeout, self.finish_timeout),
+            **init_kwargs)
 
 
 # -- one run per trial --------------------------------------------------------------------------

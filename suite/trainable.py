@@ -96,7 +96,9 @@ def make_trainable(spec: Any, cache_dir: str | None = None):
             except NonFiniteLossError as err:
                 # A diverged trial ends cleanly with a marker record instead of crashing the
                 # sweep; the results writer turns it into status "diverged".
-                tune.report({"term": run.term + 1, "diverged": 1.0, "diverged_reason": str(err),
+                # The objective is NaN so schedulers and searchers see a result without a value.
+                tune.report({"term": run.term + 1, spec.objective.metric: float("nan"),
+                             "diverged": 1.0, "diverged_reason": str(err),
                              "node_id": node_id, "trial_wall_s": time.time() - started})
                 return
             with tempfile.TemporaryDirectory() as d:

@@ -555,7 +555,7 @@ def test_summarize_dir_paper_protocol_report_layout(tmp_path: Path) -> None:
     best = s.tables["best_per_model"]
     assert set(PAPER_REPORT_METRICS) <= set(best.columns)
     assert "_Not applicable: the completed trials do not vary `strategy`._" in s.markdown
-    assert "Every expected trial completed." in s.markdown
+    assert "- Every trial completed, none is missing." in s.markdown
     _check_pngs(s, {"metrics_vs_term_paper.png", "threshold_x_terms.png"})
 
 

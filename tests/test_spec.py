@@ -1,0 +1,460 @@
+"""Sweep files: the shipped configs load with the trial counts worked out by hand, the spec maps
+to RunConfigs and Ray param spaces, and malformed files fail before anything runs, naming the
+key path and the allowed values."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ocfb.config import ConfigError, RunConfig
+from suite.spec import (
+    DEFAULT_SMOKE,
+    SpecError,
+    SweepSpec,
+    load_sweep,
+    produced_metrics,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "configs"
+ML_PLACEHOLDER = "/data/ml-100k/u.data"
+
+# Trials per shipped config, worked out by hand from the files.
+EXPECTED = {
+    "quickstart": 2 * 2 * 2 * 2,  # model x mf_dim x negatives x threshold, 1 seed
+    "paper": 3 * 4 * 4 * 4 * 2 * 3,  # model x mf_dim x user_dim x item_dim x negatives x 3 seeds
+    "ablation-threshold": 7 * 3,  # 7 thresholds x 3 seeds
+    "ablation-terms": 2 * 2 * 3,  # model x threshold x 3 seeds
+    "strategies": 4 * 5,  # 4 strategies x 5 seeds
+    "movielens-100k": 24 * 1,  # optuna: num_samples x seeds
+}
+
+
+def _load(name: str, **kw) -> SweepSpec:
+    if name == "movielens-100k":
+        kw.setdefault("data_source", ML_PLACEHOLDER)
+    return load_sweep(CONFIGS / f"{name}.yaml", **kw)
+
+
+def _write(tmp_path: Path, text: str, name: str = "sweep.yaml") -> Path:
+    p = tmp_path / name
+    p.write_text(textwrap.dedent(text))
+    return p
+
+
+# -- shipped configs --------------------------------------------------------------------------
+
+
+def test_every_shipped_config_is_covered():
+    assert {p.stem for p in CONFIGS.glob("*.yaml")} == set(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_shipped_config_loads_with_hand_counted_trials(name):
+    spec = _load(name)
+    assert spec.name == name
+    assert spec.expected_trials() == EXPECTED[name]
+    assert spec.output == f"results/{name}"
+    # every grid point / range end is a valid run: the base config builds too
+    cfg = spec.run_config({})
+    assert cfg.protocol == spec.protocol
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_every_config_key_carries_a_comment(name):
+    for i, line in enumerate((CONFIGS / f"{name}.yaml").read_text().splitlines(), 1):
+        if line.strip() and not line.lstrip().startswith("#"):
+            assert " # " in line or "  #" in line, f"{name}.yaml:{i} has no comment: {line!r}"
+
+
+def test_shipped_config_details():
+    q = _load("quickstart")
+    assert q.protocol == "holdout" and q.data.is_synthetic
+    assert q.axes() == ["model", "mf_dim", "negatives", "threshold"]
+    assert q.fixed["terms"] == 5 and q.fixed["batch_size"] == 256
+    assert q.objective.metric == "val_hr@10" and q.objective.mode == "max"
+
+    p = _load("paper")
+    assert p.protocol == "paper" and p.objective.metric == "test_auc"
+    assert p.fixed["terms"] == 15 and p.seeds == [0, 1, 2]
+    assert [d.candidates() for d in p.space.values()] == [
+        ["gmf", "mlp", "neumf"], [2, 3, 4, 5], [2, 3, 4, 5], [2, 3, 4, 5], [2000, 3000]]
+    assert p.axes()[-1] == "seed"
+
+    t = _load("ablation-threshold")
+    assert t.pivots == [["threshold", "terms"]] and t.fixed["terms"] == 15
+
+    s = _load("strategies")
+    assert s.space["strategy"].candidates() == ["ocfb", "random-replace", "resample-all", "static"]
+    assert s.protocol == "holdout" and len(s.seeds) == 5
+
+    m = _load("movielens-100k")
+    assert m.data.source == ML_PLACEHOLDER and m.data.format == "movielens-100k"
+    assert (m.search.algorithm, m.scheduler.type) == ("optuna", "asha")
+    assert m.max_terms() == 10 and m.tune_num_samples() == 24
+    # the placeholder itself loads too (the runner, not the spec, refuses a missing data file)
+    assert load_sweep(CONFIGS / "movielens-100k.yaml").data.source == "path/to/u.data"
+
+
+def test_cli_overrides(tmp_path):
+    spec = _load("quickstart", output=str(tmp_path / "out"))
+    assert spec.output == str(tmp_path / "out")
+    spec = load_sweep(CONFIGS / "quickstart.yaml", data_source="some/file.csv")
+    assert spec.data.source == "some/file.csv" and spec.data.data_seed == 0
+
+
+# -- the spec's methods -----------------------------------------------------------------------
+
+
+def test_run_config_merges_fixed_and_params():
+    q = _load("quickstart")
+    cfg = q.run_config({"model": "gmf", "mf_dim": np.int64(16), "negatives": 2000,
+                        "threshold": np.float64(0.6), "seed": 0})
+    assert isinstance(cfg, RunConfig)
+    assert (cfg.model, cfg.mf_dim, cfg.negatives, cfg.threshold, cfg.seed) == (
+        "gmf", 16, 2000, 0.6, 0)
+    assert (cfg.terms, cfg.epochs, cfg.epochs_per_term, cfg.batch_size) == (5, 10, 2, 256)
+    assert (cfg.user_dim, cfg.item_dim, cfg.layers) == (16, 16, (32, 16, 8))
+    assert cfg.protocol == "holdout" and cfg.data.source == "synthetic-influencer"
+    # layers travel through Ray as "32,16,8" strings
+    assert q.run_config({"layers": "64,32"}).layers == (64, 32)
+    with pytest.raises(ConfigError, match="model"):
+        q.run_config({"model": "svd"})
+
+
+def test_expected_trials_random_and_optuna(tmp_path):
+    text = """\
+        name: t
+        space:
+          model: {grid: [gmf, mlp]}
+          lr: {loguniform: [1e-4, 1e-2]}
+          mf_dim: {choice: [4, 8, 16]}
+        seeds: [0, 1]
+        search: {algorithm: %s, num_samples: 3}
+    """
+    r = load_sweep(_write(tmp_path, text % "random"))
+    assert r.expected_trials() == 3 * 2 * 2 and r.tune_num_samples() == 3
+    assert r.space["lr"].candidates() == [1e-4, 1e-2]  # 1e-4 is a float, not YAML 1.1's string
+    o = load_sweep(_write(tmp_path, text % "optuna"))
+    assert o.expected_trials() == 3 * 2 and o.tune_num_samples() == 6
+    assert o.axes() == ["model", "lr", "mf_dim", "seed"]
+
+
+def test_objective_defaults_follow_protocol(tmp_path):
+    from ocfb.algorithm import default_objective
+
+    for protocol in ("paper", "holdout"):
+        spec = load_sweep(_write(tmp_path, f"name: t\nprotocol: {protocol}\n"))
+        assert spec.objective.metric == default_objective(protocol)
+        assert spec.objective.mode == "max"
+    spec = load_sweep(_write(tmp_path, "name: t\nobjective: {metric: train_loss}\n"))
+    assert spec.objective.mode == "min"
+    spec = load_sweep(_write(tmp_path, "name: t\nprotocol: holdout\n"
+                                       "objective: {metric: test_auc}\n"))
+    assert spec.objective.metric == "test_auc"
+
+
+def test_produced_metrics_match_the_loop():
+    """The objective check's metric names are exactly what the loop reports."""
+    from ocfb.algorithm import OCFBRun
+    from ocfb.data import synthetic_influencer
+
+    data = synthetic_influencer(80, 300, 600, seed=0)
+    bookkeeping = {"term", "n_negatives", "n_replaced", "n_removed_total", "time_train",
+                   "time_score", "time_resample", "time_eval"}
+    for protocol in ("paper", "holdout"):
+        cfg = RunConfig(protocol=protocol, model="gmf", negatives=300, terms=0, epochs=1,
+                        batch_size=512, n_candidates=20)
+        rec = next(iter(OCFBRun(cfg, data)))
+        assert set(rec) - bookkeeping == set(produced_metrics(protocol)), protocol
+
+
+def test_with_smoke_shrinks(tmp_path):
+    q = _load("quickstart").with_smoke()
+    assert q.fixed["terms"] == DEFAULT_SMOKE["terms"] == 2
+    assert q.run_config({"model": "gmf"}).epochs == 2
+    assert q.expected_trials() == EXPECTED["quickstart"]
+
+    m = _load("movielens-100k").with_smoke()
+    assert m.search.num_samples == 2 and m.fixed["terms"] == 2 and m.fixed["epochs"] == 1
+
+    spec = load_sweep(_write(tmp_path, """\
+        name: t
+        fixed: {epochs: 3}
+        space:
+          terms: {grid: [5, 10]}
+          model: {grid: [gmf, mlp]}
+        scheduler: {type: asha, grace_period: 4}
+        smoke: {terms: 3}
+    """))
+    assert spec.expected_trials() == 4 and spec.max_terms() == 10
+    s = spec.with_smoke()
+    assert "terms" not in s.space and s.fixed["terms"] == 3
+    assert s.expected_trials() == 2
+    assert s.scheduler.grace_period == 3  # capped at the smoke term count
+    assert s.smoke == {**DEFAULT_SMOKE, "terms": 3}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_to_json_round_trips(name):
+    spec = _load(name)
+    js = json.loads(json.dumps(spec.to_json()))
+    assert SweepSpec.from_dict(js) == spec
+    # what DIR/sweep.json needs
+    assert js["name"] == name and js["protocol"] == spec.protocol
+    assert js["objective"] == {"metric": spec.objective.metric, "mode": spec.objective.mode}
+    assert js["axes"] == spec.axes() and js["expected_trials"] == EXPECTED[name]
+    assert js["pivots"] == spec.pivots
+
+
+def test_param_space_for_ray():
+    from ray import tune  # noqa: F401 - the only test that needs Ray
+    from ray.tune.search.optuna import OptunaSearch
+    from ray.tune.search.variant_generator import generate_variants
+
+    q = _load("quickstart")
+    ps = q.param_space()
+    assert ps["model"] == {"grid_search": ["gmf", "neumf"]}
+    assert ps["threshold"] == {"grid_search": [0.3, 0.6]}
+    assert ps["seed"] == {"grid_search": [0]}
+    assert "terms" not in ps  # fixed keys stay in the spec
+    variants = [cfg for _, cfg in generate_variants(ps)]
+    assert len(variants) == q.expected_trials()
+    assert len({json.dumps(v, sort_keys=True) for v in variants}) == len(variants)
+    for v in variants:
+        assert q.run_config(v).terms == 5
+
+    m = _load("movielens-100k")
+    mps = m.param_space()
+    assert mps["mf_dim"].lower == 4 and mps["mf_dim"].upper == 33  # int [4, 32], hi inclusive
+    assert mps["seed"].categories == [0]
+    dists = OptunaSearch.convert_search_space(mps)
+    assert dists["mf_dim"].high == 32 and dists["lr"].log
+
+    # layers as strings; grid dims become choices under optuna
+    spec = SweepSpec.from_dict({
+        "name": "t", "space": {"layers": {"grid": [[32, 16, 8], [16, 8]]}},
+        "search": {"algorithm": "optuna", "num_samples": 2}, "seeds": [0, 1]})
+    sps = spec.param_space()
+    assert sps["layers"].categories == ["32,16,8", "16,8"]
+    assert sps["seed"].categories == [0, 1]
+    assert spec.run_config({"layers": sps["layers"].categories[1]}).layers == (16, 8)
+    OptunaSearch.convert_search_space(sps)
+
+
+def test_loading_a_sweep_does_not_import_ray():
+    code = (
+        "import sys; import suite.spec as s; "
+        "spec = s.load_sweep(sys.argv[1]); spec.run_config({}); spec.with_smoke(); "
+        "assert 'ray' not in sys.modules, 'ray imported'; print(spec.expected_trials())"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(CONFIGS / "quickstart.yaml")],
+                         cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str(EXPECTED["quickstart"])
+
+
+# -- malformed sweep files --------------------------------------------------------------------
+
+# (id, YAML text, substrings the SpecError message must contain)
+MALFORMED = [
+    ("unknown-top-key", "name: t\nspcae: {}\n",
+     ["spcae: unknown key (did you mean 'space'?)", "allowed keys:", "seeds"]),
+    ("unknown-search-key", "name: t\nsearch: {algorithm: grid, samples: 3}\n",
+     ["search.samples: unknown key", "algorithm, num_samples, seed"]),
+    ("unknown-data-key", "name: t\ndata: {source: synthetic-influencer, n_user: 10}\n",
+     ["data.n_user: unknown key", "n_users"]),
+    ("unknown-scheduler-key", "name: t\nscheduler: {type: asha, grace: 2}\n",
+     ["scheduler.grace: unknown key", "grace_period"]),
+    ("unknown-resources-key", "name: t\nresources: {cpu: 1}\n",
+     ["resources.cpu: unknown key", "cpus, gpus"]),
+    ("unknown-fixed-key", "name: t\nfixed: {thresold: 0.5}\n",
+     ["fixed.thresold: unknown run parameter (did you mean 'threshold'?)"]),
+    ("unknown-dim-kind", "name: t\nsearch: {algorithm: random}\nspace: {lr: {range: [1, 2]}}\n",
+     ["space.lr.range: unknown dimension kind", "grid, choice, uniform, loguniform, int"]),
+    ("unsearchable-key", "name: t\nspace: {device: {grid: [cpu]}}\n",
+     ["space.device: not a searchable key", "under `fixed`", "threshold"]),
+    ("unknown-searchable-key", "name: t\nspace: {temperature: {grid: [1, 2]}}\n",
+     ["space.temperature: not a searchable key", "model, mf_dim"]),
+    ("wrong-type-num-samples", "name: t\nsearch: {num_samples: many}\n",
+     ["search.num_samples", "valid integer", "'many'"]),
+    ("wrong-type-cpus", "name: t\nresources: {cpus: two}\n", ["resources.cpus", "valid number"]),
+    ("wrong-type-fixed-terms", "name: t\nfixed: {terms: many}\n",
+     ["fixed.terms", "valid integer"]),
+    ("wrong-type-section", "name: t\nsearch: grid\n", ["search: expected a mapping"]),
+    ("wrong-type-space-dim", "name: t\nspace: {model: gmf}\n",
+     ["space.model: expected a one-key mapping", "grid, choice"]),
+    ("empty-grid", "name: t\nspace: {model: {grid: []}}\n",
+     ["space.model.grid", "at least 1 item"]),
+    ("negative-threshold", "name: t\nspace: {threshold: {grid: [0.5, -0.1]}}\n",
+     ["space.threshold.grid[1]: Input should be greater than or equal to 0"]),
+    ("threshold-above-1-under-prob",
+     "name: t\nfixed: {error: prob}\nspace: {threshold: {grid: [0.5, 1.5]}}\n",
+     ["space.threshold.grid[1]", "threshold=1.5 is out of range for error='prob'"]),
+    ("fixed-threshold-above-1", "name: t\nfixed: {threshold: 1.5}\n",
+     ["fixed.threshold", "out of range for error='prob'"]),
+    ("gpus-above-1", "name: t\nresources: {gpus: 2}\n",
+     ["resources.gpus", "less than or equal to 1"]),
+    ("gpus-negative", "name: t\nresources: {gpus: -0.5}\n",
+     ["resources.gpus", "greater than or equal to 0"]),
+    ("cpus-negative", "name: t\nresources: {cpus: -1}\n",
+     ["resources.cpus", "greater than 0"]),
+    ("objective-not-produced", "name: t\nprotocol: paper\nobjective: {metric: val_hr@10}\n",
+     ["objective.metric", "not produced by protocol 'paper'", "test_auc", "test_f1_weighted"]),
+    ("objective-typo", "name: t\nobjective: {metric: val_hr@11}\n",
+     ["objective.metric", "'val_hr@11'", "val_hr@10", "val_ndcg@20"]),
+    ("objective-needs-full-ranking",
+     "name: t\nfixed: {full_ranking: false}\nobjective: {metric: val_full_hr@10}\n",
+     ["objective.metric", "full_ranking false"]),
+    ("objective-bad-mode", "name: t\nobjective: {metric: val_hr@10, mode: maximize}\n",
+     ["objective.mode", "'max' or 'min'"]),
+    ("uniform-lo-ge-hi",
+     "name: t\nsearch: {algorithm: random}\nspace: {threshold: {uniform: [0.9, 0.3]}}\n",
+     ["space.threshold.uniform: lo must be < hi"]),
+    ("loguniform-lo-le-0",
+     "name: t\nsearch: {algorithm: random}\nspace: {lr: {loguniform: [0, 0.1]}}\n",
+     ["space.lr.loguniform[0]: must be > 0", "space.lr.loguniform[0]: Input should be greater"]),
+    ("grid-algorithm-with-uniform",
+     "name: t\nsearch: {algorithm: grid}\nspace: {threshold: {uniform: [0.3, 0.9]}}\n",
+     ["space.threshold.uniform", "search.algorithm random or optuna"]),
+    ("grid-algorithm-with-choice", "name: t\nspace: {model: {choice: [gmf, mlp]}}\n",
+     ["space.model.choice", "search.algorithm random or optuna"]),
+    ("key-in-fixed-and-space", "name: t\nfixed: {model: gmf}\nspace: {model: {grid: [mlp]}}\n",
+     ["space.model: also set in fixed.model"]),
+    ("seed-in-space-and-seeds", "name: t\nseeds: [0]\nspace: {seed: {grid: [0, 1]}}\n",
+     ["space.seed", "seeds are their own axis"]),
+    ("seed-in-fixed", "name: t\nfixed: {seed: 3}\n", ["fixed.seed", "`seeds`"]),
+    ("duplicate-seeds", "name: t\nseeds: [0, 1, 0]\n", ["seeds[2]: duplicate seed 0"]),
+    ("negative-seed", "name: t\nseeds: [1, -1]\n",
+     ["seeds[1]", "greater than or equal to 0"]),
+    ("empty-seeds", "name: t\nseeds: []\n", ["seeds: expected a non-empty list"]),
+    ("unknown-model-in-grid", "name: t\nspace: {model: {grid: [gmf, svd]}}\n",
+     ["space.model.grid[1]", "'gmf', 'mlp' or 'neumf'", "'svd'"]),
+    ("unknown-strategy", "name: t\nfixed: {strategy: boost}\n",
+     ["fixed.strategy", "'ocfb', 'random-replace', 'resample-all' or 'static'"]),
+    ("terms-negative", "name: t\nfixed: {terms: -1}\n",
+     ["fixed.terms: Input should be greater than or equal to 0"]),
+    ("num-samples-0", "name: t\nsearch: {num_samples: 0}\n",
+     ["search.num_samples", "greater than or equal to 1"]),
+    ("asha-grace-above-terms",
+     "name: t\nfixed: {terms: 3}\nscheduler: {type: asha, grace_period: 5}\n",
+     ["scheduler.grace_period: 5 exceeds terms=3"]),
+    ("unknown-scheduler", "name: t\nscheduler: {type: hyperband}\n",
+     ["scheduler.type", "'fifo' or 'asha'"]),
+    ("unknown-algorithm", "name: t\nsearch: {algorithm: bayes}\n",
+     ["search.algorithm", "'grid', 'random' or 'optuna'"]),
+    ("not-a-mapping", "- name\n- t\n", ["expected a mapping of sweep keys at the top level"]),
+    ("invalid-yaml", "name: [unclosed\n", ["not valid YAML at line 2, column 1", "flow sequence"]),
+    ("duplicate-yaml-key", "name: a\nname: b\n",
+     ["not valid YAML at line 2, column 1", "duplicate key 'name'"]),
+    ("empty-file", "", ["the file is empty"]),
+    ("unknown-wandb-mode", "name: t\nwandb: {mode: sometimes}\n",
+     ["wandb.mode", "'auto', 'online', 'offline' or 'disabled'"]),
+    ("bad-name", "name: my sweep!\n", ["name: must be a slug", "'my sweep!'"]),
+    ("missing-name", "protocol: holdout\n", ["name: required key is missing"]),
+    ("unknown-protocol", "name: t\nprotocol: loo\n", ["protocol: must be one of paper, holdout"]),
+    ("pivot-unknown-key", "name: t\npivots: [[threshold, temperature]]\n",
+     ["pivots[0][1]: 'temperature' is not a run parameter", "threshold"]),
+    ("pivot-not-a-pair", "name: t\npivots: [[threshold]]\n", ["pivots[0]: expected a pair"]),
+    ("duplicate-grid-value", "name: t\nspace: {threshold: {grid: [0.5, 0.5]}}\n",
+     ["space.threshold.grid[1]: duplicate of grid[0]"]),
+    ("uniform-on-int-key",
+     "name: t\nsearch: {algorithm: random}\nspace: {mf_dim: {uniform: [2, 8]}}\n",
+     ["space.mf_dim.uniform: mf_dim is not a float parameter", "int"]),
+    ("two-kinds-in-one-dim",
+     "name: t\nspace: {threshold: {grid: [0.5], uniform: [0.1, 0.2]}}\n",
+     ["space.threshold: expected a one-key mapping", "grid, uniform"]),
+    ("bad-layers-in-grid", "name: t\nspace: {layers: {grid: [[32, 16], [0]]}}\n",
+     ["space.layers.grid[1]", "positive integers"]),
+    ("bad-negatives", "name: t\nfixed: {negatives: lots}\n", ["fixed.negatives", "'4x'"]),
+    ("max-concurrent-0", "name: t\nmax_concurrent_trials: 0\n",
+     ["max_concurrent_trials: must be an integer >= 1"]),
+    ("storage-unknown-scheme", "name: t\nstorage_path: ftp://host/dir\n",
+     ["storage_path: unsupported URI scheme 'ftp'", "s3"]),
+    ("data-out-of-range", "name: t\ndata: {n_users: 1}\n",
+     ["data.n_users", "greater than or equal to 2"]),
+    ("smoke-unknown-key", "name: t\nsmoke: {terms: 1, speed: 2}\n", ["smoke.speed: unknown"]),
+    ("replace-fraction-range-end",
+     "name: t\nsearch: {algorithm: random}\nspace: {replace_fraction: {uniform: [0.5, 1.5]}}\n",
+     ["space.replace_fraction.uniform[1]", "less than or equal to 1"]),
+    ("int-range-lo-ge-hi",
+     "name: t\nsearch: {algorithm: random}\nspace: {terms: {int: [5, 5]}}\n",
+     ["space.terms.int: lo must be < hi"]),
+    ("int-range-float-end",
+     "name: t\nsearch: {algorithm: random}\nspace: {terms: {int: [1, 5.5]}}\n",
+     ["space.terms.int[1]", "valid integer"]),
+    ("derived-key-in-file", "name: t\nexpected_trials: 4\n",
+     ["expected_trials: unknown key"]),
+    ("cuda-without-gpu-share", "name: t\nfixed: {device: cuda}\n",
+     ["fixed.device: 'cuda' needs resources.gpus > 0"]),
+    ("objective-not-a-mapping", "name: t\nobjective: val_hr@10\n",
+     ["objective: expected a mapping"]),
+]
+
+
+def test_at_least_twenty_malformed_cases():
+    assert len(MALFORMED) >= 20
+    assert len({case[0] for case in MALFORMED}) == len(MALFORMED)
+
+
+@pytest.mark.parametrize(("text", "expected"), [c[1:] for c in MALFORMED],
+                         ids=[c[0] for c in MALFORMED])
+def test_malformed_sweep_file_is_rejected(tmp_path, text, expected):
+    path = _write(tmp_path, text)
+    with pytest.raises(SpecError) as info:
+        load_sweep(path)
+    msg = str(info.value)
+    for line in msg.splitlines():
+        assert line.startswith(f"{path}: "), line
+    for part in expected:
+        assert part in msg, f"{part!r} not in:\n{msg}"
+
+
+def test_all_problems_are_reported_together(tmp_path):
+    path = _write(tmp_path, """\
+        name: t
+        bogus: 1
+        fixed: {terms: -1}
+        resources: {gpus: 3}
+        space: {model: {grid: [gmf, svd]}}
+    """)
+    with pytest.raises(SpecError) as info:
+        load_sweep(path)
+    lines = str(info.value).splitlines()
+    assert len(lines) == 4
+    for key in ("bogus", "fixed.terms", "resources.gpus", "space.model.grid[1]"):
+        assert sum(f"{path}: {key}" in ln for ln in lines) == 1, key
+
+    # cross-field rules are still judged when an unrelated block is broken
+    path = _write(tmp_path, "name: t\nwandb: {mode: x}\nfixed: {threshold: 1.5}\n")
+    with pytest.raises(SpecError) as info:
+        load_sweep(path)
+    lines = str(info.value).splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith(f"{path}: wandb.mode") and "fixed.threshold" in lines[1]
+
+
+def test_missing_and_unreadable_files(tmp_path):
+    with pytest.raises(SpecError, match="sweep file not found"):
+        load_sweep(tmp_path / "nope.yaml")
+    with pytest.raises(SpecError, match="not a file"):
+        load_sweep(tmp_path)
+    binary = tmp_path / "b.yaml"
+    binary.write_bytes(b"\xff\xfe\x00name")
+    with pytest.raises(SpecError, match="not a text file"):
+        load_sweep(binary)
+
+
+def test_from_dict_validates_like_a_file():
+    with pytest.raises(SpecError, match=r"<sweep>: resources.gpus"):
+        SweepSpec.from_dict({"name": "t", "resources": {"gpus": 1.5}})
+    spec = SweepSpec.from_dict({"name": "t", "resources": {"gpus": 0.25, "cpus": 2}})
+    assert (spec.resources.gpus, spec.resources.cpus) == (0.25, 2.0)
+    assert spec.expected_trials() == 1 and spec.axes() == []
