@@ -164,6 +164,7 @@ def predict_proba(
     model.eval()
     out = torch.empty(users.shape[0], dtype=torch.float32, device=users.device)
     for s in range(0, users.shape[0], batch_size):
-        out[s : s + batch_size] = torch.sigmoid(model(users[s : s + batch_size], items[s : s + batch_size]))
+        chunk = slice(s, s + batch_size)
+        out[chunk] = torch.sigmoid(model(users[chunk], items[chunk]))
     model.train(was_training)
     return out

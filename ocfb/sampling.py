@@ -67,7 +67,7 @@ def sample_negatives(
     current: np.ndarray | None = None,
     exclude: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Draw k new negative cells: never a positive, a current negative, an excluded cell, or a repeat."""
+    """Draw k new negatives: never a positive, a current negative, an excluded cell, or a repeat."""
     return sample_free_cells(rng, n_users, n_items, k, blocked_cells(positives, current, exclude))
 
 

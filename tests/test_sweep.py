@@ -68,9 +68,9 @@ def _run(cfg: Path, *args: str) -> int:
 
 def test_smoke_grid_matches_train_runs(tmp_path: Path, local_ray) -> None:
     import torch
-    from suite.spec import load_sweep
 
     from suite.cli import main
+    from suite.spec import load_sweep
 
     out = tmp_path / "out"
     cfg = sweep_yaml(tmp_path / "s.yaml", out)
