@@ -337,6 +337,9 @@ def run_sweep(spec: Any, out: Path, *, address: str | None = None, wandb_mode: s
     # Ray's rich console output would drown the one progress line per trial we print.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    # Save the experiment state on every controller step (it is tiny here), so a driver killed
+    # right after a trial finished does not rerun that trial's last term on resume.
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
     mode = tracking.resolve_mode(wandb_mode, spec.wandb.mode)
     if not restore:
         write_json({**spec.to_json(), "expected_trials": spec.expected_trials(),

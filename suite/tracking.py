@@ -19,6 +19,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -279,11 +280,17 @@ class WandbTrialCallback(Callback):
     One run per trial (id "<sweep>-<trial id>", job_type "trial", config = the trial's flattened
     config) with one history row per reported term, `term` as the step axis. Runs finish on
     complete (exit 0) or error (exit 1). W&B errors are logged once, then tracking stops.
+
+    metric_keys(result) gives the row to log (default: Ray's bookkeeping keys dropped); an empty
+    row is not logged. replay(trial_id), optional, gives the rows already recorded for a trial
+    (e.g. from terms.parquet): an offline run started for a resumed trial re-logs them first,
+    because W&B cannot append to an earlier offline run (see `_carry_over`).
     """
 
     def __init__(self, *, sweep_name: str, project: str, entity: str | None, tags: list[str],
                  mode: str, out_dir: Path, flatten_config: Callable[[dict], dict],
-                 metric_keys: Callable[[dict], dict] | None = None, init_timeout: float = 30.0,
+                 metric_keys: Callable[[dict], dict | None] | None = None,
+                 replay: Callable[[str], list[dict]] | None = None, init_timeout: float = 30.0,
                  finish_timeout: float = 60.0) -> None:
         if mode not in MODES:
             raise ValueError(f"mode: {mode!r} is not one of {', '.join(MODES)}")
@@ -295,6 +302,7 @@ class WandbTrialCallback(Callback):
         self.out_dir = Path(out_dir)
         self.flatten_config = flatten_config
         self.metric_keys = metric_keys or default_metric_keys
+        self.replay = replay
         self.init_timeout = init_timeout
         self.finish_timeout = finish_timeout
         self._reset()
@@ -309,10 +317,12 @@ class WandbTrialCallback(Callback):
 
     # Tune pickles its RunConfig (callbacks included) into tuner.pkl and restores it on
     # `Tuner.restore`: live W&B runs cannot travel, so a restored callback starts afresh.
+    # replay (likely a closure over the results writer) stays behind too: pass it again.
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         for key in ("_runs", "_last_term", "_disabled", "_warned", "_noticed", "_starter"):
             state.pop(key, None)
+        state["replay"] = None
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -378,25 +388,34 @@ class WandbTrialCallback(Callback):
         return run
 
     def _carry_over(self, trial_id: str, run_id: str, run: Any) -> None:
-        """A trial resumed in a new process: replay the rows its earlier offline run holds.
+        """A trial resumed in a new process: re-log the rows recorded for it before.
 
         W&B cannot append one offline run to another (syncing two folders with one id keeps
-        only one), so the new run re-logs the old rows and the old folder leaves the sync glob.
+        only one), so the new run re-logs the rows of the earlier offline run (merged with
+        `replay`'s, which win: wandb-core buffers, so a killed process loses its last rows) and
+        the earlier folders leave the sync glob.
         """
         here = Path(run.dir).parent.resolve()
         older = [d for d in _offline_dirs(self.out_dir, run_id) if d.resolve() != here]
-        if not older:
-            return
-        rows = read_offline_run(older[-1]).history
-        for row in rows:
-            self._log_row(trial_id, run, row)
+        rows: dict[Any, dict] = {}
+        if older:
+            try:
+                rows = {r.get("term"): r for r in read_offline_run(older[-1]).history}
+            except (OSError, RuntimeError, ValueError, subprocess.SubprocessError):
+                rows = {}  # unreadable (a crash mid-write): replay may still have the rows
+        if self.replay is not None:
+            rows.update({r.get("term"): dict(r) for r in self.replay(trial_id) or []})
+        for term in sorted(t for t in rows if t is not None):
+            self._log_row(trial_id, run, rows[term])
         _supersede(older, keep=here)
 
-    def _log_row(self, trial_id: str, run: Any, row: dict) -> None:
+    def _log_row(self, trial_id: str, run: Any, row: dict | None) -> None:
+        if not row:
+            return  # metric_keys said: not a record (e.g. a divergence marker)
         term = row.get("term")
         last = self._last_term.get(trial_id)
         if term is None:  # not an OCF-B record: keep W&B's steps increasing anyway
-            term = -1 if last is None else last + 1
+            term = 0 if last is None else last + 1
         elif last is not None and term <= last:
             return  # a restored trial re-reporting a term W&B already holds
         run.log({k: _plain(v) for k, v in row.items()}, step=int(term))
@@ -404,8 +423,14 @@ class WandbTrialCallback(Callback):
 
     def _finish(self, trial: Any, exit_code: int) -> None:
         run = self._runs.pop(str(trial.trial_id), None)
-        if run is not None:
-            run.finish(exit_code=exit_code)
+        if run is None:
+            return
+        started = time.monotonic()
+        run.finish(exit_code=exit_code)
+        # finish() gives up on pending uploads after finish_timeout without raising; if that
+        # happens the network is gone, and every later trial would wait as long: stop here.
+        if self.finish_timeout and time.monotonic() - started >= self.finish_timeout:
+            raise TimeoutError(f"uploads did not finish within {self.finish_timeout:g} s")
 
     # -- Tune hooks
 
@@ -466,7 +491,7 @@ def log_summary(*, out_dir: Path, sweep_name: str, project: str, entity: str | N
     """Log the sweep's summary run (job_type "summary", same group): tables, plots, results files.
 
     Tables go in as wandb.Table under their names, PNGs as wandb.Image under "plots/<stem>", the
-    files as one artifact of type "results". Never raises: a W&B error is logged once.
+    files as one artifact of type "results". A W&B error is logged (one line), never raised.
     """
     if mode == "disabled":
         return

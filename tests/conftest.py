@@ -23,3 +23,16 @@ def ml100k_path() -> Path:
 def rng() -> np.random.Generator:
     """A seeded generator for tests that draw random data."""
     return np.random.default_rng(12345)
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Tests train with one intra-op thread: on a busy 2-core machine two threads competing
+    with other processes make training many times slower, and one thread is what a 1-CPU
+    trial uses."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -230,19 +230,27 @@ def test_leet_inspect_record_format(wenv: Path):
     assert history["item"]["auc"] == 0.5 and history["step"] == {"num": 0}
 
 
-def test_resumed_trial_replays_into_one_syncable_run(wenv: Path):
-    """Tuner.restore in a new process: the trial continues from term 2 into the same run id."""
+@pytest.mark.parametrize("with_replay", [False, True], ids=["from-old-run", "from-replay"])
+def test_resumed_trial_continues_in_one_syncable_run(wenv: Path, with_replay: bool):
+    """Tuner.restore in a new process: the trial goes on from its term-2 checkpoint, and the
+    sweep folder still holds one offline run for it with every term once.
+
+    from-replay: the earlier run lost its last row (wandb-core buffers; a killed process never
+    writes it) and the lead's `replay` (terms.parquet) supplies it.
+    """
     out = wenv / "out"
     prepare_env(out)
     cb = callback(out)
     blob = pickle.dumps(cb)  # Tune pickles its callbacks into tuner.pkl
     t = trial("rz_00000", model="neumf")
-    for term in range(3):
+    for term in range(2 if with_replay else 3):
         cb.on_trial_result(iteration=term, trials=[t], trial=t, result=record(term, 1.0))
     cb.close()  # the sweep was interrupted
     time.sleep(1.1)  # W&B names run folders by the second
 
     restored = pickle.loads(blob)
+    if with_replay:
+        restored.replay = lambda tid: [own_keys(record(term, 1.0)) for term in range(3)]
     restored.on_trial_start(iteration=0, trials=[t], trial=t)
     for term in range(2, 5):  # resumed from the term-2 checkpoint: term 2 comes again
         restored.on_trial_result(iteration=term, trials=[t], trial=t, result=record(term, 1.0))
@@ -254,6 +262,20 @@ def test_resumed_trial_replays_into_one_syncable_run(wenv: Path):
     assert same_rows(run.history, [own_keys(record(term, 1.0)) for term in range(5)])
     assert run.exit_code == 0
     assert len(list((out / "wandb" / tracking.SUPERSEDED).iterdir())) == 1
+
+
+def test_metric_keys_can_skip_a_result(wenv: Path):
+    """An empty row from metric_keys (the lead's divergence marker) is not logged."""
+    out = wenv / "out"
+    prepare_env(out)
+    cb = callback(out, metric_keys=lambda r: {} if r.get("diverged") else own_keys(r))
+    t = trial("t_00000", model="gmf")
+    cb.on_trial_result(iteration=0, trials=[t], trial=t, result=record(0, 1.0))
+    cb.on_trial_result(iteration=1, trials=[t], trial=t,
+                       result={"term": 1, "test_auc": math.nan, "diverged": 1.0})
+    cb.on_trial_complete(iteration=1, trials=[t], trial=t)
+    (run,) = by_name(out).values()
+    assert same_rows(run.history, [own_keys(record(0, 1.0))])
 
 
 def test_wandb_error_is_logged_once_and_disables(wenv: Path, caplog: pytest.LogCaptureFixture):
@@ -273,6 +295,23 @@ def test_wandb_error_is_logged_once_and_disables(wenv: Path, caplog: pytest.LogC
     assert len(lines) == 1
     assert "disabled for the rest of the sweep" in lines[0] and "project" in lines[0]
     assert offline_run_dirs(out) == []
+
+
+def test_finish_hitting_its_timeout_stops_tracking(wenv: Path, caplog: pytest.LogCaptureFixture):
+    """A finish() that waits out finish_timeout (uploads stuck) must not repeat per trial."""
+    out = wenv / "out"
+    prepare_env(out)
+    cb = callback(out, finish_timeout=1e-4)
+    a, b = trial("t_00000", model="gmf"), trial("t_00001", model="mlp")
+    with caplog.at_level(logging.WARNING, logger="suite.tracking"):
+        for t in (a, b):
+            cb.on_trial_result(iteration=0, trials=[a, b], trial=t, result=record(0, 1.0))
+        cb.on_trial_complete(iteration=0, trials=[a, b], trial=a)
+        cb.on_trial_complete(iteration=0, trials=[a, b], trial=b)
+    assert cb.disabled
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "suite.tracking"]
+    assert "did not finish within" in line
+    assert len(offline_run_dirs(out)) == 2
 
 
 def test_disabled_writes_no_wandb_files(wenv: Path):
@@ -397,7 +436,7 @@ def test_online_without_working_credentials_never_blocks(wenv: Path, key: str | 
     if key:
         # wandb's probe waits WANDB_HTTP_TIMEOUT (default 10 s) for the server: shortened here
         # to keep the test fast; the bound itself is what is checked
-        env.update(WANDB_API_KEY=key, WANDB_HTTP_TIMEOUT="3")
+        env.update(WANDB_API_KEY=key, WANDB_HTTP_TIMEOUT="1")
     started = time.monotonic()
     proc = subprocess.run([sys.executable, "-c", textwrap.dedent(ONLINE_SCRIPT), str(out)],
                           env=env, cwd=wenv, stdin=subprocess.DEVNULL, capture_output=True,
