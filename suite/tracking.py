@@ -366,7 +366,7 @@ class WandbTrialCallback(Callback):
         for run in runs.values():
             try:
                 run.finish(exit_code=1)
-            except Exception:  # noqa: BLE001, S110 - already reported once
+            except Exception:  # noqa: BLE001 - already reported once
                 pass
 
     def _ensure_run(self, trial: Any) -> Any:
@@ -528,7 +528,7 @@ def log_summary(*, out_dir: Path, sweep_name: str, project: str, entity: str | N
         if run is not None:
             try:
                 run.finish(exit_code=1)
-            except Exception:  # noqa: BLE001, S110 - already reported once
+            except Exception:  # noqa: BLE001 - already reported once
                 pass
 
 

@@ -104,7 +104,13 @@ def test_smoke_grid_matches_train_runs(tmp_path: Path, local_ray) -> None:
         assert row["best.val_hr@10"] == pytest.approx(summary["best"]["val_hr@10"])
     # the summary and the resolved sweep are written next to the results
     assert (out / "sweep.json").is_file()
-    assert (out / "summary.md").is_file()
+    md = (out / "summary.md").read_text()
+    heads = [line for line in md.splitlines() if line.startswith("## ")]
+    assert [h.split(".")[0] for h in heads if h[3].isdigit()] == [f"## {i}" for i in range(1, 7)]
+    assert "| term | threshold=0.3 | threshold=0.7 |" in md  # threshold x terms, from history
+    assert "Every trial completed" in md
+    assert (out / "plots" / "threshold_x_terms.png").stat().st_size > 10_000
+    assert (out / "tables" / "leaderboard.csv").is_file()
 
 
 def test_diverging_trial_is_recorded_and_others_complete(tmp_path: Path, local_ray) -> None:
