@@ -168,3 +168,47 @@ def predict_proba(
         out[chunk] = torch.sigmoid(model(users[chunk], items[chunk]))
     model.train(was_training)
     return out
+
+
+def _mlp_logit_matrix(mlp: MLP, users: torch.Tensor, items: torch.Tensor,
+                      head: torch.Tensor) -> torch.Tensor:
+    """head . tower([p_u; q_i]) for every (user, item), without materialising the pairs.
+
+    The first tower layer is linear in the concatenation, W [p; q] = W_u p + W_i q, so it is
+    computed once per user and once per item and only broadcast-added per pair.
+    """
+    first: nn.Linear = mlp.tower[0]
+    d_u = mlp.user.embedding_dim
+    a = mlp.user(users) @ first.weight[:, :d_u].T + first.bias  # (U, h1)
+    b = mlp.item(items) @ first.weight[:, d_u:].T  # (I, h1)
+    h = torch.relu(a[:, None, :] + b[None, :, :])  # (U, I, h1)
+    for layer in list(mlp.tower)[2:]:
+        h = layer(h)
+    return h @ head  # (U, I)
+
+
+@torch.no_grad()
+def score_matrix(model: nn.Module, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    """Sigmoid scores for every (user, item) combination, shape (len(users), len(items)).
+
+    Uses the models' structure (GMF is a matrix product; the first MLP layer splits into a user
+    and an item part), several times faster than scoring the flattened pairs one by one.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        if isinstance(model, GMF):
+            w = model.out.weight[0]
+            logits = (model.user(users) * w) @ model.item(items).T + model.out.bias
+        elif isinstance(model, MLP):
+            logits = _mlp_logit_matrix(model, users, items, model.out.weight[0]) + model.out.bias
+        elif isinstance(model, NeuMF):
+            w = model.out.weight[0]
+            mf = model.gmf.user.embedding_dim
+            gmf = (model.gmf.user(users) * w[:mf]) @ model.gmf.item(items).T
+            logits = gmf + _mlp_logit_matrix(model.mlp, users, items, w[mf:]) + model.out.bias
+        else:
+            raise TypeError(f"score_matrix does not know {type(model).__name__}")
+        return torch.sigmoid(logits)
+    finally:
+        model.train(was_training)

@@ -27,7 +27,7 @@ from torch import nn
 from ocfb import metrics
 from ocfb.config import ConfigError
 from ocfb.data import Interactions
-from ocfb.models import predict_proba
+from ocfb.models import predict_proba, score_matrix
 
 # Separate seed streams, so the split never depends on model, strategy or sampling draws.
 SPLIT_STREAM = 7_001
@@ -236,12 +236,10 @@ def score_all_items(
     """(len(users), n_items) probabilities, computed in row chunks to bound memory."""
     out = np.empty((users.size, n_items), dtype=np.float32)
     items = torch.arange(n_items, device=device)
-    chunk = max(1, 2_000_000 // n_items)
+    chunk = max(1, 1_000_000 // n_items)
     for s in range(0, users.size, chunk):
         u = torch.as_tensor(users[s : s + chunk], device=device)
-        uu = u.repeat_interleave(n_items)
-        ii = items.repeat(u.shape[0])
-        out[s : s + chunk] = predict_proba(model, uu, ii).view(u.shape[0], n_items).cpu().numpy()
+        out[s : s + chunk] = score_matrix(model, u, items).cpu().numpy()
     return out
 
 

@@ -344,6 +344,7 @@ def run_sweep(spec: Any, out: Path, *, address: str | None = None, wandb_mode: s
     if not restore:
         write_json({**spec.to_json(), "expected_trials": spec.expected_trials(),
                     "wandb_mode": mode}, out / "sweep.json")
+    writer = ResultsWriter(out, spec, verbose=verbose)
     callbacks = []
     if mode != "disabled":
         tracking.prepare_env(out)
@@ -351,9 +352,11 @@ def run_sweep(spec: Any, out: Path, *, address: str | None = None, wandb_mode: s
             sweep_name=spec.name, project=spec.wandb.project, entity=spec.wandb.entity,
             tags=list(spec.wandb.tags), mode=mode, out_dir=out,
             flatten_config=lambda c: flat_config(spec.run_config(c)),
-            metric_keys=record_of,
+            # W&B gets exactly the per-term records of terms.parquet (no divergence markers)
+            metric_keys=lambda r: {} if r.get("diverged") else record_of(r),
+            # a resumed trial's W&B run is rebuilt from the rows the results files hold
+            replay=lambda tid: [writer.terms[tid][t] for t in sorted(writer.terms.get(tid, {}))],
         ))
-    writer = ResultsWriter(out, spec, verbose=verbose)
     init_ray(address, temp_dir)
     tuner, _ = build_tuner(spec, out, writer, callbacks, restore=restore)
     started = time.time()

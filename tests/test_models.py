@@ -79,3 +79,17 @@ def test_gmf_learns_at_small_latent_sizes(influencer, mf_dim: int) -> None:
     aucs = [_held_out_auc(influencer, "gmf", s, mf_dim=mf_dim, lr=1e-2) for s in range(3)]
     assert min(aucs) > 0.54, aucs
     assert np.mean(aucs) > 0.58, aucs
+
+
+@pytest.mark.parametrize("name", ["gmf", "mlp", "neumf"])
+def test_score_matrix_equals_pairwise_scores(name: str) -> None:
+    from ocfb.models import predict_proba, score_matrix
+
+    g = torch.Generator().manual_seed(3)
+    m = build_model(name, 9, 7, mf_dim=3, user_dim=4, item_dim=5, layers=(6, 4, 2), generator=g)
+    for p in m.parameters():  # move away from the near-zero initialisation
+        torch.nn.init.normal_(p, 0, 0.5, generator=g)
+    users, items = torch.tensor([0, 4, 8]), torch.arange(7)
+    mat = score_matrix(m, users, items)
+    pairs = predict_proba(m, users.repeat_interleave(7), items.repeat(3)).view(3, 7)
+    torch.testing.assert_close(mat, pairs, rtol=1e-5, atol=1e-6)
