@@ -43,8 +43,8 @@ def main() -> None:
     for bs in (65_536, 4096, 256):
         m = n if bs >= 4096 else 100_000
         g = torch.Generator().manual_seed(0)
-        _, t = timed(lambda bs=bs, m=m: train_epochs(model, opt, c[:m] // 3706, c[:m] % 3706,
-                                                     y[:m], epochs=1, batch_size=bs, generator=g))
+        _, t = timed(lambda bs=bs, m=m, g=g: train_epochs(
+            model, opt, c[:m] // 3706, c[:m] % 3706, y[:m], epochs=1, batch_size=bs, generator=g))
         rates[bs] = m / t
         print(f"train NeuMF 8+[64,32,16,8], batch {bs:>6}: {rates[bs] / 1e6:.2f} M samples/s")
     print(f"ratio batch 65,536 / batch 256: {rates[65_536] / rates[256]:.1f}x")
@@ -55,7 +55,8 @@ def main() -> None:
     pos = data.items[np.r_[0, np.flatnonzero(np.diff(data.users)) + 1]]
     ranks, t_rank = timed(lambda: full_rank_of_positive(scores, pos, known[users]))
     hit_ndcg(ranks)
-    print(f"full ranking 6,040 users x 3,706 items: scoring {t_score:.2f} s, ranking {t_rank:.2f} s")
+    print(f"full ranking 6,040 users x 3,706 items: scoring {t_score:.2f} s, "
+          f"ranking {t_rank:.2f} s")
 
 
 if __name__ == "__main__":
