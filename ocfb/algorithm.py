@@ -74,6 +74,9 @@ class OCFBRun:
         self.objective = default_objective(cfg.protocol)
         n_items = data.n_items
         self.all_positive_cells = np.sort(data.cells)
+        # cells a training negative may never be: every known positive (any split), and under
+        # holdout also the frozen evaluation candidates (set below)
+        self.base_blocked = self.all_positive_cells
         if cfg.protocol == "paper":
             self.n_neg = cfg.n_negatives(len(data))
             self._check_free(self.n_neg)
@@ -93,6 +96,15 @@ class OCFBRun:
             )
             self.paper = None
             self.train_pos = self.holdout.train_cells
+            # Held-out positives are never drawn as negatives, so if their frozen candidates
+            # could be, "never labelled negative" would point at the held-out item: a leak that
+            # inflated sampled HR@10 on MovieLens-100K by about 0.01. Block the candidates too.
+            h = self.holdout
+            cands = np.concatenate([
+                (h.val_users[:, None] * n_items + h.val_candidates).ravel(),
+                (h.test_users[:, None] * n_items + h.test_candidates).ravel(),
+            ])
+            self.base_blocked = blocked_cells(self.all_positive_cells, cands)
             self.n_neg = cfg.n_negatives(self.train_pos.size)
             self._check_free(self.n_neg)
             self.known = protocols.known_matrix(data)
@@ -115,12 +127,15 @@ class OCFBRun:
         self.history: list[dict[str, Any]] = []
 
     def _check_free(self, k: int) -> None:
-        free = self.data.n_users * self.data.n_items - len(self.data)
+        unobserved = self.data.n_users * self.data.n_items - len(self.data)
+        free = self.data.n_users * self.data.n_items - self.base_blocked.size
         if k > free:
+            extra = (f" ({unobserved} unobserved cells minus {unobserved - free} frozen "
+                     "evaluation candidates)" if free < unobserved else "")
             raise ConfigError(
                 f"negatives: {self.cfg.negatives!r} resolves to {k} negatives, but only {free} "
-                f"unobserved (user, item) cells exist on the {self.data.n_users} x "
-                f"{self.data.n_items} grid"
+                f"free (user, item) cells exist on the {self.data.n_users} x "
+                f"{self.data.n_items} grid{extra}; {unobserved} are unobserved"
             )
 
     # -- the loop -------------------------------------------------------------------------
@@ -184,7 +199,7 @@ class OCFBRun:
 
     def _draw(self, k: int, current: np.ndarray | None) -> np.ndarray:
         exclude = self.removed if self.cfg.exclude_removed else None
-        blocked = blocked_cells(self.all_positive_cells, current, exclude)
+        blocked = blocked_cells(self.base_blocked, current, exclude)
         return sample_free_cells(self.rng, self.data.n_users, self.data.n_items, k, blocked)
 
     def _score_negatives(self) -> np.ndarray:

@@ -207,8 +207,9 @@ def score_matrix(model: nn.Module, users: torch.Tensor, items: torch.Tensor) -> 
             mf = model.gmf.user.embedding_dim
             gmf = (model.gmf.user(users) * w[:mf]) @ model.gmf.item(items).T
             logits = gmf + _mlp_logit_matrix(model.mlp, users, items, w[mf:]) + model.out.bias
-        else:
-            raise TypeError(f"score_matrix does not know {type(model).__name__}")
+        else:  # any other pair model: score the flattened pairs
+            flat = model(users.repeat_interleave(items.shape[0]), items.repeat(users.shape[0]))
+            logits = flat.view(users.shape[0], items.shape[0])
         return torch.sigmoid(logits)
     finally:
         model.train(was_training)

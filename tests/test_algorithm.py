@@ -401,3 +401,19 @@ def test_exactly_all_free_cells_is_allowed() -> None:
     run = OCFBRun(small_cfg(negatives=free, terms=0, epochs=1), tiny)
     run.step()
     assert np.unique(run.negatives).size == free
+
+
+@pytest.mark.parametrize("strategy", ["ocfb", "resample-all"])
+def test_holdout_negatives_avoid_frozen_candidates(small: Interactions, strategy: str) -> None:
+    # Held-out positives are never negatives; if their candidates could be, the model would
+    # learn that "never a negative" marks the held-out item (a leak in the sampled metrics).
+    run = OCFBRun(small_cfg(protocol="holdout", strategy=strategy, threshold=0.2, terms=3), small)
+    h = run.holdout
+    n_items = small.n_items
+    cands = np.concatenate([(h.val_users[:, None] * n_items + h.val_candidates).ravel(),
+                            (h.test_users[:, None] * n_items + h.test_candidates).ravel()])
+    held = np.concatenate([h.val_users * n_items + h.val_items,
+                           h.test_users * n_items + h.test_items])
+    for _ in run:
+        assert not np.isin(run.negatives, cands).any()
+        assert not np.isin(run.negatives, held).any()

@@ -8,6 +8,7 @@ Skipped where the team's copy of u.data is absent (MovieLens may not be redistri
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +49,7 @@ NEUMF = {
 
 
 @pytest.fixture
-def one_thread():
+def one_thread() -> Iterator[None]:
     """Train on one intra-op thread, restoring the previous setting afterwards.
 
     NeuMF batches are far too small to gain from threads, and on a busy machine two OpenMP

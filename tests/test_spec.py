@@ -28,7 +28,7 @@ ML_PLACEHOLDER = "/data/ml-100k/u.data"
 
 # Trials per shipped config, worked out by hand from the files.
 EXPECTED = {
-    "quickstart": 2 * 2 * 2 * 2,  # model x mf_dim x negatives x threshold, 1 seed
+    "quickstart": 2 * 2 * 2 * 2 * 3,  # model x mf_dim x negatives x threshold x 3 seeds
     "paper": 3 * 4 * 4 * 4 * 2 * 3,  # model x mf_dim x user_dim x item_dim x negatives x 3 seeds
     "ablation-threshold": 7 * 3,  # 7 thresholds x 3 seeds
     "ablation-terms": 2 * 2 * 3,  # model x threshold x 3 seeds
@@ -77,7 +77,7 @@ def test_every_config_key_carries_a_comment(name):
 def test_shipped_config_details():
     q = _load("quickstart")
     assert q.protocol == "holdout" and q.data.is_synthetic
-    assert q.axes() == ["model", "mf_dim", "negatives", "threshold"]
+    assert q.axes() == ["model", "mf_dim", "negatives", "threshold", "seed"]
     assert q.fixed["terms"] == 5 and q.fixed["batch_size"] == 256
     assert q.objective.metric == "val_hr@10" and q.objective.mode == "max"
 
@@ -223,7 +223,7 @@ def test_param_space_for_ray():
     ps = q.param_space()
     assert ps["model"] == {"grid_search": ["gmf", "neumf"]}
     assert ps["threshold"] == {"grid_search": [0.3, 0.6]}
-    assert ps["seed"] == {"grid_search": [0]}
+    assert ps["seed"] == {"grid_search": [0, 1, 2]}
     assert "terms" not in ps  # fixed keys stay in the spec
     variants = [cfg for _, cfg in generate_variants(ps)]
     assert len(variants) == q.expected_trials()
