@@ -353,11 +353,12 @@ class SweepSpec(_Section):
 
     def with_smoke(self) -> SweepSpec:
         """The `--smoke` version: smoke overrides become fixed (dropping searches over the same
-        keys), num_samples is capped at 2 and an ASHA grace period at the smoke term count."""
+        keys), one seed, num_samples capped at 2 and an ASHA grace period at the smoke terms."""
         raw = self.to_json()
         raw["fixed"] = {**self.fixed, **self.smoke}
         raw["space"] = {k: v for k, v in raw["space"].items() if k not in self.smoke}
         raw["search"]["num_samples"] = min(self.search.num_samples, 2)
+        raw["seeds"] = list(self.seeds[:1])  # one seed: smoke checks plumbing, not statistics
         if self.scheduler.type == "asha":
             kept = {k: d for k, d in self.space.items() if k not in self.smoke}
             t = max(_terms_values(raw["fixed"], kept))
