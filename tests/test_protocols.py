@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -16,15 +15,6 @@ from ocfb import protocols
 from ocfb.algorithm import OCFBRun
 from ocfb.config import ConfigError, make_run_config
 from ocfb.data import Interactions, from_pairs, synthetic_influencer
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny models run fastest single-threaded; extra threads thrash on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
