@@ -411,11 +411,20 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         spec = load_sweep(args.config, output=args.out, data_source=args.data)
         if args.smoke:
             spec = spec.with_smoke()
+        spec = _absolute_data_path(spec)
         _check_data(spec)
     except SpecError as err:
         return _fail(str(err))
     return run_sweep(spec, Path(spec.output), address=args.address, wandb_mode=args.wandb,
                      temp_dir=args.ray_temp_dir)
+
+
+def _absolute_data_path(spec: Any) -> Any:
+    """A data file path made absolute: trials run in their own working directories."""
+    if spec.data.is_synthetic or "://" in spec.data.source:
+        return spec
+    source = str(Path(spec.data.source).expanduser().resolve())
+    return spec.model_copy(update={"data": spec.data.model_copy(update={"source": source})})
 
 
 def _check_data(spec: Any) -> None:

@@ -230,3 +230,17 @@ def test_resume_after_driver_killed(tmp_path: Path) -> None:
                                    ref.loc[th, cols].to_numpy(float), rtol=1e-6)
     terms = pd.read_parquet(out / "terms.parquet")
     assert len(terms) == 4 * 7 and not terms.duplicated(["trial_id", "term"]).any()
+
+
+def test_relative_data_path_is_made_absolute_for_trials(tmp_path: Path, monkeypatch) -> None:
+    # trials run in their own working directories, so a relative path must not reach them
+    from suite.spec import load_sweep
+    from suite.sweep import _absolute_data_path
+
+    (tmp_path / "d.csv").write_text("user,item\n1,2\n2,3\n")
+    cfg = sweep_yaml(tmp_path / "s.yaml", tmp_path / "out", extra={"data": {"source": "d.csv"}})
+    monkeypatch.chdir(tmp_path)
+    spec = _absolute_data_path(load_sweep(cfg))
+    assert spec.data.source == str(tmp_path / "d.csv")
+    synthetic = sweep_yaml(tmp_path / "t.yaml", tmp_path / "out")
+    assert _absolute_data_path(load_sweep(synthetic)).data.source == "synthetic-influencer"
