@@ -45,7 +45,7 @@ DIM_KINDS = ("grid", "choice", "uniform", "loguniform", "int")
 
 # Loop parameters a sweep may search over (`seed` is the separate `seeds` axis).
 SEARCHABLE = (
-    "model", "mf_dim", "user_dim", "item_dim", "layers", "negatives", "threshold", "terms",
+    "protocol", "model", "mf_dim", "user_dim", "item_dim", "layers", "negatives", "threshold", "terms",
     "strategy", "error", "refit", "lr", "epochs", "epochs_per_term", "batch_size",
     "weight_decay", "exclude_removed", "replace_fraction",
 )
@@ -673,19 +673,29 @@ def _parse(raw: Any, where: str) -> SweepSpec:
         problems.append(f"objective: expected a mapping with keys metric, mode "
                         f"(got {_short(obj_raw)})")
     elif protocol is not None:
+        # a sweep may search over the protocol (to measure the gap between them); then the
+        # objective must be a metric every searched protocol produces
+        searched = (space or {}).get("protocol")
+        protocols = [protocol]
+        if searched is not None:
+            protocols = [p for p in searched.candidates() if p in PROTOCOLS] or [protocol]
+            if "protocol" in raw:
+                problems.append("protocol: also searched in space.protocol; set one or the other")
         obj = dict(obj_raw or {})
-        obj.setdefault("metric", default_metric(protocol))
+        obj.setdefault("metric", default_metric(protocol) if len(protocols) == 1 else "test_auc")
         if isinstance(obj["metric"], str) and obj["metric"] in LOWER_IS_BETTER:
             obj.setdefault("mode", "min")
         objective = _section(ObjectiveConfig, obj, "objective", problems)
         full = (fixed or {}).get("full_ranking", True)
-        allowed = produced_metrics(protocol, full_ranking=bool(full))
+        allowed = [m for m in produced_metrics(protocols[0], full_ranking=bool(full))
+                   if all(m in produced_metrics(p, full_ranking=bool(full)) for p in protocols)]
         if objective is not None and objective.metric not in allowed:
-            why = (" with fixed.full_ranking false" if protocol == "holdout"
-                   and objective.metric in produced_metrics(protocol) else "")
+            everywhere = all(objective.metric in produced_metrics(p) for p in protocols)
+            why = " with fixed.full_ranking false" if everywhere and not full else ""
+            names = " and ".join(repr(p) for p in protocols)
             problems.append(
                 f"objective.metric: {objective.metric!r} is not produced by protocol "
-                f"{protocol!r}{why}{_hint(objective.metric, allowed)}; "
+                f"{names}{why}{_hint(objective.metric, allowed)}; "
                 f"allowed: {', '.join(allowed)}"
             )
 

@@ -34,6 +34,7 @@ EXPECTED = {
     "ablation-terms": 2 * 2 * 3,  # model x threshold x 3 seeds
     "strategies": 4 * 5,  # 4 strategies x 5 seeds
     "movielens-100k": 24 * 1,  # optuna: num_samples x seeds
+    "protocol-gap": 2 * 2 * 5,  # protocol x strategy x seeds
 }
 
 
@@ -459,3 +460,17 @@ def test_from_dict_validates_like_a_file():
     spec = SweepSpec.from_dict({"name": "t", "resources": {"gpus": 0.25, "cpus": 2}})
     assert (spec.resources.gpus, spec.resources.cpus) == (0.25, 2.0)
     assert spec.expected_trials() == 1 and spec.axes() == []
+
+
+def test_protocol_can_be_searched_for_the_protocol_gap(tmp_path):
+    spec = load_sweep(CONFIGS / "protocol-gap.yaml")
+    assert spec.axes() == ["protocol", "strategy", "seed"]
+    assert spec.objective.metric == "test_auc"  # the only metric both protocols produce
+    assert spec.expected_trials() == 2 * 2 * 5
+    assert spec.run_config({"protocol": "paper", "strategy": "ocfb", "seed": 3}).protocol == "paper"
+    both = "name: t\nspace:\n  protocol: {grid: [paper, holdout]}\n"
+    with pytest.raises(SpecError, match=r"objective.metric: 'val_hr@10' is not produced by "
+                                        r"protocol 'paper' and 'holdout'.*allowed: .*test_auc"):
+        load_sweep(_write(tmp_path, both + "objective: {metric: val_hr@10}\n"))
+    with pytest.raises(SpecError, match="protocol: also searched in space.protocol"):
+        load_sweep(_write(tmp_path, both + "protocol: paper\n"))
