@@ -45,8 +45,8 @@ DIM_KINDS = ("grid", "choice", "uniform", "loguniform", "int")
 
 # Loop parameters a sweep may search over (`seed` is the separate `seeds` axis).
 SEARCHABLE = (
-    "protocol", "model", "mf_dim", "user_dim", "item_dim", "layers", "negatives", "threshold", "terms",
-    "strategy", "error", "refit", "lr", "epochs", "epochs_per_term", "batch_size",
+    "protocol", "model", "mf_dim", "user_dim", "item_dim", "layers", "negatives", "threshold",
+    "terms", "strategy", "error", "refit", "lr", "epochs", "epochs_per_term", "batch_size",
     "weight_decay", "exclude_removed", "replace_fraction",
 )
 # Continuous ranges only make sense for float parameters, integer ranges for int parameters:
@@ -399,6 +399,8 @@ class SweepSpec(_Section):
         """Plain JSON of the spec plus the derived `axes` and `expected_trials`: everything
         DIR/sweep.json needs; `from_dict` of it gives the spec back."""
         out = self.model_dump(mode="json", by_alias=True)
+        if "protocol" in self.space:
+            del out["protocol"]  # searched: the top-level default would contradict the axis
         out["axes"] = self.axes()
         out["expected_trials"] = self.expected_trials()
         return out
