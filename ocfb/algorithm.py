@@ -169,7 +169,10 @@ class OCFBRun:
             n_replaced = self._replace(errors)
             t_resample = time.perf_counter() - t0
             if cfg.refit == "fresh":
+                # re-initialise on CPU: the seeded generator is a CPU generator (as at build)
+                self.model.cpu()
                 reset_parameters(self.model, self.tgen)
+                self.model.to(self.device)
                 self.optimizer = make_optimizer(self.model, cfg.lr, cfg.weight_decay)
                 epochs = cfg.epochs
             else:

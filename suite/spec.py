@@ -307,6 +307,10 @@ class SweepSpec(_Section):
         Raises ocfb.config.ConfigError for a value the sweep file could not have produced.
         """
         values: dict[str, Any] = {"seed": self.seeds[0], **self.base_config()}
+        params = dict(params)
+        index = params.pop("__trial_index__", None)
+        if index is not None:  # Optuna + Repeater: the i-th repeat of a configuration
+            values["seed"] = self.seeds[int(index) % len(self.seeds)]
         for k, v in params.items():
             if hasattr(v, "item") and not isinstance(v, list | tuple | str):
                 v = v.item()  # numpy scalar from a Ray sampler
@@ -373,7 +377,8 @@ class SweepSpec(_Section):
 
         grid -> tune.grid_search (tune.choice under optuna, which cannot take grid_search),
         choice -> tune.choice, uniform / loguniform -> tune.uniform / tune.loguniform,
-        int [lo, hi] -> tune.randint(lo, hi + 1). Seeds: grid_search (choice under optuna).
+        int [lo, hi] -> tune.randint(lo, hi + 1). Seeds: grid_search (under optuna, a Repeater
+        replicates each proposal over the seeds instead).
         """
         from ray import tune  # lazy: validating a sweep must not start or import Ray
 
@@ -391,8 +396,10 @@ class SweepSpec(_Section):
                 out[key] = tune.loguniform(*vals)
             else:
                 out[key] = tune.randint(vals[0], vals[1] + 1)
-        seeds = list(self.seeds)
-        out["seed"] = tune.choice(seeds) if optuna else tune.grid_search(seeds)
+        if not optuna:
+            out["seed"] = tune.grid_search(list(self.seeds))
+        # under optuna the seeds are not searched: a Repeater runs every proposed configuration
+        # once per seed and run_config maps the repeat index to the seed
         return out
 
     def to_json(self) -> dict[str, Any]:
@@ -691,7 +698,17 @@ def _parse(raw: Any, where: str) -> SweepSpec:
         full = (fixed or {}).get("full_ranking", True)
         allowed = [m for m in produced_metrics(protocols[0], full_ranking=bool(full))
                    if all(m in produced_metrics(p, full_ranking=bool(full)) for p in protocols)]
-        if objective is not None and objective.metric not in allowed:
+        if protocols == ["holdout"]:
+            # holdout selects on validation; test is reported alongside, never used to choose
+            allowed = [m for m in allowed if not m.startswith("test_")]
+        if (objective is not None and protocols == ["holdout"]
+                and objective.metric.startswith("test_")):
+            problems.append(
+                f"objective.metric: {objective.metric!r} is a test metric; under protocol "
+                f"'holdout' model selection uses validation (e.g. "
+                f"{objective.metric.replace('test_', 'val_', 1)!r}); allowed: "
+                f"{', '.join(allowed)}")
+        elif objective is not None and objective.metric not in allowed:
             everywhere = all(objective.metric in produced_metrics(p) for p in protocols)
             why = " with fixed.full_ranking false" if everywhere and not full else ""
             names = " and ".join(repr(p) for p in protocols)

@@ -63,7 +63,8 @@ def flat_config(cfg: Any) -> dict[str, Any]:
 class ResultsWriter:
     """Collects per-term results and trial outcomes; rewrites the parquet files atomically."""
 
-    def __init__(self, out_dir: Path, spec: Any, *, verbose: bool = True) -> None:
+    def __init__(self, out_dir: Path, spec: Any, *, verbose: bool = True,
+                 resume: bool = False) -> None:
         self.out = out_dir
         self.spec = spec
         self.verbose = verbose
@@ -73,7 +74,8 @@ class ResultsWriter:
         self.trials: dict[str, dict[str, Any]] = {}
         self.finished = 0
         self._last_flush = 0.0
-        self._load_existing()
+        if resume:
+            self._load_existing()
 
     def _load_existing(self) -> None:
         # On resume, earlier results are the starting point; re-reported terms overwrite them.
@@ -205,7 +207,7 @@ def _make_callback(writer: ResultsWriter):
             writer.on_end(trial)
 
         def on_trial_error(self, iteration, trials, trial, **info):  # noqa: ANN001
-            writer.on_end(trial, error=getattr(trial, "error_file", None) and _error_text(trial))
+            writer.on_end(trial, error=_error_text(trial))
 
         def on_experiment_end(self, trials, **info):  # noqa: ANN001
             writer.flush()
@@ -231,7 +233,7 @@ def _history_from_checkpoint(trial: Any) -> list[dict[str, Any]]:
 
 def _error_text(trial: Any) -> str:
     try:
-        return Path(trial.error_file).read_text()
+        return Path(trial.error_file).read_text() or "trial failed"
     except Exception:
         return "trial failed"
 
@@ -286,11 +288,21 @@ def build_tuner(spec: Any, out: Path, writer: ResultsWriter, callbacks: list, *,
         tuner._local_tuner.get_run_config().callbacks = cbs
         return tuner, cbs
     algo = spec.search.algorithm
-    search_alg = None
     if algo == "optuna":
+        from ray.tune.search import Repeater
         from ray.tune.search.optuna import OptunaSearch
 
-        search_alg = OptunaSearch(seed=spec.search.seed)
+        # Seeds are replicates, not a hyperparameter: TPE proposes a configuration and the
+        # Repeater runs it once per seed (trial index i -> seeds[i], see SweepSpec.run_config).
+        search_alg = Repeater(OptunaSearch(seed=spec.search.seed), repeat=len(spec.seeds),
+                              set_index=True)
+    else:
+        from ray.tune.search.basic_variant import BasicVariantGenerator
+
+        # seeded draws; the random values stay the same across the seed (and other grid) axes,
+        # so every sampled configuration is replicated over every seed
+        search_alg = BasicVariantGenerator(random_state=spec.search.seed,
+                                           constant_grid_search=True)
     scheduler = None
     if spec.scheduler.type == "asha":
         from ray.tune.schedulers import ASHAScheduler
@@ -342,9 +354,12 @@ def run_sweep(spec: Any, out: Path, *, address: str | None = None, wandb_mode: s
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
     mode = tracking.resolve_mode(wandb_mode, spec.wandb.mode)
     if not restore:
+        moved = archive_previous(out)
+        if moved is not None and verbose:
+            print(f"an earlier sweep's results in {out} were moved to {moved}")
         write_json({**spec.to_json(), "expected_trials": spec.expected_trials(),
                     "wandb_mode": mode}, out / "sweep.json")
-    writer = ResultsWriter(out, spec, verbose=verbose)
+    writer = ResultsWriter(out, spec, verbose=verbose, resume=restore)
     callbacks = []
     if mode != "disabled":
         tracking.prepare_env(out)
@@ -369,7 +384,41 @@ def run_sweep(spec: Any, out: Path, *, address: str | None = None, wandb_mode: s
     finish(out, spec, mode)
     if mode == "offline" and verbose:
         print(tracking.sync_hint(out))
+    statuses = [t["status"] for t in writer.trials.values()]
+    unfinished = sum(s in ("running", "pending") for s in statuses)
+    expected = spec.expected_trials()
+    if unfinished or (expected is not None and len(statuses) < expected):
+        # Ray returns normally on Ctrl-C; the sweep is not done and must not look done
+        print(f"sweep {spec.name} interrupted: {unfinished} trial(s) unfinished, "
+              f"{len(statuses)} of {expected if expected is not None else '?'} started; "
+              f"continue with: ocfb-suite resume {out}", file=sys.stderr)
+        return 1
+    if statuses and all(s == "error" for s in statuses):
+        print(f"sweep {spec.name}: every trial failed; see the error column of "
+              f"{out / 'trials.parquet'}", file=sys.stderr)
+        return 1
     return 0
+
+
+# Results of an earlier sweep in the same folder, moved aside (never mixed, never deleted).
+_PREVIOUS = ("sweep.json", "trials.parquet", "terms.parquet", "summary.md", "tables", "plots",
+             "ray", "splits", "wandb")
+
+
+def archive_previous(out: Path) -> Path | None:
+    """Move an earlier sweep's results in `out` to `out/previous-<UTC time>/`; return it."""
+    present = [n for n in _PREVIOUS if (out / n).exists()]
+    if not present:
+        return None
+    dest = out / time.strftime("previous-%Y%m%dT%H%M%SZ", time.gmtime())
+    n = 1
+    while dest.exists():
+        dest = dest.with_name(dest.name.split("+")[0] + f"+{n}")
+        n += 1
+    dest.mkdir(parents=True)
+    for name in present:
+        os.replace(out / name, dest / name)
+    return dest
 
 
 def print_leaderboard(writer: ResultsWriter, spec: Any, top: int = 10) -> None:
@@ -411,7 +460,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         spec = load_sweep(args.config, output=args.out, data_source=args.data)
         if args.smoke:
             spec = spec.with_smoke()
+            if args.out is None:  # smoke results never replace a real sweep's
+                spec = spec.model_copy(update={"output": spec.output.rstrip("/") + "-smoke"})
         spec = _absolute_data_path(spec)
+        if not (args.address or os.environ.get("RAY_ADDRESS")):
+            _check_local_resources(spec)
         _check_data(spec)
     except SpecError as err:
         return _fail(str(err))
@@ -427,15 +480,51 @@ def _absolute_data_path(spec: Any) -> Any:
     return spec.model_copy(update={"data": spec.data.model_copy(update={"source": source})})
 
 
+def _check_local_resources(spec: Any) -> None:
+    """On local Ray, a trial this machine can never place would wait forever: refuse it."""
+    from suite.spec import SpecError
+
+    cpus = os.cpu_count() or 1
+    if spec.resources.cpus > cpus:
+        raise SpecError(f"resources.cpus: {spec.resources.cpus} per trial, but this machine has "
+                        f"{cpus} CPUs; allowed: 0 < cpus <= {cpus} (or --address a cluster)")
+    if spec.resources.gpus > 0:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise SpecError(f"resources.gpus: {spec.resources.gpus} per trial, but this machine "
+                            "has no CUDA GPU; allowed: 0 (or --address a cluster with GPUs)")
+
+
 def _check_data(spec: Any) -> None:
-    """Load the data once in the driver, so a bad path fails before Ray starts."""
+    """Load the data once in the driver, so a bad path or too many negatives fail before Ray
+    starts rather than inside every trial."""
     from ocfb.data import DataError, load_source
     from suite.spec import SpecError
 
     try:
-        load_source(spec.data.source, **spec.data.load_kwargs())
+        data = load_source(spec.data.source, **spec.data.load_kwargs())
     except (DataError, ValueError) as err:
         raise SpecError(f"data.source: {err}") from None
+    free = data.n_users * data.n_items - len(data)
+    # a ratio scales the training positives: at least all positives minus two held out per user
+    fewest_positives = max(1, len(data) - 2 * data.n_users)
+    if "negatives" in spec.space:
+        dim = spec.space["negatives"]
+        places = [(f"space.negatives.{dim.kind}[{i}]", v) for i, v in enumerate(dim.candidates())]
+    else:
+        places = [("fixed.negatives", spec.base_config().get("negatives", 2000))]
+    problems = []
+    for where, value in places:
+        cfg = spec.run_config({"negatives": value})
+        # under paper a ratio scales all positives, under holdout the training positives
+        basis = fewest_positives if cfg.protocol == "holdout" else len(data)
+        need = cfg.n_negatives(basis)
+        if need > free:
+            problems.append(f"{where}: {value!r} means {need} negatives, but only {free} "
+                            f"unobserved (user, item) cells exist in {spec.data.source}")
+    if problems:
+        raise SpecError("\n".join(problems))
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -450,6 +539,11 @@ def cmd_resume(args: argparse.Namespace) -> int:
         spec = spec_from_json(json.loads(meta.read_text()))
     except SpecError as err:
         return _fail(f"{meta}: {err}")
+    from ray import tune
+
+    if not tune.Tuner.can_restore(_experiment_path(spec, out)):
+        return _fail(f"{out}: Ray saved no experiment state at {_experiment_path(spec, out)} "
+                     "(killed before the first trial started?); run the sweep again instead")
     return run_sweep(spec, out, address=args.address, wandb_mode=args.wandb, restore=True,
                      temp_dir=args.ray_temp_dir)
 

@@ -72,8 +72,11 @@ def make_trainable(spec: Any, cache_dir: str | None = None):
         from ocfb.train import NonFiniteLossError
 
         cfg: RunConfig = spec.run_config(config)
-        if _gpu_share() > 0 and cfg.device == "cpu":
+        if _gpu_share() > 0 and cfg.device in ("cpu", "auto"):
             cfg = cfg.model_copy(update={"device": "cuda"})  # the trial holds a GPU share
+        elif _gpu_share() == 0 and cfg.device == "auto":
+            # Ray 2.60 no longer hides GPUs from zero-GPU actors: without a share, stay on CPU
+            cfg = cfg.model_copy(update={"device": "cpu"})
         # one intra-op thread pool per CPU share, so concurrent trials do not oversubscribe
         torch.set_num_threads(_cpu_share())
         data = load_data_for(cfg)

@@ -158,8 +158,13 @@ def test_objective_defaults_follow_protocol(tmp_path):
     spec = load_sweep(_write(tmp_path, "name: t\nobjective: {metric: train_loss}\n"))
     assert spec.objective.mode == "min"
     spec = load_sweep(_write(tmp_path, "name: t\nprotocol: holdout\n"
-                                       "objective: {metric: test_auc}\n"))
-    assert spec.objective.metric == "test_auc"
+                                       "objective: {metric: val_auc}\n"))
+    assert spec.objective.metric == "val_auc"
+    # holdout never selects on test
+    with pytest.raises(SpecError, match=r"objective.metric: 'test_auc' is a test metric; under "
+                                        r"protocol 'holdout' model selection uses validation "
+                                        r"\(e.g. 'val_auc'\)"):
+        load_sweep(_write(tmp_path, "name: t\nprotocol: holdout\nobjective: {metric: test_auc}\n"))
 
 
 def test_produced_metrics_match_the_loop():
@@ -237,7 +242,7 @@ def test_param_space_for_ray():
     m = _load("movielens-100k")
     mps = m.param_space()
     assert mps["mf_dim"].lower == 4 and mps["mf_dim"].upper == 33  # int [4, 32], hi inclusive
-    assert mps["seed"].categories == [0]
+    assert "seed" not in mps  # seeds are replicated by a Repeater, never searched by TPE
     dists = OptunaSearch.convert_search_space(mps)
     assert dists["mf_dim"].high == 32 and dists["lr"].log
 
@@ -247,8 +252,11 @@ def test_param_space_for_ray():
         "search": {"algorithm": "optuna", "num_samples": 2}, "seeds": [0, 1]})
     sps = spec.param_space()
     assert sps["layers"].categories == ["32,16,8", "16,8"]
-    assert sps["seed"].categories == [0, 1]
+    assert "seed" not in sps
     assert spec.run_config({"layers": sps["layers"].categories[1]}).layers == (16, 8)
+    # the Repeater's trial index picks the seed
+    assert spec.run_config({"__trial_index__": 1}).seed == 1
+    assert spec.run_config({"__trial_index__": 0}).seed == 0
     OptunaSearch.convert_search_space(sps)
 
 

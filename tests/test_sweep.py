@@ -213,6 +213,8 @@ def test_resume_after_driver_killed(tmp_path: Path) -> None:
     starts = [m.name for m in markers.iterdir()]
     for tid in done_before:  # finished trials are not rerun
         assert len([s for s in starts if s.startswith(tid)]) == 1, starts
+    # the trial running at the kill continued from its last term checkpoint, not from term 0
+    assert any("-from0-" not in s for s in starts), starts
     # final metrics equal those of an uninterrupted sweep of the same file
     ref_out = tmp_path / "ref"
     ref_cfg = sweep_yaml(tmp_path / "r.yaml", ref_out, name="resume-ref", space=space,
@@ -244,3 +246,73 @@ def test_relative_data_path_is_made_absolute_for_trials(tmp_path: Path, monkeypa
     assert spec.data.source == str(tmp_path / "d.csv")
     synthetic = sweep_yaml(tmp_path / "t.yaml", tmp_path / "out")
     assert _absolute_data_path(load_sweep(synthetic)).data.source == "synthetic-influencer"
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("space: {negatives: {grid: [2000, 500000]}}\n",
+     "space.negatives.grid[1]: 500000 means 500000 negatives, but only 186034 unobserved"),
+    ("fixed: {negatives: '200x'}\n", "fixed.negatives: '200x' means"),
+    ("resources: {cpus: 4096}\n", "resources.cpus: 4096.0 per trial, but this machine has"),
+])
+def test_data_and_machine_dependent_errors_exit_2_before_ray(tmp_path: Path, text: str,
+                                                             needle: str) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: t\nwandb: {mode: disabled}\n" + text)
+    code = (
+        "import sys\n"
+        "from suite.cli import main\n"
+        f"rc = main(['sweep', {str(bad)!r}, '--out', {str(tmp_path / 'out')!r}])\n"
+        "assert 'ray' not in sys.modules, 'ray was imported'\n"
+        "sys.exit(rc)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
+                       env=env)
+    assert p.returncode == 2, p.stderr
+    assert needle in p.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_new_sweep_moves_earlier_results_aside(tmp_path: Path, local_ray) -> None:
+    out = tmp_path / "out"
+    cfg = sweep_yaml(tmp_path / "s.yaml", out, name="again",
+                     space={"threshold": {"grid": [0.3, 0.7]}}, fixed={"model": "gmf"})
+    assert _run(cfg) == 0
+    first = pd.read_parquet(out / "trials.parquet")
+    assert _run(cfg) == 0
+    second = pd.read_parquet(out / "trials.parquet")
+    assert len(second) == 2 and set(second.trial_id).isdisjoint(first.trial_id)
+    [prev] = list(out.glob("previous-*"))
+    pd.testing.assert_frame_equal(pd.read_parquet(prev / "trials.parquet"), first)
+
+
+def _seed_replicates(trials: pd.DataFrame, key: str) -> dict:
+    return trials.groupby(f"config.{key}")["config.seed"].apply(lambda s: sorted(s)).to_dict()
+
+
+def test_random_search_is_seeded_and_replicated_over_seeds(tmp_path: Path, local_ray) -> None:
+    space = {"threshold": {"uniform": [0.2, 0.9]}}
+    runs = []
+    for i in range(2):
+        out = tmp_path / f"out{i}"
+        cfg = sweep_yaml(tmp_path / f"r{i}.yaml", out, name="rand", space=space,
+                         fixed={"model": "gmf", "terms": 1}, seeds=(0, 1),
+                         extra={"search": {"algorithm": "random", "num_samples": 2, "seed": 7}})
+        assert _run(cfg) == 0
+        runs.append(pd.read_parquet(out / "trials.parquet"))
+    # two sampled thresholds, each run with both seeds (paired replicates)
+    assert list(_seed_replicates(runs[0], "threshold").values()) == [[0, 1], [0, 1]]
+    # the search seed fixes the draws
+    assert sorted(runs[0]["config.threshold"]) == sorted(runs[1]["config.threshold"])
+
+
+def test_optuna_replicates_each_proposal_over_the_seeds(tmp_path: Path, local_ray) -> None:
+    out = tmp_path / "out"
+    cfg = sweep_yaml(tmp_path / "o.yaml", out, name="tpe",
+                     space={"threshold": {"uniform": [0.2, 0.9]}},
+                     fixed={"model": "gmf", "terms": 1}, seeds=(0, 1),
+                     extra={"search": {"algorithm": "optuna", "num_samples": 2, "seed": 3}})
+    assert _run(cfg) == 0
+    trials = pd.read_parquet(out / "trials.parquet")
+    assert len(trials) == 4 and set(trials.status) == {"completed"}
+    assert list(_seed_replicates(trials, "threshold").values()) == [[0, 1], [0, 1]]
