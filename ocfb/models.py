@@ -156,18 +156,30 @@ def reset_parameters(model: nn.Module, generator: torch.Generator | None = None)
 
 
 @torch.no_grad()
-def predict_proba(
+def predict_logits(
     model: nn.Module, users: torch.Tensor, items: torch.Tensor, batch_size: int = 262_144
 ) -> torch.Tensor:
-    """Sigmoid scores for many pairs, in chunks to bound memory."""
+    """Logits for many pairs, in chunks to bound memory.
+
+    Rank on logits, not probabilities: a float32 sigmoid is exactly 1.0 from a logit of about
+    17, which would turn confident, distinct scores into ties.
+    """
     was_training = model.training
     model.eval()
     out = torch.empty(users.shape[0], dtype=torch.float32, device=users.device)
     for s in range(0, users.shape[0], batch_size):
         chunk = slice(s, s + batch_size)
-        out[chunk] = torch.sigmoid(model(users[chunk], items[chunk]))
+        out[chunk] = model(users[chunk], items[chunk])
     model.train(was_training)
     return out
+
+
+@torch.no_grad()
+def predict_proba(
+    model: nn.Module, users: torch.Tensor, items: torch.Tensor, batch_size: int = 262_144
+) -> torch.Tensor:
+    """Sigmoid scores for many pairs, in chunks to bound memory."""
+    return torch.sigmoid(predict_logits(model, users, items, batch_size))
 
 
 def _mlp_logit_matrix(mlp: MLP, users: torch.Tensor, items: torch.Tensor,
@@ -188,8 +200,10 @@ def _mlp_logit_matrix(mlp: MLP, users: torch.Tensor, items: torch.Tensor,
 
 
 @torch.no_grad()
-def score_matrix(model: nn.Module, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-    """Sigmoid scores for every (user, item) combination, shape (len(users), len(items)).
+def score_matrix(
+    model: nn.Module, users: torch.Tensor, items: torch.Tensor, *, logits: bool = False
+) -> torch.Tensor:
+    """Sigmoid scores (or logits) for every (user, item) pair, shape (len(users), len(items)).
 
     Uses the models' structure (GMF is a matrix product; the first MLP layer splits into a user
     and an item part), several times faster than scoring the flattened pairs one by one.
@@ -199,17 +213,17 @@ def score_matrix(model: nn.Module, users: torch.Tensor, items: torch.Tensor) -> 
     try:
         if isinstance(model, GMF):
             w = model.out.weight[0]
-            logits = (model.user(users) * w) @ model.item(items).T + model.out.bias
+            out = (model.user(users) * w) @ model.item(items).T + model.out.bias
         elif isinstance(model, MLP):
-            logits = _mlp_logit_matrix(model, users, items, model.out.weight[0]) + model.out.bias
+            out = _mlp_logit_matrix(model, users, items, model.out.weight[0]) + model.out.bias
         elif isinstance(model, NeuMF):
             w = model.out.weight[0]
             mf = model.gmf.user.embedding_dim
             gmf = (model.gmf.user(users) * w[:mf]) @ model.gmf.item(items).T
-            logits = gmf + _mlp_logit_matrix(model.mlp, users, items, w[mf:]) + model.out.bias
+            out = gmf + _mlp_logit_matrix(model.mlp, users, items, w[mf:]) + model.out.bias
         else:  # any other pair model: score the flattened pairs
             flat = model(users.repeat_interleave(items.shape[0]), items.repeat(users.shape[0]))
-            logits = flat.view(users.shape[0], items.shape[0])
-        return torch.sigmoid(logits)
+            out = flat.view(users.shape[0], items.shape[0])
+        return out if logits else torch.sigmoid(out)
     finally:
         model.train(was_training)

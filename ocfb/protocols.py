@@ -22,12 +22,13 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 import torch
+from scipy.special import expit
 from torch import nn
 
 from ocfb import metrics
 from ocfb.config import ConfigError
 from ocfb.data import Interactions
-from ocfb.models import predict_proba, score_matrix
+from ocfb.models import predict_logits, score_matrix
 
 # Separate seed streams, so the split never depends on model, strategy or sampling draws.
 SPLIT_STREAM = 7_001
@@ -222,24 +223,27 @@ def _save_npz(path: Path, arrays: dict) -> None:
 
 
 def score_cells(
-    model: nn.Module, cells: np.ndarray, n_items: int, device: torch.device
+    model: nn.Module, cells: np.ndarray, n_items: int, device: torch.device, *,
+    logits: bool = False,
 ) -> np.ndarray:
-    """Predicted probabilities for flat cell ids."""
+    """Predicted probabilities (float64, from the logits) or the logits for flat cell ids."""
     c = torch.as_tensor(cells, dtype=torch.int64, device=device)
-    return predict_proba(model, c // n_items, c % n_items).cpu().numpy().astype(np.float64)
+    z = predict_logits(model, c // n_items, c % n_items).cpu().numpy().astype(np.float64)
+    return z if logits else expit(z)
 
 
 @torch.no_grad()
 def score_all_items(
-    model: nn.Module, users: np.ndarray, n_items: int, device: torch.device
+    model: nn.Module, users: np.ndarray, n_items: int, device: torch.device, *,
+    logits: bool = True,
 ) -> np.ndarray:
-    """(len(users), n_items) probabilities, computed in row chunks to bound memory."""
+    """(len(users), n_items) logits (or probabilities), in row chunks to bound memory."""
     out = np.empty((users.size, n_items), dtype=np.float32)
     items = torch.arange(n_items, device=device)
     chunk = max(1, 1_000_000 // n_items)
     for s in range(0, users.size, chunk):
         u = torch.as_tensor(users[s : s + chunk], device=device)
-        out[s : s + chunk] = score_matrix(model, u, items).cpu().numpy()
+        out[s : s + chunk] = score_matrix(model, u, items, logits=logits).cpu().numpy()
     return out
 
 
@@ -256,9 +260,10 @@ def evaluate_holdout_part(
 ) -> dict[str, float]:
     """HR/NDCG@K (sampled and full), AUC and P/R/F1 at 0.5 for one held-out set."""
     n_items = known.shape[1]
-    pos = score_cells(model, users * n_items + items, n_items, device)
+    # ranks and AUC from logits (no sigmoid saturation ties); thresholds on probabilities
+    pos = score_cells(model, users * n_items + items, n_items, device, logits=True)
     cand_cells = (users[:, None] * n_items + candidates).ravel()
-    neg = score_cells(model, cand_cells, n_items, device).reshape(candidates.shape)
+    neg = score_cells(model, cand_cells, n_items, device, logits=True).reshape(candidates.shape)
     out = metrics.hit_ndcg(metrics.rank_of_positive(pos, neg), prefix=prefix)
     if full_ranking:
         scores = score_all_items(model, users, n_items, device)
@@ -267,5 +272,5 @@ def evaluate_holdout_part(
         ranks = metrics.full_rank_of_positive(scores, items, known[users])
         out.update(metrics.hit_ndcg(ranks, prefix=f"{prefix}full_"))
     out[f"{prefix}auc"] = metrics.roc_auc(pos, neg.ravel())
-    out.update(metrics.binary_at_threshold(pos, neg.ravel(), 0.5, prefix=prefix))
+    out.update(metrics.binary_at_threshold(expit(pos), expit(neg.ravel()), 0.5, prefix=prefix))
     return out

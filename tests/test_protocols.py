@@ -323,3 +323,17 @@ def test_holdout_metrics_match_brute_force(seed: int) -> None:
                                               torch.device("cpu"), "v_", full_ranking=False)
     assert not any("full" in key for key in no_full)
     assert no_full["v_hr@10"] == got["test_hr@10"]
+
+
+def test_confident_scores_are_ranked_on_logits_not_saturated_probabilities() -> None:
+    # float32 sigmoid is exactly 1.0 above a logit of ~17: ranking on it would tie these
+    logits = np.array([[30.0, 20.0, 25.0, 18.0, -40.0]])
+    model = TableModel(logits)
+    known = sp.csr_matrix(np.array([[True, False, False, False, False]]))
+    got = protocols.evaluate_holdout_part(model, np.array([0]), np.array([0]),
+                                          np.array([[1, 2, 3]]), known, torch.device("cpu"),
+                                          "t_")
+    assert got["t_hr@5"] == 1.0 and got["t_ndcg@5"] == 1.0  # rank 0, not 3
+    assert got["t_full_ndcg@5"] == 1.0
+    assert got["t_auc"] == 1.0
+    assert float(torch.sigmoid(torch.tensor(20.0))) == 1.0  # the trap this avoids
