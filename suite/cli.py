@@ -30,6 +30,9 @@ def _data_parser(sub: argparse._SubParsersAction) -> None:
     d = dsub.add_parser("describe", help="print users, items, interactions and sparsity")
     _add_data_flags(d, "--source")
     d.add_argument("--json", action="store_true", help="print one JSON object")
+    f = dsub.add_parser("fetch", help="download, verify and cache a MovieLens archive")
+    f.add_argument("name", help="ml-100k, ml-1m or ml-latest-small")
+    f.add_argument("--cache", default="data-cache", help="cache folder (default data-cache)")
     g = dsub.add_parser("generate", help="write a synthetic-influencer dataset to a file")
     g.add_argument("--users", type=int, default=407)
     g.add_argument("--items", type=int, default=462)
@@ -66,6 +69,13 @@ def cmd_data(args: argparse.Namespace) -> int:
     from ocfb import data as D
     from ocfb.config import DataConfig
 
+    if args.data_cmd == "fetch":
+        try:
+            path = D.fetch_movielens(args.name, Path(args.cache))
+        except D.DataError as err:
+            return _fail(str(err))
+        print(path)
+        return 0
     if args.data_cmd == "generate":
         inter = D.synthetic_influencer(args.users, args.items, args.interactions, seed=args.seed)
         from suite.results import write_csv, write_parquet

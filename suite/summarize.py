@@ -1170,6 +1170,13 @@ def summarize_dir(out_dir: str | Path) -> Summary:
         terms_ok = terms[terms["trial_id"].isin(ok_ids)]
     else:
         terms_ok = terms.iloc[0:0] if not terms.empty else terms
+    # Per-term tables and curves use only trials that ran every term: with early-stopped trials
+    # in them, later terms would average the survivors only and look better than they are.
+    if not terms_ok.empty and "status" in trials.columns:
+        full_ids = set(trials.loc[trials["status"] == "completed", "trial_id"])
+        terms_full = terms_ok[terms_ok["trial_id"].isin(full_ids)]
+    else:
+        terms_full = terms_ok
 
     name = str(spec.get("name") or d.name)
     protocol = str(spec.get("protocol") or "holdout")
@@ -1218,7 +1225,7 @@ def summarize_dir(out_dir: str | Path) -> Summary:
             metrics = [obj_p, *(PAPER_PLOT_METRICS if p == "paper" else
                                 ((_test_counterpart(obj_p) or obj_p), *HOLDOUT_PLOT_METRICS))]
             png = plot_metrics_vs_term(
-                terms_ok, best, metrics,
+                terms_full, best, metrics,
                 f"{name}: best configuration per model type ({p} protocol), mean and 95% CI "
                 "band over seeds", plots_dir / f"metrics_vs_term_{p}.png")
             if png:
@@ -1227,7 +1234,7 @@ def summarize_dir(out_dir: str | Path) -> Summary:
                     "_Not applicable: no completed trial yet._")
 
     # 3. Threshold x terms. When strategy varies, only ocfb trials: the threshold is OCF-B's.
-    th_terms, scope = terms_ok, "all completed trials"
+    th_terms, scope = terms_full, "trials that ran every term; early-stopped ones left out"
     if "config.strategy" in th_terms.columns and th_terms["config.strategy"].nunique() > 1:
         th_terms, scope = th_terms[th_terms["config.strategy"] == "ocfb"], "ocfb trials only"
     if th_terms.empty or objective not in th_terms.columns or "config.threshold" not in th_terms:

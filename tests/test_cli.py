@@ -154,3 +154,11 @@ def test_paper_protocol_prints_table_2(
     assert lines[start + 5].split()[-1] == "1200"
     hist, summary = read_outputs(tmp_path / "p")
     assert summary["objective"] == "test_auc" and "test_auc" in hist.columns
+
+
+def test_data_fetch_unknown_archive_exits_2_naming_the_choices(capsys) -> None:
+    from suite.cli import main
+
+    assert main(["data", "fetch", "ml-5m", "--cache", "/nonexistent-cache"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown MovieLens archive 'ml-5m'" in err and "ml-100k" in err

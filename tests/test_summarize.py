@@ -592,3 +592,20 @@ def test_summarize_dir_with_nothing_finished(tmp_path: Path) -> None:
 def test_summarize_dir_needs_sweep_json(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="sweep.json"):
         summarize_dir(tmp_path)
+
+
+def test_per_term_table_leaves_out_early_stopped_trials(tmp_path: Path) -> None:
+    # An ASHA-stopped trial has only early terms; mixing it in would make later terms average
+    # the survivors only. Give stopped trials an absurd value: it must not reach the table.
+    trials, terms = _make_sweep(tmp_path)
+    stopped = trials["trial_id"].iloc[:4].tolist()
+    trials.loc[trials["trial_id"].isin(stopped), "status"] = "stopped"
+    terms = terms[~(terms["trial_id"].isin(stopped) & (terms["term"] > 1))].copy()
+    terms.loc[terms["trial_id"].isin(stopped), "val_hr@10"] = 100.0
+    _write(tmp_path, trials, terms)
+    table = summarize_dir(tmp_path).tables["threshold_x_terms"]
+    assert table["mean"].max() < 1.0
+    full = terms[~terms["trial_id"].isin(stopped)]
+    want = full[full["config.threshold"] == 0.5].groupby("term")["val_hr@10"].mean()
+    got = table[table["threshold"] == 0.5].set_index("term")["mean"]
+    np.testing.assert_allclose(got.to_numpy(), want.to_numpy())
