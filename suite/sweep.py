@@ -535,6 +535,11 @@ def cmd_resume(args: argparse.Namespace) -> int:
     meta = out / "sweep.json"
     if not meta.is_file():
         return _fail(f"{out}: no sweep.json here; is this a sweep output folder?")
+    address = args.address or os.environ.get("RAY_ADDRESS") or ""
+    if address.startswith("ray://"):
+        # Ray Client runs the Tuner remotely, where this run's results writer cannot be attached
+        return _fail(f"--address {address}: resume needs a cluster address the driver joins "
+                     "directly (HOST:PORT), not a Ray Client ray:// address")
     try:
         spec = spec_from_json(json.loads(meta.read_text()))
     except SpecError as err:
