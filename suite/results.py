@@ -26,7 +26,8 @@ def _atomic(path: Path, write) -> None:  # noqa: ANN001 - a callable taking a te
 
 def write_parquet(df: pd.DataFrame, path: str | Path) -> None:
     """Write a data frame to parquet atomically (temporary file, then rename)."""
-    _atomic(Path(path), lambda tmp: df.to_parquet(tmp, index=False))
+    # zstd: results files are read rarely and committed, so small beats fast
+    _atomic(Path(path), lambda tmp: df.to_parquet(tmp, index=False, compression="zstd"))
 
 
 def write_csv(df: pd.DataFrame, path: str | Path) -> None:
