@@ -159,13 +159,28 @@ def test_malformed_file_exits_2_before_ray(tmp_path: Path) -> None:
     assert "space.threshold" in p.stderr
 
 
-def _wait_for(pred, timeout: float, what: str) -> None:
+def _wait_for(pred, timeout: float, what: str, poll: float = 0.5) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
         if pred():
             return
-        time.sleep(0.5)
+        time.sleep(poll)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def _running_trial_checkpointed(out: Path, name: str) -> bool:
+    """A trial that has not finished has a checkpoint of term 1 or later."""
+    try:
+        done = set(pd.read_parquet(out / "trials.parquet").query("status == 'completed'")
+                   .trial_id)
+    except Exception:
+        done = set()
+    for d in (out / "ray" / name).glob("*"):
+        if not d.is_dir() or any(tid in d.name for tid in done):
+            continue
+        if any(int(c.name.rsplit("_", 1)[-1]) >= 1 for c in d.glob("checkpoint_*")):
+            return True
+    return False
 
 
 def _completed(out: Path) -> int:
@@ -179,7 +194,7 @@ def _completed(out: Path) -> int:
 def test_resume_after_driver_killed(tmp_path: Path) -> None:
     """SIGKILL the driver mid-sweep, clean up its Ray processes by id, resume, compare."""
     space = {"threshold": {"grid": [0.2, 0.4, 0.6, 0.8]}}
-    fixed = {"model": "mlp", "terms": 6, "epochs": 12, "epochs_per_term": 4, "batch_size": 128}
+    fixed = {"model": "mlp", "terms": 8, "epochs": 8, "epochs_per_term": 4, "batch_size": 64}
     extra = {"max_concurrent_trials": 1}
     out = tmp_path / "killed"
     cfg = sweep_yaml(tmp_path / "k.yaml", out, name="resume", space=space, fixed=fixed,
@@ -190,8 +205,10 @@ def test_resume_after_driver_killed(tmp_path: Path) -> None:
     proc = subprocess.Popen([*CLI, "sweep", str(cfg), "--ray-temp-dir", temp], cwd=REPO,
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        _wait_for(lambda: _completed(out) >= 1, 180, "a finished trial")
-        time.sleep(2.0)  # let the next trial get part-way
+        _wait_for(lambda: _completed(out) >= 1, 300, "a finished trial")
+        # kill while the next trial is part-way: it has checkpointed a term >= 1
+        _wait_for(lambda: _running_trial_checkpointed(out, "resume"), 300,
+                  "a running trial's second checkpoint", poll=0.1)
         pids = ray_processes(temp, roots={proc.pid})
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
@@ -231,7 +248,7 @@ def test_resume_after_driver_killed(tmp_path: Path) -> None:
         np.testing.assert_allclose(got.loc[th, cols].to_numpy(float),
                                    ref.loc[th, cols].to_numpy(float), rtol=1e-6)
     terms = pd.read_parquet(out / "terms.parquet")
-    assert len(terms) == 4 * 7 and not terms.duplicated(["trial_id", "term"]).any()
+    assert len(terms) == 4 * 9 and not terms.duplicated(["trial_id", "term"]).any()
 
 
 def test_relative_data_path_is_made_absolute_for_trials(tmp_path: Path, monkeypatch) -> None:
