@@ -437,19 +437,22 @@ def print_leaderboard(writer: ResultsWriter, spec: Any, top: int = 10) -> None:
 
 def finish(out: Path, spec: Any, mode: str) -> None:
     """Summarize the results folder and log the summary run to W&B."""
-    try:
-        from suite.summarize import summarize_dir
-    except ImportError:
-        return
-    summary = summarize_dir(out)
-    if mode != "disabled":
-        from suite import tracking
+    from suite.summarize import summarize_dir
 
-        tracking.log_summary(
-            out_dir=out, sweep_name=spec.name, project=spec.wandb.project,
-            entity=spec.wandb.entity, mode=mode, tables=summary.tables, images=summary.plots,
-            files=[out / "trials.parquet", out / "terms.parquet"],
-        )
+    log_summary_run(out, spec, mode, summarize_dir(out))
+
+
+def log_summary_run(out: Path, spec: Any, mode: str, summary: Any) -> None:
+    """The W&B summary run of a sweep: its tables, plots and results files (none if disabled)."""
+    if mode == "disabled":
+        return
+    from suite import tracking
+
+    tracking.log_summary(
+        out_dir=out, sweep_name=spec.name, project=spec.wandb.project,
+        entity=spec.wandb.entity, mode=mode, tables=summary.tables, images=summary.plots,
+        files=[out / "trials.parquet", out / "terms.parquet"],
+    )
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -579,12 +582,7 @@ def cmd_summarize(args: argparse.Namespace) -> int:
 
         spec = spec_from_json(meta)
         tracking.prepare_env(out)
-        tracking.log_summary(
-            out_dir=out, sweep_name=spec.name, project=spec.wandb.project,
-            entity=spec.wandb.entity, mode=tracking.resolve_mode(mode, spec.wandb.mode),
-            tables=summary.tables, images=summary.plots,
-            files=[out / "trials.parquet", out / "terms.parquet"],
-        )
+        log_summary_run(out, spec, tracking.resolve_mode(mode, spec.wandb.mode), summary)
     return 0
 
 
