@@ -1042,24 +1042,30 @@ def _section_best_per_model(per_protocol: list[tuple[str, str, pd.DataFrame]]) -
     return "\n\n".join(parts)
 
 
+def _grid_rows(
+    cells: pd.DataFrame, row_key: str, col_key: str, best: tuple[Any, Any] | None
+) -> tuple[pd.DataFrame, list[list[Any]]]:
+    """Markdown rows of a row_key x col_key grid: "mean +- ci (n)" per cell, the best in bold."""
+    grid, ci, n = (to_grid(cells, row_key, col_key, v) for v in ("mean", "ci95", "n"))
+    rows = []
+    for i, r in enumerate(grid.index):
+        row = [r]
+        for j, c in enumerate(grid.columns):
+            v = grid.iat[i, j]
+            s = "" if _is_missing(v) else _pm(v, ci.iat[i, j], n.iat[i, j])
+            if best is not None and s and _label(best[0]) == r and _label(best[1]) == c:
+                s = f"**{s}**"
+            row.append(s)
+        rows.append(row)
+    return grid, rows
+
+
 def _section_axis_term(cells: pd.DataFrame, axis: str, objective: str, scope: str) -> str:
     if cells.empty:
         return "_Not applicable: no per-term history of a completed trial yet._"
     best = cells.attrs.get("best")
-    grid = to_grid(cells, "term", axis)
-    ci = to_grid(cells, "term", axis, "ci95")
-    n = to_grid(cells, "term", axis, "n")
+    grid, rows = _grid_rows(cells, "term", axis, None if best is None else (best[1], best[0]))
     header = ["term", *[f"{axis}={c}" for c in grid.columns]]
-    rows = []
-    for i, term in enumerate(grid.index):
-        row = [term]
-        for j, a in enumerate(grid.columns):
-            v = grid.iat[i, j]
-            s = "" if _is_missing(v) else _pm(v, ci.iat[i, j], n.iat[i, j])
-            if best is not None and s and _label(best[1]) == term and _label(best[0]) == a:
-                s = f"**{s}**"
-            row.append(s)
-        rows.append(row)
     lines = [
         f"`{objective}` at every term for every {axis} ({scope}; mean +- 95% CI over seeds and the "
         "other axes, n = trials). Read off the per-term history: one trial covers every term "
@@ -1076,18 +1082,7 @@ def _section_axis_term(cells: pd.DataFrame, axis: str, objective: str, scope: st
 def _section_pivot(cells: pd.DataFrame, a: str, b: str, objective: str) -> str:
     if cells.empty:
         return f"_{a} x {b}: no completed trial yet._"
-    best = cells.attrs.get("best")
-    grid, ci, n = (to_grid(cells, a, b, v) for v in ("mean", "ci95", "n"))
-    rows = []
-    for i, ra in enumerate(grid.index):
-        row = [ra]
-        for j, cb in enumerate(grid.columns):
-            v = grid.iat[i, j]
-            s = "" if _is_missing(v) else _pm(v, ci.iat[i, j], n.iat[i, j])
-            if best is not None and s and _label(best[0]) == ra and _label(best[1]) == cb:
-                s = f"**{s}**"
-            row.append(s)
-        rows.append(row)
+    grid, rows = _grid_rows(cells, a, b, cells.attrs.get("best"))
     out = [f"### {a} x {b}", "",
            f"`{objective}` (each trial at its best term), mean +- 95% CI over seeds and the other "
            "axes, n = trials; best cell in bold.", "",
