@@ -8,18 +8,15 @@ Skipped where the team's copy of u.data is absent (MovieLens may not be redistri
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
-from ocfb import metrics
+from benchmarks.bench_ml100k import neumf_config, popularity
 from ocfb.algorithm import OCFBRun, best_record
 from ocfb.config import make_run_config
 from ocfb.data import load_source
-from ocfb.protocols import make_holdout_split
 
 pytestmark = pytest.mark.slow
 
@@ -27,65 +24,30 @@ SEEDS = (0, 1, 2)
 EPOCHS = 15
 # NCF's architecture (GMF 8 + MLP [64,32,16,8]) with one epoch per term and a whole new negative
 # set each term. Batch 1024 with lr 2e-3 matches the NCF recipe's accuracy (batch 256, lr 1e-3)
-# at a third of its wall time on CPU (about 20 s per seed on one core).
-NEUMF = {
-    "protocol": "holdout",
-    "split": "loo",
-    "n_candidates": 99,
-    "full_ranking": False,
-    "model": "neumf",
-    "mf_dim": 8,
-    "user_dim": 32,
-    "item_dim": 32,
-    "layers": [32, 16, 8],
-    "strategy": "resample-all",
-    "negatives": "4x",
-    "epochs": 1,
-    "epochs_per_term": 1,
-    "terms": EPOCHS - 1,
-    "batch_size": 1024,
-    "lr": 2e-3,
-}
+# at a third of its wall time on CPU (about 20 s per seed on one core). Tests run on one torch
+# thread (conftest): two threads oversubscribed this busy machine, 4-16 s per epoch vs 0.8 s.
 
 
-@pytest.fixture
-def one_thread() -> Iterator[None]:
-    """Train on one intra-op thread, restoring the previous setting afterwards.
-
-    NeuMF batches are far too small to gain from threads, and on a busy machine two OpenMP
-    threads made single epochs take 4-16 s instead of 0.8 s (oversubscription), while one thread
-    stays at 0.8 s.
-    """
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def _popularity_hr10(path: Path, seed: int) -> float:
-    """Sampled HR@10 of ranking the frozen test candidates by training-positive counts."""
-    data = load_source(str(path), format="movielens-100k")
-    split = make_holdout_split(data, seed, split="loo", n_candidates=99)
-    counts = np.bincount(split.train_cells % data.n_items, minlength=data.n_items)
-    counts = counts.astype(np.float64)
-    ranks = metrics.rank_of_positive(counts[split.test_items], counts[split.test_candidates])
-    return metrics.hit_ndcg(ranks, prefix="test_")["test_hr@10"]
+def neumf(seed: int) -> dict:
+    """The benchmark's NeuMF recipe with the test's batch size, learning rate and epochs."""
+    return neumf_config(seed, batch_size=1024, lr=2e-3, epochs=EPOCHS, full_ranking=False)
 
 
 def test_popularity_baseline_on_the_frozen_candidates(ml100k_path: Path) -> None:
     # Measured 0.397 / 0.401 / 0.393 for seeds 0 / 1 / 2 (pessimistic ties): far above the 0.10 of
     # a random ranking, far below a trained NeuMF (about 0.63). Uniform candidates are mostly
     # rarely rated films, which is why popularity does this well on the sampled protocol.
-    hrs = [_popularity_hr10(ml100k_path, s) for s in SEEDS]
+    data = load_source(str(ml100k_path), format="movielens-100k")
+    hrs = [popularity(data, s)["test_hr@10"] for s in SEEDS]
     assert all(0.30 <= h <= 0.45 for h in hrs), hrs
 
 
-def test_resample_all_neumf_reaches_ncf_hr10(ml100k_path: Path, one_thread: None) -> None:
+def test_resample_all_neumf_reaches_ncf_hr10(ml100k_path: Path) -> None:
     data = load_source(str(ml100k_path), format="movielens-100k")
     assert (data.n_users, data.n_items, len(data)) == (943, 1682, 100_000)
     best_test, best_terms = [], []
     for seed in SEEDS:
-        run = OCFBRun(make_run_config({**NEUMF, "seed": seed}), data)
+        run = OCFBRun(make_run_config(neumf(seed)), data)
         history = list(run)
         assert [r["term"] for r in history] == list(range(EPOCHS))
         # 4 negatives per training positive, all of them redrawn every term
