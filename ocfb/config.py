@@ -12,11 +12,19 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-MODELS = ("gmf", "mlp", "neumf")
-STRATEGIES = ("ocfb", "random-replace", "resample-all", "static")
-ERRORS = ("prob", "loss", "residual")
-PROTOCOLS = ("paper", "holdout")
-_RATIO = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*x\s*$")
+from ocfb.names import (
+    BASELINE_MODELS,
+    RATIO,
+    ErrorName,
+    FullRankingSchedule,
+    ModelName,
+    ProtocolName,
+    StrategyName,
+    default_objective,
+)
+
+# numpy and torch seeds must fit a signed 64-bit integer (a larger one overflows inside torch).
+MAX_SEED = 2**63 - 1
 
 
 class ConfigError(ValueError):
@@ -24,7 +32,9 @@ class ConfigError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+    # allow_inf_nan=False: `lr: .inf` or `threshold: .nan` is refused at validation, not found
+    # as a diverged trial minutes later.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False, allow_inf_nan=False)
 
 
 class DataConfig(_Strict):
@@ -41,7 +51,9 @@ class DataConfig(_Strict):
     n_users: int = Field(407, ge=2)
     n_items: int = Field(462, ge=2)
     n_interactions: int = Field(2000, ge=2)
-    data_seed: int = Field(0, ge=0)
+    # None: follow the run's `seed`, so replicates vary the generated data too (set it to fix
+    # the data across seeds).
+    data_seed: int | None = Field(None, ge=0, le=MAX_SEED)
 
     @property
     def is_synthetic(self) -> bool:
@@ -55,7 +67,7 @@ class DataConfig(_Strict):
                 "n_users": self.n_users,
                 "n_items": self.n_items,
                 "n_interactions": self.n_interactions,
-                "seed": self.data_seed,
+                "seed": 0 if self.data_seed is None else self.data_seed,
             }
         kw: dict[str, Any] = {"format": self.format}
         if self.format not in ("movielens-100k", "movielens-1m", "movielens-csv"):
@@ -82,8 +94,10 @@ class RunConfig(_Strict):
     """One OCF-B run: model, negatives, threshold, terms, strategy, protocol, training."""
 
     data: DataConfig = DataConfig()
-    protocol: Literal["paper", "holdout"] = "holdout"
-    model: Literal["gmf", "mlp", "neumf"] = "neumf"
+    protocol: ProtocolName = "holdout"
+    # gmf / mlp / neumf train in the OCF-B loop; popularity / ease / als are reference baselines
+    # fitted once (one record, term 0), scored by the same protocol code on the same splits.
+    model: ModelName = "neumf"
     # GMF branch size (He et al. 2017 "predictive factors").
     mf_dim: int = Field(8, ge=1, le=1024)
     # MLP embedding sizes, set separately as the paper varies them separately.
@@ -96,10 +110,14 @@ class RunConfig(_Strict):
     negatives: int | str = 2000
     threshold: float = Field(0.5, ge=0.0)
     terms: int = Field(15, ge=0, le=10_000)
-    error: Literal["prob", "loss", "residual"] = "prob"
-    strategy: Literal["ocfb", "random-replace", "resample-all", "static"] = "ocfb"
+    error: ErrorName = "prob"
+    strategy: StrategyName = "ocfb"
     # random-replace: None = as many as ocfb would replace at this threshold; else this fraction.
     replace_fraction: float | None = Field(None, gt=0.0, le=1.0)
+    # ocfb-resample: rounds of redrawing the slots whose fresh draw is a suspected positive.
+    max_redraws: int = Field(3, ge=0, le=100)
+    # dns: candidate cells drawn per negative slot; the highest-scored is kept (Zhang et al. 2013).
+    dns_candidates: int = Field(5, ge=2, le=1000)
     refit: Literal["warm", "fresh"] = "warm"
     exclude_removed: bool = True
     epochs: int = Field(20, ge=1, le=10_000)
@@ -107,17 +125,60 @@ class RunConfig(_Strict):
     batch_size: int = Field(256, ge=1, le=10_000_000)
     lr: float = Field(1e-3, gt=0.0)
     weight_decay: float = Field(0.0, ge=0.0)
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     device: str = "cpu"
     # paper protocol: fraction of the labeled set held out (stratified), as the paper's 70/30.
     test_fraction: float = Field(0.3, gt=0.0, lt=1.0)
+    # paper protocol: fraction of the labeled *training* side carved out (stratified, seeded) as
+    # validation, so selection never looks at the test part.
+    val_fraction: float = Field(0.1, gt=0.0, lt=1.0)
     # holdout protocol: "loo" = one held-out positive per user (latest by timestamp, else random);
     # "fraction" = a seeded random fraction of each user's positives.
     split: Literal["loo", "fraction"] = "loo"
     holdout_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     n_candidates: int = Field(99, ge=1)
-    # full ranking over all items is exact but costs n_eval_users x n_items scores per term.
-    full_ranking: bool = True
+    # full ranking over all items is exact but costs n_eval_users x n_items scores per term:
+    # every term, at the validation-selected and final terms ("selected"), final only, or off.
+    full_ranking: FullRankingSchedule = "selected"
+    # the validation metric the loop selects on (best weights kept for `full_ranking: selected`);
+    # None = the protocol's default (`ocfb.names.default_objective`). A sweep sets its objective.
+    select_metric: str | None = None
+    # divergence: a term whose training loss exceeds this is `diverged`; None = 10x the loss of
+    # an untrained model (ln 2 = 0.69 for a logit of 0), i.e. 6.9.
+    max_loss: float | None = Field(None, gt=0.0)
+    # baselines: EASE's L2 weight (Steck 2019 tunes it in the hundreds for ML-size data).
+    l2: float = Field(500.0, gt=0.0)
+    # baselines: implicit's ALS (Hu et al. 2008) factors, sweeps, regularisation, confidence.
+    als_factors: int = Field(64, ge=1, le=4096)
+    als_iterations: int = Field(15, ge=1, le=1000)
+    als_regularization: float = Field(0.01, ge=0.0)
+    als_alpha: float = Field(1.0, gt=0.0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _data_seed_follows_seed(cls, values: Any) -> Any:
+        # Replicates must vary the generated data, not only split and init: an unset data_seed
+        # takes the run's seed (recorded explicitly, so a saved config reproduces the data).
+        if not isinstance(values, dict):
+            return values
+        data = values.get("data", {})
+        if isinstance(data, DataConfig):
+            data = data.model_dump()
+        if isinstance(data, dict) and data.get("data_seed") is None:
+            seed = values.get("seed", 0)
+            if isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed <= MAX_SEED:
+                values = {**values, "data": {**data, "data_seed": seed}}
+        return values
+
+    @field_validator("full_ranking", mode="before")
+    @classmethod
+    def _full_ranking(cls, v: Any) -> Any:
+        # older configs and sweep.json files wrote a bool
+        if v is True:
+            return "every"
+        if v is False:
+            return "off"
+        return v
 
     @field_validator("layers", mode="before")
     @classmethod
@@ -139,7 +200,7 @@ class RunConfig(_Strict):
             if v < 1:
                 raise ValueError(f"negatives must be >= 1 (got {v})")
             return v
-        m = _RATIO.match(v)
+        m = RATIO.match(v)
         if not m or float(m.group(1)) <= 0:
             raise ValueError(
                 "negatives must be a positive integer or a ratio of positives like '4x' "
@@ -163,11 +224,31 @@ class RunConfig(_Strict):
             )
         return self
 
+    @field_validator("select_metric")
+    @classmethod
+    def _select_metric(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith("val_"):
+            raise ValueError(
+                f"select_metric must be a validation metric (val_...), got {v!r}: selecting on "
+                "test reports an optimistic number"
+            )
+        return v
+
+    @property
+    def selection_metric(self) -> str:
+        """The validation metric this run selects its term on."""
+        return self.select_metric or default_objective(self.protocol)
+
+    @property
+    def is_baseline(self) -> bool:
+        """True for the reference baselines (no negatives, no terms)."""
+        return self.model in BASELINE_MODELS
+
     def n_negatives(self, n_positives: int) -> int:
         """Resolve `negatives` to an absolute count given the number of positives it scales."""
         if isinstance(self.negatives, int):
             return self.negatives
-        ratio = float(_RATIO.match(self.negatives).group(1))  # type: ignore[union-attr]
+        ratio = float(RATIO.match(self.negatives).group(1))  # type: ignore[union-attr]
         return max(1, int(round(ratio * n_positives)))
 
 

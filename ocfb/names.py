@@ -1,0 +1,79 @@
+"""One source for the names the whole project shares: models, strategies, protocols, metrics.
+
+Torch-free and Ray-free on purpose, so the sweep spec, the summaries and the CLI can import it
+without paying for torch (about 1 s) or Ray (about 2 s). Anything that means "the list of
+strategies" or "the K values" imports it from here; never write the same meaning twice.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+# Neural models trained by the OCF-B loop (He et al. 2017).
+NEURAL_MODELS: tuple[str, ...] = ("gmf", "mlp", "neumf")
+# Reference baselines: fitted once, evaluated by the same protocol code on the same splits.
+# popularity = training count; ease = Steck 2019 closed form; als = implicit's ALS.
+BASELINE_MODELS: tuple[str, ...] = ("popularity", "ease", "als")
+MODELS: tuple[str, ...] = NEURAL_MODELS + BASELINE_MODELS
+ModelName = Literal["gmf", "mlp", "neumf", "popularity", "ease", "als"]
+
+# Negative strategies. `ocfb` is the paper's; the others are controls and alternatives.
+STRATEGIES: tuple[str, ...] = (
+    "ocfb", "random-replace", "resample-all", "static", "ocfb-resample", "dns",
+)
+StrategyName = Literal["ocfb", "random-replace", "resample-all", "static", "ocfb-resample", "dns"]
+# Strategies where `threshold` changes nothing (a sweep over threshold is wasted on them).
+THRESHOLD_FREE_STRATEGIES: tuple[str, ...] = ("resample-all", "static", "dns")
+
+ERRORS: tuple[str, ...] = ("prob", "loss", "residual")
+ErrorName = Literal["prob", "loss", "residual"]
+
+PROTOCOLS: tuple[str, ...] = ("paper", "holdout")
+ProtocolName = Literal["paper", "holdout"]
+
+# When full ranking (all items) runs: every term, at the validation-selected term and the final
+# term, only at the final term, or never.
+FULL_RANKING_SCHEDULES: tuple[str, ...] = ("every", "selected", "final", "off")
+FullRankingSchedule = Literal["every", "selected", "final", "off"]
+
+# Cut-offs of HR@K / NDCG@K, sampled and full.
+K_VALUES: tuple[int, ...] = (5, 10, 20)
+
+# The paper protocol's classification report (Table 2 layout), without the split prefix.
+REPORT_KEYS: tuple[str, ...] = (
+    "auc", "accuracy",
+    "precision_neg", "recall_neg", "f1_neg", "support_neg",
+    "precision_pos", "recall_pos", "f1_pos", "support_pos",
+    "precision_weighted", "recall_weighted", "f1_weighted",
+)
+
+# Loop diagnostics in every per-term record; lower is better for all of them.
+LOOP_METRICS: tuple[str, ...] = ("train_loss", "err_mean", "err_max")
+
+# A negatives ratio such as "4x" (of the positives).
+RATIO = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*x\s*$")
+
+# `--smoke`: a few seconds of work per run, shared by `train --smoke` and `sweep --smoke`.
+SMOKE_SETTINGS: dict[str, int] = {"terms": 2, "epochs": 2, "epochs_per_term": 1, "batch_size": 1024}
+
+
+def default_objective(protocol: str) -> str:
+    """The metric model selection uses: always a validation metric, never a test one.
+
+    holdout: validation HR@10 (NCF's headline metric); paper: validation AUC, on the part carved
+    from the labeled training side (`val_fraction`).
+    """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; expected one of {PROTOCOLS}")
+    return "val_hr@10" if protocol == "holdout" else "val_auc"
+
+
+def test_counterpart(metric: str) -> str | None:
+    """`val_x` -> `test_x`: the test metric reported at the term the validation metric selects."""
+    return "test_" + metric[len("val_"):] if metric.startswith("val_") else None
+
+
+def is_test_metric(metric: str) -> bool:
+    """True for metrics computed on the test part: they may be reported, never selected on."""
+    return metric.startswith("test_")
