@@ -27,6 +27,7 @@ from ocfb.data import (
     from_pairs,
     load_file,
     load_source,
+    movielens,
     synthetic_influencer,
 )
 
@@ -63,7 +64,18 @@ def test_default_synthetic_has_the_papers_shape(default_set: Interactions) -> No
         "interactions": 2000,
         "sparsity": pytest.approx(1 - 2000 / (407 * 462)),
         "has_timestamps": True,
+        # the capped activity law never binds at this shape (cap 362), so the output is the
+        # same as before the cap existed: these numbers pin it
+        "max_items_per_user": 236,
+        "median_items_per_user": 2.0,
+        "min_unobserved_per_user": 226,
+        "item_gini": pytest.approx(0.5325065),
+        "duplicates_dropped": 0,
     }
+    # bit-identical to the generator before the activity cap (hash recorded from that code)
+    assert d.content_hash() == (
+        "afd44dc683a640193b179e5510eb91909ef9a00318a2f8c732290b261f4d3e22"
+    )
 
 
 def test_synthetic_is_seeded(default_set: Interactions) -> None:
@@ -262,7 +274,11 @@ def test_content_hash_is_stable_across_processes(default_set: Interactions) -> N
 
 def test_describe_uses_plain_python_types(default_set: Interactions) -> None:
     described = default_set.describe()
-    assert [type(v) for v in described.values()] == [str, int, int, int, float, bool]
+    assert [type(v) for v in described.values()] == [
+        str, int, int, int, float, bool, int, float, int, float, int,
+    ]
+    built = Interactions(np.array([0, 1]), np.array([1, 0]), 2, 2, np.arange(2), np.arange(2))
+    assert built.describe()["duplicates_dropped"] is None  # unknown, not zero
 
 
 # --------------------------------------------------------------------------------------------
@@ -460,7 +476,7 @@ def test_fetch_rejects_a_download_with_the_wrong_checksum(
     def bogus(url: str, dest: Path) -> None:
         dest.write_bytes(b"not the archive")
 
-    monkeypatch.setattr(data, "_download", bogus)
+    monkeypatch.setattr(movielens, "_download", bogus)
     with pytest.raises(DataError, match="checksum mismatch") as info:
         fetch_movielens("ml-100k", tmp_path)
     assert "https://files.grouplens.org/datasets/movielens/ml-100k.zip" in str(info.value)
@@ -483,7 +499,7 @@ def test_fetch_verifies_extracts_and_caches(
         calls.append(url)
         dest.write_bytes(archive.read_bytes())
 
-    monkeypatch.setattr(data, "_download", fake)
+    monkeypatch.setattr(movielens, "_download", fake)
     cache = tmp_path / "cache"
     path = fetch_movielens("movielens-100k", cache)
     assert path == cache / "ml-100k" / "u.data"
@@ -499,7 +515,7 @@ def test_fetch_without_network_names_the_url(
     def offline(url: str, dest: Path) -> None:
         raise urllib.error.URLError("no network")
 
-    monkeypatch.setattr(data, "_download", offline)
+    monkeypatch.setattr(movielens, "_download", offline)
     with pytest.raises(DataError, match="ml-1m.zip") as info:
         fetch_movielens("ml-1m", tmp_path)
     assert "could not download" in str(info.value)
