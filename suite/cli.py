@@ -8,10 +8,14 @@ import math
 import platform
 import sys
 import time
+import typing
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from ocfb.config import ConfigError, RunConfig, load_run_config, make_run_config
+from ocfb.names import SMOKE_SETTINGS
 
 EXIT_USAGE = 2
 
@@ -39,6 +43,7 @@ def _data_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--interactions", type=int, default=2000)
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--out", required=True, help="output .csv or .parquet file")
+    p.set_defaults(func=cmd_data)
 
 
 def _add_data_flags(p: argparse.ArgumentParser, flag: str) -> None:
@@ -104,79 +109,89 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 # -- train ------------------------------------------------------------------------------------
 
-_TRAIN_FLAGS: dict[str, tuple[type, str]] = {
-    "model": (str, "gmf, mlp or neumf"),
-    "protocol": (str, "paper or holdout"),
-    "strategy": (str, "ocfb, random-replace, resample-all or static"),
-    "negatives": (str, "absolute count (2000) or ratio of positives (4x)"),
-    "threshold": (float, "replace negatives whose error is >= this"),
-    "terms": (int, "OCF-B terms after term 0 (0 = plain negative sampling)"),
-    "error": (str, "prob, loss or residual"),
-    "refit": (str, "warm (continue training) or fresh (re-initialise each term)"),
-    "exclude_removed": (str, "true/false: never redraw a removed suspect"),
-    "epochs": (int, "epochs of term 0 (and of every term under refit fresh)"),
-    "epochs_per_term": (int, "epochs per later term under refit warm"),
-    "batch_size": (int, "mini-batch size"),
-    "lr": (float, "Adam learning rate"),
-    "weight_decay": (float, "Adam weight decay"),
-    "mf_dim": (int, "GMF latent size"),
-    "user_dim": (int, "MLP user embedding size"),
-    "item_dim": (int, "MLP item embedding size"),
-    "layers": (str, "MLP tower widths, comma separated, e.g. 32,16,8"),
-    "seed": (int, "seed of split, sampling, initialisation and shuffling"),
-    "device": (str, "cpu, cuda, cuda:N or auto"),
-    "split": (str, "holdout split: loo or fraction"),
-    "n_candidates": (int, "sampled candidates per held-out positive"),
-}
+# `--negatives 4` meant 4 negatives in total to the CLI but "4 per positive" to an NCF user; a
+# bare count this small is refused unless --negatives-total says it is meant (issue 12).
+SMALL_NEGATIVES = 100
+
+
+def _flag_help(key: str, field: Any) -> str:
+    allowed = typing.get_args(field.annotation)
+    literals = [a for a in allowed if isinstance(a, str)]
+    if typing.get_origin(field.annotation) is typing.Literal:
+        literals = list(allowed)
+    text = f"default {field.default!r}"
+    if literals:
+        text += "; one of " + ", ".join(map(str, literals))
+    if key == "layers":
+        text += " (comma separated, e.g. 32,16,8)"
+    if key == "negatives":
+        text += " (a ratio of the positives like 4x; an absolute count of at least " \
+                f"{SMALL_NEGATIVES}, or any count with --negatives-total)"
+    return text
+
+
+def run_flags() -> list[str]:
+    """Every RunConfig parameter as a `train` flag (the data block has its own flags)."""
+    return [k for k in RunConfig.model_fields if k != "data"]
 
 
 def _train_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="one OCF-B run without Ray")
+    p = sub.add_parser("train", help="one OCF-B run (or reference baseline) without Ray")
     p.add_argument("--config", help="YAML file of run settings (flags override it)")
     _add_data_flags(p, "--data")
-    for key, (_typ, help_) in _TRAIN_FLAGS.items():
-        p.add_argument("--" + key.replace("_", "-"), dest=key, default=None, help=help_)
+    for key in run_flags():
+        p.add_argument("--" + key.replace("_", "-"), dest=key, default=None, metavar="V",
+                       help=_flag_help(key, RunConfig.model_fields[key]))
+    p.add_argument("--negatives-total", type=int, default=None, metavar="N",
+                   help="N negatives in total (the unambiguous spelling of a small count)")
     p.add_argument("--out", default="runs/train", help="output folder (default runs/train)")
     p.add_argument("--smoke", action="store_true", help="a few seconds of work, for tests")
-    p.add_argument("--quiet", action="store_true", help="no progress bar or table")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bar or table (the closing line is still printed)")
     p.add_argument("--threads", type=int, default=1,
                    help="CPU threads for torch (default 1: these models are too small to gain "
                         "from more, and extra threads thrash on a busy machine)")
+    p.set_defaults(func=cmd_train)
 
 
 def _parse_value(key: str, raw: str) -> Any:
-    typ = _TRAIN_FLAGS[key][0]
-    if key == "layers":
+    """A flag's text as YAML would read it (numbers, true/false, null), so pydantic validates
+    it exactly as it validates a config file; `layers` also takes "32,16,8"."""
+    if key == "layers" and "," in raw and not raw.strip().startswith("["):
         try:
             return [int(x) for x in raw.split(",") if x.strip()]
         except ValueError:
             raise ConfigError(f"layers: expected comma-separated integers, got {raw!r}") from None
-    if key == "negatives":
-        return int(raw) if raw.strip().lstrip("-").isdigit() else raw
-    if key == "exclude_removed":
-        if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
-            raise ConfigError(f"exclude_removed: expected true or false, got {raw!r}")
-        return raw.lower() in ("true", "1", "yes")
     try:
-        return typ(raw)
-    except ValueError:
-        raise ConfigError(f"{key}: expected {typ.__name__}, got {raw!r}") from None
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+    if key == "negatives" and isinstance(value, float):
+        return raw  # "4.0" is neither a count nor a ratio: let the validator name it
+    return raw if value is None and key not in _OPTIONAL else value
 
 
-SMOKE = {"epochs": 2, "epochs_per_term": 1, "terms": 2, "batch_size": 1024}
+_OPTIONAL = tuple(k for k, f in RunConfig.model_fields.items() if f.default is None)
 
 
 def train_config_from_args(args: argparse.Namespace) -> RunConfig:
     """Merge YAML file, flags and --smoke into one validated RunConfig."""
     overrides: dict[str, Any] = {}
-    for key in _TRAIN_FLAGS:
+    for key in run_flags():
         raw = getattr(args, key)
         if raw is not None:
             overrides[key] = _parse_value(key, raw)
+    if args.negatives_total is not None:
+        if "negatives" in overrides:
+            raise ConfigError("negatives: give --negatives or --negatives-total, not both")
+        overrides["negatives"] = args.negatives_total
     data = _data_overrides(args)
     if args.smoke:
-        overrides = {**SMOKE, **overrides}
+        overrides = {**SMOKE_SETTINGS, **overrides}
     if args.config:
+        if Path(args.config).is_dir():
+            raise ConfigError(f"{args.config}: is a directory; --config takes a YAML file of "
+                              "run settings")
         base = load_run_config(args.config).model_dump()
         base.update(overrides)
         if data:
@@ -187,57 +202,72 @@ def train_config_from_args(args: argparse.Namespace) -> RunConfig:
     return make_run_config(overrides)
 
 
+def _small_count_problem(args: argparse.Namespace, cfg: RunConfig, n_positives: int) -> str | None:
+    raw = getattr(args, "negatives", None)
+    if raw is None or not isinstance(cfg.negatives, int) or cfg.is_baseline:
+        return None
+    if cfg.negatives >= SMALL_NEGATIVES or cfg.negatives >= n_positives:
+        return None
+    return (f"negatives: {cfg.negatives} negatives in total for {n_positives:,} positives; did "
+            f"you mean {cfg.negatives}x? Write --negatives {cfg.negatives}x for "
+            f"{cfg.negatives} per positive, or --negatives-total {cfg.negatives}")
+
+
 def run_training(
-    cfg: RunConfig, out: Path, *, show: bool = True
+    cfg: RunConfig, out: Path, *, show: bool = True, data: Any = None
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Run one OCF-B loop, write history.parquet and summary.json under `out`, return both."""
+    """Run one OCF-B loop (or fit one baseline), write history.parquet and summary.json under
+    `out` (frozen splits under `out/splits/`), return both. `show=False` keeps only the
+    closing line."""
     import pandas as pd
     from tqdm import tqdm
 
     from ocfb import data as D
-    from ocfb.algorithm import OCFBRun, best_record
-    from ocfb.metrics import format_classification_report
-    from suite.results import write_json, write_parquet
+    from ocfb.algorithm import best_record
+    from suite.results import applicable_data, write_json, write_parquet
+    from suite.trainable import make_run
 
-    inter = D.load_source(cfg.data.source, **cfg.data.load_kwargs())
-    run = OCFBRun(cfg, inter, cache_dir=out)
+    inter = data if data is not None else D.load_source(cfg.data.source, **cfg.data.load_kwargs())
+    run = make_run(cfg, inter, str(out / "splits"))
+    objective = cfg.selection_metric
     started = time.time()
-    cols = ["term", "n_replaced", "err_mean", "train_loss", run.objective]
-    cols += [c for c in ("test_hr@10", "test_ndcg@10", "test_auc") if c != run.objective]
-    bar = tqdm(total=cfg.terms + 1, desc="terms", unit="term", disable=not show, file=sys.stderr)
+    cols = ["term", "n_replaced", "err_mean", "train_loss", objective]
+    cols += [c for c in ("test_hr@10", "test_ndcg@10", "test_auc") if c != objective]
+    total = 1 if cfg.is_baseline else cfg.terms + 1
+    bar = tqdm(total=total, desc="terms", unit="term", disable=not show, file=sys.stderr)
     if show:
         print(" ".join(f"{c:>12}" for c in cols))
-    for rec in run:
+    while not run.done:
+        rec = run.step()
         bar.update(1)
         if show:
             bar.write(" ".join(_fmt(rec.get(c)) for c in cols))
     bar.close()
     history = run.history
-    best = best_record(history, run.objective, "max")
-    final = history[-1]
+    if objective not in history[-1]:  # a loop from before the paper protocol's validation part
+        objective = getattr(run, "objective", objective)
+    best = best_record(history, objective, "max")
     summary = {
-        "config": cfg.model_dump(mode="json"),
-        "data": inter.describe(),
-        "data_hash": inter.content_hash(),
-        "objective": run.objective,
-        "final": final,
-        "best": best,
-        "best_term": best["term"],
-        "wall_time_s": time.time() - started,
-        "versions": _versions(),
+        "config": {**cfg.model_dump(mode="json"), "data": applicable_data(cfg.data)},
+        "data": inter.describe(), "data_hash": inter.content_hash(), "objective": objective,
+        "final": history[-1], "best": best, "best_term": best["term"],
+        "wall_time_s": time.time() - started, "versions": _versions(),
     }
-    out.mkdir(parents=True, exist_ok=True)
     write_parquet(pd.DataFrame(history), out / "history.parquet")
     write_json(summary, out / "summary.json")
-    if show:
-        if cfg.protocol == "paper":
-            rep = {k.removeprefix("test_"): v for k, v in final.items() if k.startswith("test_")}
-            print(format_classification_report(
-                rep, title=f"Classification report of {cfg.model.upper()} at term {final['term']}"
-            ))
-        print(f"best {run.objective} = {best[run.objective]:.4f} at term {best['term']}; "
-              f"wrote {out / 'history.parquet'} and {out / 'summary.json'}")
+    if show and cfg.protocol == "paper":
+        _print_report(cfg, history[-1])
+    print(f"best {objective} = {best.get(objective, float('nan')):.4f} at term {best['term']}; "
+          f"wrote {out / 'history.parquet'} and {out / 'summary.json'}")
     return history, summary
+
+
+def _print_report(cfg: RunConfig, final: dict[str, Any]) -> None:
+    from ocfb.metrics import format_classification_report
+
+    rep = {k.removeprefix("test_"): v for k, v in final.items() if k.startswith("test_")}
+    print(format_classification_report(
+        rep, title=f"Classification report of {cfg.model.upper()} at term {final['term']}"))
 
 
 def _fmt(v: Any) -> str:
@@ -264,6 +294,24 @@ def _versions() -> dict[str, str]:
     }
 
 
+def _train_setup(args: argparse.Namespace) -> tuple[RunConfig, Any]:
+    """Validate settings, data and the output folder (ConfigError / DataError on a problem)."""
+    from ocfb import data as D
+    from suite.preflight import writable_problem
+
+    cfg = train_config_from_args(args)
+    if args.threads < 1:
+        raise ConfigError(f"threads: must be >= 1 (got {args.threads})")
+    inter = D.load_source(cfg.data.source, **cfg.data.load_kwargs())
+    problem = _small_count_problem(args, cfg, len(inter))
+    if problem:
+        raise ConfigError(problem)
+    problem = writable_problem(Path(args.out))
+    if problem:
+        raise ConfigError(f"--out: {problem}")
+    return cfg, inter
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """`ocfb-suite train`: validate everything, then run one OCF-B loop."""
     from ocfb.data import DataError
@@ -271,21 +319,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     from ocfb.train import NonFiniteLossError
 
     try:
-        cfg = train_config_from_args(args)
+        cfg, inter = _train_setup(args)
     except ConfigError as err:
         return _fail(f"invalid train settings:\n{err}")
-    if args.threads < 1:
-        return _fail(f"invalid train settings:\nthreads: must be >= 1 (got {args.threads})")
+    except DataError as err:
+        return _fail(str(err))
     import torch
 
     # Small models on small batches: intra-op threads cost more in synchronisation than they
     # gain, and on a loaded machine they made a default run 10x slower (60 s vs 4-6 s).
     torch.set_num_threads(args.threads)
     try:
-        run_training(cfg, Path(args.out), show=not args.quiet)
+        run_training(cfg, Path(args.out), show=not args.quiet, data=inter)
     except (ConfigError, DataError, SamplingError) as err:
         return _fail(str(err))
-    except NonFiniteLossError as err:
+    except NonFiniteLossError as err:  # DivergedError (loss above max_loss) included
         print(f"ocfb-suite: training diverged: {err}", file=sys.stderr)
         return 1
     return 0
@@ -295,32 +343,21 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The full argument parser (subcommands register themselves)."""
+    """The full argument parser: every subcommand sets its handler as `func`."""
+    from suite.commands import register_cli
+
     p = argparse.ArgumentParser(prog="ocfb-suite", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
     _data_parser(sub)
     _train_parser(sub)
-    try:
-        from suite import sweep as _sweep  # noqa: F401  registered when the sweep module exists
-    except ImportError:
-        _sweep = None
-    if _sweep is not None and hasattr(_sweep, "register_cli"):
-        _sweep.register_cli(sub)
+    register_cli(sub)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point; returns the exit code."""
     args = build_parser().parse_args(argv)
-    return int(args.func(args)) if hasattr(args, "func") else _dispatch(args)
-
-
-def _dispatch(args: argparse.Namespace) -> int:
-    if args.cmd == "data":
-        return cmd_data(args)
-    if args.cmd == "train":
-        return cmd_train(args)
-    return _fail(f"unknown command {args.cmd!r}")
+    return int(args.func(args))
 
 
 if __name__ == "__main__":

@@ -1,45 +1,318 @@
-"""Atomic writers for results files: a crash never leaves a truncated file behind."""
+"""Results files of a sweep: the one atomic writer, the results schema and the results writer.
+
+Every file the suite writes goes through `atomic_write`: the bytes go to a temporary file next
+to the target, are fsynced, and only then renamed over it. A crash or a full disk therefore
+never leaves a truncated `trials.parquet` in place of a good one, and the temporary file is
+removed on failure. Files get mode `0o666 & ~umask` (not mkstemp's 0600), so teammates can read
+results on shared storage.
+
+Schema (issue 8 of the design interfaces): `trials.parquet` holds one row per trial (trial_id,
+status, error, node_id, wall_time_s, terms_done, best_term, `config.*`, `final.*`, `best.*`);
+`terms.parquet` one row per trial and term (trial_id, the loop's per-term record, `config.*`).
+"""
 
 from __future__ import annotations
 
+import errno as errno_mod
+import io
 import json
+import math
 import os
-import tempfile
+import time
+import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pandas as pd
 
+# -- the one atomic writer ----------------------------------------------------------------------
 
-def _atomic(path: Path, write) -> None:  # noqa: ANN001 - a callable taking a temp path
+
+class ResultsWriteError(OSError):
+    """A results file could not be written; the message names the path and the errno."""
+
+
+def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> None:
+    """Write `path` atomically: `write(f)` fills a temporary binary file, which is fsynced and
+    renamed over `path`. On any failure the temporary file is removed and `path` is untouched.
+
+    stdlib-only on purpose, so `ocfb/` (which must not import `suite`) can use the same code.
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    # os.open applies the umask to 0o666 itself: group-readable where the umask allows it
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
-        write(tmp)
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
+        try:
             os.unlink(tmp)
+        except FileNotFoundError:
+            pass
         raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(d: Path) -> None:
+    # the rename is durable only once the directory entry is; best effort (not every FS allows it)
+    try:
+        fd = os.open(d, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_bytes(data: bytes, path: str | Path) -> None:
+    """Write bytes atomically."""
+    atomic_write(path, lambda f: f.write(data))
 
 
 def write_parquet(df: pd.DataFrame, path: str | Path) -> None:
-    """Write a data frame to parquet atomically (temporary file, then rename)."""
+    """Write a data frame to parquet atomically."""
+    buf = io.BytesIO()
     # zstd: results files are read rarely and committed, so small beats fast
-    _atomic(Path(path), lambda tmp: df.to_parquet(tmp, index=False, compression="zstd"))
+    df.to_parquet(buf, index=False, compression="zstd")
+    write_bytes(buf.getvalue(), path)
 
 
 def write_csv(df: pd.DataFrame, path: str | Path) -> None:
     """Write a data frame to CSV atomically."""
-    _atomic(Path(path), lambda tmp: df.to_csv(tmp, index=False))
+    write_bytes(df.to_csv(index=False).encode(), path)
 
 
 def write_text(text: str, path: str | Path) -> None:
-    """Write text atomically."""
-    _atomic(Path(path), lambda tmp: Path(tmp).write_text(text))
+    """Write UTF-8 text atomically."""
+    write_bytes(text.encode(), path)
 
 
 def write_json(obj: Any, path: str | Path) -> None:
     """Write JSON atomically (NaN allowed, as pandas and W&B read it)."""
     write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n", path)
+
+
+def describe_os_error(err: OSError, path: str | Path | None = None) -> str:
+    """One line naming the path and the errno, e.g. `DIR/trials.parquet: [Errno 28 ENOSPC] No
+    space left on device`."""
+    where = path or err.filename or "?"
+    code = errno_mod.errorcode.get(err.errno or 0, "?")
+    return f"{where}: [Errno {err.errno} {code}] {err.strerror or err}"
+
+
+# -- saved settings -----------------------------------------------------------------------------
+
+_MOVIELENS_FORMATS = ("movielens-100k", "movielens-1m", "movielens-csv")
+
+
+def applicable_data(dc: Any) -> dict[str, Any]:
+    """The data settings that apply to this source (for sweep.json and summary.json): the
+    generator's sizes only for synthetic data, column names only for generic file formats."""
+    d = dc.model_dump(mode="json")
+    if dc.is_synthetic:
+        keep = ("source", "n_users", "n_items", "n_interactions", "data_seed")
+    else:
+        keep = ["source", "format"]
+        if d.get("format") not in _MOVIELENS_FORMATS:
+            keep += ["user_col", "item_col", "timestamp_col", "rating_col"]
+        keep.append("min_rating")
+    return {k: d[k] for k in keep if k in d and d[k] is not None}
+
+
+# -- schema -------------------------------------------------------------------------------------
+
+# Keys Ray adds to every result; they are bookkeeping, not OCF-B metrics.
+RAY_KEYS = frozenset({
+    "training_iteration", "time_this_iter_s", "done", "timestamp", "date", "hostname",
+    "node_ip", "pid", "time_total_s", "time_since_restore", "iterations_since_restore",
+    "checkpoint_dir_name", "config", "trial_id", "experiment_tag", "should_checkpoint",
+    "timesteps_total", "episodes_total", "timesteps_since_restore", "warmup_time",
+})
+# Our own per-result extras that belong to the trial, not to the term history.
+TRIAL_KEYS = frozenset({"diverged", "diverged_reason", "node_id", "trial_wall_s"})
+
+
+def record_of(result: dict[str, Any]) -> dict[str, Any]:
+    """The OCF-B per-term record inside a Tune result (Ray's and trial keys removed)."""
+    return {k: v for k, v in result.items() if k not in RAY_KEYS and k not in TRIAL_KEYS}
+
+
+def config_columns(cfg: Any) -> dict[str, Any]:
+    """A RunConfig flattened to `config.<key>` columns (data block excluded; lists as text)."""
+    out = {}
+    for k, v in cfg.model_dump(mode="json").items():
+        if k == "data":
+            continue
+        if isinstance(v, list):
+            v = ",".join(str(x) for x in v)
+        elif k == "negatives":
+            v = str(v)
+        out[f"config.{k}"] = v
+    return out
+
+
+def flat_config(cfg: Any) -> dict[str, Any]:
+    """The trial's full flattened config as plain keys (for W&B run configs)."""
+    out = {k.removeprefix("config."): v for k, v in config_columns(cfg).items()}
+    out.update({f"data.{k}": v for k, v in applicable_data(cfg.data).items()})
+    return out
+
+
+# -- the results writer -------------------------------------------------------------------------
+
+
+class ResultsWriter:
+    """Collects per-term results and trial outcomes; rewrites the parquet files atomically.
+
+    A failed write (disk full, permissions) is recorded in `write_error` and reported once to
+    `on_write_error`; later flushes do nothing, so the last good files stay as they are.
+    """
+
+    def __init__(self, out_dir: Path, spec: Any, *, verbose: bool = True,
+                 resume: bool = False) -> None:
+        self.out = out_dir
+        self.spec = spec
+        self.verbose = verbose
+        self.metric = spec.objective.metric
+        self.mode = spec.objective.mode
+        self.terms: dict[str, dict[int, dict[str, Any]]] = {}
+        self.trials: dict[str, dict[str, Any]] = {}
+        self.finished = 0
+        self.write_error: str | None = None
+        self.on_write_error: Callable[[str], None] | None = None
+        self._last_flush = 0.0
+        if resume:
+            self._load_existing()
+
+    def _load_existing(self) -> None:
+        # On resume, earlier results are the starting point; re-reported terms overwrite them.
+        tp, tt = self.out / "terms.parquet", self.out / "trials.parquet"
+        if tp.is_file():
+            for rec in pd.read_parquet(tp).to_dict("records"):
+                tid = rec.pop("trial_id")
+                rec = {k: v for k, v in rec.items() if not k.startswith("config.")}
+                self.terms.setdefault(tid, {})[int(rec["term"])] = rec
+        if tt.is_file():
+            for row in pd.read_parquet(tt).to_dict("records"):
+                self.trials[row["trial_id"]] = {
+                    "status": row["status"], "error": row.get("error"),
+                    "node_id": row.get("node_id"), "wall_time_s": row.get("wall_time_s"),
+                    "config": None, "config_cols": {k: v for k, v in row.items()
+                                                     if k.startswith("config.")},
+                }
+
+    def _trial(self, trial: Any) -> dict[str, Any]:
+        t = self.trials.setdefault(trial.trial_id, {"status": "pending", "error": None,
+                                                     "node_id": None, "wall_time_s": None})
+        if t.get("config") is None:
+            cfg = self.spec.run_config(trial.config)
+            t["config"] = cfg
+            t["config_cols"] = config_columns(cfg)
+        return t
+
+    def on_start(self, trial: Any) -> None:
+        """A trial started or was restored."""
+        self._trial(trial)["status"] = "running"
+
+    def on_result(self, trial: Any, result: dict[str, Any]) -> None:
+        """A term finished (or the trial diverged)."""
+        t = self._trial(trial)
+        t["node_id"] = result.get("node_id", t["node_id"])
+        t["wall_time_s"] = result.get("trial_wall_s", t["wall_time_s"])
+        if result.get("diverged"):
+            t["status"] = "diverged"
+            t["error"] = result.get("diverged_reason")
+            return
+        rec = record_of(result)
+        self.terms.setdefault(trial.trial_id, {})[int(rec["term"])] = rec
+        # at most one rewrite per 5 s while trials run: the files are rewritten whole
+        if time.time() - self._last_flush > 5.0:
+            self.flush()
+
+    def on_end(self, trial: Any, error: str | None = None,
+               history: list[dict[str, Any]] | None = None) -> None:
+        """A trial completed, was stopped early, or failed. `history`: the loop's records from
+        the trial's last checkpoint, for terms a killed driver never flushed."""
+        t = self._trial(trial)
+        mine = self.terms.setdefault(trial.trial_id, {})
+        for rec in history or []:
+            mine.setdefault(int(rec["term"]), rec)
+        if error is not None:
+            t["status"] = "error"
+            t["error"] = str(error).strip().splitlines()[-1][:500] if str(error) else "error"
+        elif t["status"] != "diverged":
+            cfg = t["config"]
+            # a baseline fits once and reports one record (term 0)
+            total = 1 if getattr(cfg, "is_baseline", False) else cfg.terms + 1
+            t["status"] = "completed" if len(mine) >= total else "stopped"
+        self.finished += 1
+        self.flush()
+        if self.verbose:
+            self._progress_line(trial.trial_id, t)
+
+    def _progress_line(self, tid: str, t: dict[str, Any]) -> None:
+        cols = t["config_cols"]
+        desc = " ".join(f"{a}={cols.get('config.' + a)}" for a in self.spec.axes())
+        best = self._best(tid)
+        score = (f"{self.metric}={best[self.metric]:.4f} @ term {best['term']}"
+                 if best else "no result")
+        total = self.spec.expected_trials()
+        print(f"[{self.finished}/{total if total else '?'}] {tid} {t['status']}: {desc} | "
+              f"{score}", flush=True)
+
+    def _best(self, tid: str) -> dict[str, Any] | None:
+        recs = [r for r in self.terms.get(tid, {}).values()
+                if isinstance(r.get(self.metric), float) and math.isfinite(r[self.metric])]
+        if not recs:
+            return None
+        key = (lambda r: r[self.metric]) if self.mode == "max" else (lambda r: -r[self.metric])
+        return max(sorted(recs, key=lambda r: r["term"]), key=key)  # ties: earliest term
+
+    def frames(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """(trials, terms) data frames in the results schema."""
+        term_rows, trial_rows = [], []
+        for tid in sorted(self.trials):
+            t = self.trials[tid]
+            recs = [self.terms.get(tid, {})[k] for k in sorted(self.terms.get(tid, {}))]
+            for r in recs:
+                term_rows.append({"trial_id": tid, **r, **t["config_cols"]})
+            row = {"trial_id": tid, "status": t["status"], "error": t["error"],
+                   "node_id": t["node_id"], "wall_time_s": t["wall_time_s"],
+                   "terms_done": len(recs), **t["config_cols"]}
+            best = self._best(tid)
+            row["best_term"] = best["term"] if best else None
+            if recs:
+                row.update({f"final.{k}": v for k, v in recs[-1].items() if k != "term"})
+            if best:
+                row.update({f"best.{k}": v for k, v in best.items() if k != "term"})
+            trial_rows.append(row)
+        return pd.DataFrame(trial_rows), pd.DataFrame(term_rows)
+
+    def statuses(self) -> list[str]:
+        """The status of every trial seen so far."""
+        return [t["status"] for t in self.trials.values()]
+
+    def flush(self) -> None:
+        """Rewrite trials.parquet and terms.parquet atomically (nothing after a write error)."""
+        if self.write_error is not None:
+            return
+        trials, terms = self.frames()
+        for df, name in ((trials, "trials.parquet"), (terms, "terms.parquet")):
+            path = self.out / name
+            try:
+                write_parquet(df, path)
+            except OSError as err:
+                self.write_error = describe_os_error(err, path)
+                if self.on_write_error is not None:
+                    self.on_write_error(self.write_error)
+                return
+        self._last_flush = time.time()

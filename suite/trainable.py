@@ -1,13 +1,14 @@
 """The Ray Tune trainable: one trial = one full OCF-B run, reported and checkpointed per term.
 
-It only adapts `ocfb.algorithm.OCFBRun`: every per-term record is forwarded with `tune.report`
-together with a checkpoint of the loop's full state, so ASHA can stop a trial after any term, a
-failed trial retries from its last term, and `Tuner.restore` resumes an interrupted sweep.
+It only adapts the run `ocfb.runs.make_run` builds (an OCF-B loop, or a reference baseline that
+reports one record): every per-term record is forwarded with `tune.report`, with a checkpoint of
+the loop's full state every `checkpoint_every` terms and at the last, so ASHA can stop a trial
+after any term, a failed trial retries from its last checkpoint, and `Tuner.restore` resumes an
+interrupted sweep. The data arrives through Ray's object store, never from a per-trial reload.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 import tempfile
@@ -23,17 +24,42 @@ STATE_FILE = "ocfb_state.pt"
 START_MARKER_ENV = "OCFB_TRIAL_START_DIR"
 
 
-@functools.lru_cache(maxsize=4)
-def _load_data(source: str, kwargs_items: tuple):
-    # Cached per worker process: reused actors run many trials on the same data.
+def make_run(cfg: RunConfig, data: Any, cache_dir: str | None) -> Any:
+    """The run for a config: `ocfb.runs.make_run` (an OCF-B loop or a reference baseline)."""
+    try:
+        from ocfb.runs import make_run as _make_run
+    except ModuleNotFoundError as err:  # until ocfb/runs.py (EVAL) lands: neural models only
+        if err.name != "ocfb.runs":
+            raise
+        from ocfb.algorithm import OCFBRun
+
+        return OCFBRun(cfg, data, cache_dir=cache_dir)
+    return _make_run(cfg, data, cache_dir=cache_dir)
+
+
+def data_for(cfg: RunConfig, datasets: dict[tuple, Any] | None) -> Any:
+    """The trial's interactions: the copy the driver shipped through the object store (so a
+    worker node needs no data file), else loaded here (a trial started outside a sweep)."""
+    from suite.preflight import data_key
+
+    key = data_key(cfg.data)
+    if datasets and key in datasets:
+        return datasets[key]
     from ocfb.data import load_source
 
-    return load_source(source, **dict(kwargs_items))
+    return load_source(cfg.data.source, **cfg.data.load_kwargs())
 
 
-def load_data_for(cfg: RunConfig):
-    """The trial's interactions, loaded once per worker process."""
-    return _load_data(cfg.data.source, tuple(sorted(cfg.data.load_kwargs().items())))
+def _mark(event: str, run_term: int) -> None:
+    # test hook: one marker file per trial start or end, holding the wall-clock time
+    marker_dir = os.environ.get(START_MARKER_ENV)
+    if not marker_dir:
+        return
+    from ray import tune
+
+    Path(marker_dir).mkdir(parents=True, exist_ok=True)
+    name = f"{tune.get_context().get_trial_id()}-from{run_term}-{uuid.uuid4().hex[:6]}.{event}"
+    (Path(marker_dir) / name).write_text(f"{time.time():.6f}\n")
 
 
 def _cpu_share() -> int:
@@ -56,41 +82,50 @@ def _gpu_share() -> float:
         return 0.0
 
 
+def _device_for_share(cfg: RunConfig) -> RunConfig:
+    if _gpu_share() > 0 and cfg.device in ("cpu", "auto"):
+        return cfg.model_copy(update={"device": "cuda"})  # the trial holds a GPU share
+    if _gpu_share() == 0 and cfg.device == "auto":
+        # Ray 2.60 no longer hides GPUs from zero-GPU actors: without a share, stay on CPU
+        return cfg.model_copy(update={"device": "cpu"})
+    return cfg
+
+
+def _splits_dir(cache_dir: str | None) -> str | None:
+    # The driver froze the splits under DIR/splits; a worker node without that folder (no
+    # shared filesystem) rebuilds them, identically, from the shipped data and the seed.
+    if cache_dir is None or not Path(cache_dir).parent.is_dir():
+        return None
+    return cache_dir
+
+
 def make_trainable(spec: Any, cache_dir: str | None = None):
     """Build the function trainable for a sweep (`suite.spec.SweepSpec`).
 
     The trial's sampled parameters (Tune's `config`) are merged over the sweep's fixed settings
     and validated as a RunConfig by `spec.run_config`; the sweep file was validated up front.
+    Wrap it in `tune.with_parameters(..., datasets=...)` to ship the data once per sweep.
+    A checkpoint is written every `checkpoint_every` terms and always at the last term; a trial
+    restored from term t re-runs the terms after t exactly (the loop's RNG states are saved).
     """
+    every = max(1, int(getattr(spec, "checkpoint_every", 1) or 1))
 
-    def ocfb_trial(config: dict[str, Any]) -> None:
+    def ocfb_trial(config: dict[str, Any], datasets: dict[tuple, Any] | None = None) -> None:
         import ray
         import torch
         from ray import tune
 
-        from ocfb.algorithm import OCFBRun
-        from ocfb.train import NonFiniteLossError
+        from ocfb.train import NonFiniteLossError  # DivergedError (loss > max_loss) is one
 
-        cfg: RunConfig = spec.run_config(config)
-        if _gpu_share() > 0 and cfg.device in ("cpu", "auto"):
-            cfg = cfg.model_copy(update={"device": "cuda"})  # the trial holds a GPU share
-        elif _gpu_share() == 0 and cfg.device == "auto":
-            # Ray 2.60 no longer hides GPUs from zero-GPU actors: without a share, stay on CPU
-            cfg = cfg.model_copy(update={"device": "cpu"})
+        cfg = _device_for_share(spec.run_config(config))
         # one intra-op thread pool per CPU share, so concurrent trials do not oversubscribe
         torch.set_num_threads(_cpu_share())
-        data = load_data_for(cfg)
-        run = OCFBRun(cfg, data, cache_dir=cache_dir)
+        run = make_run(cfg, data_for(cfg, datasets), _splits_dir(cache_dir))
         ckpt = tune.get_checkpoint()
         if ckpt is not None:
             with ckpt.as_directory() as d:
                 run.load(Path(d) / STATE_FILE)
-        marker_dir = os.environ.get(START_MARKER_ENV)
-        if marker_dir:
-            ctx = tune.get_context()
-            Path(marker_dir).mkdir(parents=True, exist_ok=True)
-            name = f"{ctx.get_trial_id()}-from{run.term + 1}-{uuid.uuid4().hex[:6]}.start"
-            (Path(marker_dir) / name).touch()
+        _mark("start", run.term + 1)
         node_id = ray.get_runtime_context().get_node_id()
         started = time.time()
         while not run.done:
@@ -98,18 +133,19 @@ def make_trainable(spec: Any, cache_dir: str | None = None):
                 rec = run.step()
             except NonFiniteLossError as err:
                 # A diverged trial ends cleanly with a marker record instead of crashing the
-                # sweep; the results writer turns it into status "diverged".
-                # The objective is NaN so schedulers and searchers see a result without a value.
+                # sweep; the results writer turns it into status "diverged". The objective is
+                # NaN so schedulers and searchers see a result without a value.
                 tune.report({"term": run.term + 1, spec.objective.metric: float("nan"),
                              "diverged": 1.0, "diverged_reason": str(err),
                              "node_id": node_id, "trial_wall_s": time.time() - started})
-                return
-            with tempfile.TemporaryDirectory() as d:
-                run.save(Path(d) / STATE_FILE)
-                tune.report(
-                    {**rec, "diverged": 0.0, "node_id": node_id,
-                     "trial_wall_s": time.time() - started},
-                    checkpoint=tune.Checkpoint.from_directory(d),
-                )
+                break
+            extra = {"diverged": 0.0, "node_id": node_id, "trial_wall_s": time.time() - started}
+            if run.done or (int(rec["term"]) + 1) % every == 0:
+                with tempfile.TemporaryDirectory() as d:
+                    run.save(Path(d) / STATE_FILE)
+                    tune.report({**rec, **extra}, checkpoint=tune.Checkpoint.from_directory(d))
+            else:
+                tune.report({**rec, **extra})
+        _mark("end", run.term)
 
     return ocfb_trial

@@ -1,0 +1,384 @@
+"""The sweep, resume and summarize commands: pre-flight, lock, run, and the closing line.
+
+Exit codes: 0 done; 1 the sweep ran but is not a result (interrupted by Ctrl-C or SIGTERM, a
+results write failed, or every trial diverged or failed), always with the reason and, where it
+helps, the resume command; 2 a problem found before Ray starts (bad file, bad data, unwritable
+output, a folder held by another live driver).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from suite.lock import LockHeld, OutputLock
+from suite.results import applicable_data, describe_os_error, write_json
+
+EXIT_USAGE = 2
+# settings the runner records in sweep.json next to the spec (resume reuses them)
+RUNNER_KEYS = ("expected_trials", "wandb_mode", "address", "smoke")
+TERMINAL = ("completed", "stopped", "diverged")
+
+
+def _fail(msg: str) -> int:
+    print(f"ocfb-suite: error: {msg}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _resume_hint(out: Path) -> str:
+    return f"continue with: ocfb-suite resume {out}"
+
+
+# -- running ------------------------------------------------------------------------------------
+
+
+def _tune_env() -> None:
+    # Ray's rich console output would drown the one progress line per trial we print.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    # Save the experiment state on every controller step (it is tiny here), so a driver killed
+    # right after a trial finished does not rerun that trial's last term on resume.
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
+
+
+def _sigterm_as_interrupt() -> None:
+    # SIGTERM (timeout, job schedulers) behaves like Ctrl-C: Tune's SIGINT handler saves the
+    # experiment and returns from fit(); outside fit() it is a KeyboardInterrupt. Installed
+    # after ray.init, which sets its own SIGTERM handler (sys.exit -> exit 15, no hint).
+    signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getpid(), signal.SIGINT))
+
+
+def _wandb_callbacks(spec: Any, out: Path, mode: str, writer: Any) -> list[Any]:
+    if mode == "disabled":
+        return []
+    from suite import tracking
+    from suite.results import flat_config, record_of
+
+    tracking.prepare_env(out)
+    return [tracking.WandbTrialCallback(
+        sweep_name=spec.name, project=spec.wandb.project, entity=spec.wandb.entity,
+        tags=list(spec.wandb.tags), mode=mode, out_dir=out,
+        flatten_config=lambda c: flat_config(spec.run_config(c)),
+        # W&B gets exactly the per-term records of terms.parquet (no divergence markers)
+        metric_keys=lambda r: {} if r.get("diverged") else record_of(r),
+        # a resumed trial's W&B run is rebuilt from the rows the results files hold
+        replay=lambda tid: [writer.terms[tid][t] for t in sorted(writer.terms.get(tid, {}))],
+    )]
+
+
+def run_sweep(spec: Any, out: Path, datasets: dict[tuple, Any], *, mode: str,
+              address: str | None = None, restore: bool = False, smoke: bool = False,
+              verbose: bool = True) -> int:
+    """Run (or resume) a checked sweep under its lock; write results and the summary.
+
+    `mode` is the resolved W&B mode (online, offline or disabled). Returns the exit code.
+    """
+    from suite import reaper, tuner
+    from suite.results import ResultsWriter
+
+    _tune_env()
+    if not restore:
+        moved = archive_previous(out)
+        if moved is not None and verbose:
+            print(f"an earlier sweep's results in {out} were moved to {moved}")
+        write_json({**spec.to_json(), "data": applicable_data(spec.data),
+                    "expected_trials": spec.expected_trials(), "wandb_mode": mode,
+                    "address": address or os.environ.get("RAY_ADDRESS") or "local",
+                    "smoke": smoke}, out / "sweep.json")
+    writer = ResultsWriter(out, spec, verbose=verbose, resume=restore)
+    writer.on_write_error = lambda _msg: os.kill(os.getpid(), signal.SIGINT)
+    session = tuner.SweepSession(writer, _wandb_callbacks(spec, out, mode, writer))
+    before = reaper.own_children()
+    started_local = tuner.init_ray(address)
+    if started_local:
+        reaper.start_reaper(reaper.own_children() - before)
+    _sigterm_as_interrupt()
+    tuner.activate(session)
+    started = time.time()
+    try:
+        tuner.build_tuner(spec, out, datasets, restore=restore).fit()
+    except KeyboardInterrupt:
+        pass  # a second Ctrl-C / SIGTERM: what was written stays, the hint below says resume
+    finally:
+        tuner.activate(None)
+        writer.flush()
+    return _close(spec, out, writer, mode, time.time() - started, verbose)
+
+
+def _close(spec: Any, out: Path, writer: Any, mode: str, wall: float, verbose: bool) -> int:
+    """The closing lines and the exit code of a sweep driver."""
+    if writer.write_error:
+        print(f"ocfb-suite: error: cannot write {writer.write_error}; the results written "
+              f"before it are intact in {out}; free space, then {_resume_hint(out)}",
+              file=sys.stderr)
+        return 1
+    statuses = writer.statuses()
+    if verbose:
+        print(f"sweep {spec.name}: {writer.finished} trials finished in {wall:.1f} s; "
+              f"results in {out}")
+        print_leaderboard(writer, spec)
+    try:
+        finish(out, spec, mode)
+    except OSError as err:
+        print(f"ocfb-suite: error: cannot write the summary: {describe_os_error(err)}; the "
+              f"results files in {out} are complete; rebuild it with: ocfb-suite summarize "
+              f"{out}", file=sys.stderr)
+        return 1
+    if mode == "offline" and verbose:
+        from suite import tracking
+
+        print(tracking.sync_hint(out))
+    unfinished = sum(s in ("running", "pending") for s in statuses)
+    expected = spec.expected_trials()
+    if unfinished or (expected is not None and len(statuses) < expected):
+        # Ray returns normally on Ctrl-C / SIGTERM; the sweep is not done and must not look done
+        print(f"sweep {spec.name} interrupted: {unfinished} trial(s) unfinished, "
+              f"{len(statuses)} of {expected if expected is not None else '?'} started; "
+              f"{_resume_hint(out)}", file=sys.stderr)
+        return 1
+    if statuses and all(s in ("error", "diverged") for s in statuses):
+        n_div = statuses.count("diverged")
+        print(f"sweep {spec.name}: no trial produced a result: {n_div} diverged (training "
+              f"loss non-finite or above max_loss: lower lr), {len(statuses) - n_div} failed; "
+              f"see the error column of {out / 'trials.parquet'}", file=sys.stderr)
+        return 1
+    return 0
+
+
+# Results of an earlier sweep in the same folder, moved aside (never mixed, never deleted).
+_PREVIOUS = ("sweep.json", "trials.parquet", "terms.parquet", "summary.md", "tables", "plots",
+             "ray", "splits", "wandb")
+
+
+def archive_previous(out: Path) -> Path | None:
+    """Move an earlier sweep's results in `out` to `out/previous-<UTC time>/`; return it."""
+    present = [n for n in _PREVIOUS if (out / n).exists()]
+    if not present:
+        return None
+    dest = out / time.strftime("previous-%Y%m%dT%H%M%SZ", time.gmtime())
+    n = 1
+    while dest.exists():
+        dest = dest.with_name(dest.name.split("+")[0] + f"+{n}")
+        n += 1
+    dest.mkdir(parents=True)
+    for name in present:
+        os.replace(out / name, dest / name)
+    return dest
+
+
+def print_leaderboard(writer: Any, spec: Any, top: int = 10) -> None:
+    """The best trials by the objective, on the terminal."""
+    trials, _ = writer.frames()
+    col = f"best.{spec.objective.metric}"
+    if trials.empty or col not in trials:
+        print("no trial produced the objective")
+        return
+    df = trials.dropna(subset=[col]).sort_values(col, ascending=spec.objective.mode == "min")
+    axes = [f"config.{a}" for a in spec.axes()]
+    show = df[["trial_id", "status", *axes, col, "best_term"]].head(top)
+    show.columns = [c.removeprefix("config.") for c in show.columns]
+    print(show.to_string(index=False))
+
+
+def finish(out: Path, spec: Any, mode: str) -> None:
+    """Summarize the results folder and log the summary run to W&B."""
+    from suite.summarize import summarize_dir
+
+    log_summary_run(out, spec, mode, summarize_dir(out))
+
+
+def log_summary_run(out: Path, spec: Any, mode: str, summary: Any) -> None:
+    """The W&B summary run of a sweep: its tables, plots and results files (none if disabled)."""
+    if mode == "disabled":
+        return
+    from suite import tracking
+
+    tracking.log_summary(
+        out_dir=out, sweep_name=spec.name, project=spec.wandb.project,
+        entity=spec.wandb.entity, mode=mode, tables=summary.tables, images=summary.plots,
+        files=[out / "trials.parquet", out / "terms.parquet"],
+    )
+
+
+# -- commands -----------------------------------------------------------------------------------
+
+
+def _preflight(spec: Any, out: Path, *, local: bool) -> dict[tuple, Any]:
+    """Every check before Ray (SpecError on a problem); returns the loaded datasets."""
+    from suite import preflight
+
+    if local:
+        preflight.check_local_resources(spec)
+    preflight.check_seeds(spec)
+    preflight.check_storage_path(spec.storage_path)
+    datasets = preflight.load_datasets(spec)
+    preflight.check_data(spec, datasets)
+    preflight.check_output(out)  # last: it creates the folder
+    return datasets
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """`ocfb-suite sweep CONFIG`: validate and pre-flight (exit 2 on any problem), then run."""
+    from suite.preflight import absolute_data_path
+    from suite.spec import SpecError, load_sweep
+
+    if args.ray_temp_dir:
+        os.environ["RAY_TMPDIR"] = args.ray_temp_dir
+    address = args.address or os.environ.get("RAY_ADDRESS") or None
+    try:
+        spec = load_sweep(args.config, output=args.out, data_source=args.data)
+        if args.smoke:
+            spec = spec.with_smoke()
+            if args.out is None:  # smoke results never replace a real sweep's
+                spec = spec.model_copy(update={"output": spec.output.rstrip("/") + "-smoke"})
+        spec = absolute_data_path(spec)
+        out = Path(spec.output)
+        datasets = _preflight(spec, out, local=address is None)
+    except SpecError as err:
+        return _fail(str(err))
+    from suite import tracking
+
+    mode = tracking.resolve_mode(args.wandb, spec.wandb.mode)
+    try:
+        with OutputLock(out, f"ocfb-suite sweep {args.config}"):
+            return run_sweep(spec, out, datasets, mode=mode, address=address,
+                             smoke=bool(args.smoke))
+    except LockHeld as err:
+        return _fail(str(err))
+
+
+def _finished(out: Path, meta: dict[str, Any]) -> int | None:
+    """The trial count if every expected trial of the sweep in `out` ended for good."""
+    import pandas as pd
+
+    expected = meta.get("expected_trials")
+    path = out / "trials.parquet"
+    if not expected or not path.is_file():
+        return None
+    try:
+        statuses = pd.read_parquet(path)["status"]
+    except (OSError, ValueError, KeyError):
+        return None
+    done = int(statuses.isin(TERMINAL).sum())
+    return done if len(statuses) == expected and done == expected else None
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    """`ocfb-suite resume DIR`: continue an interrupted sweep with the settings it ran with
+    (sweep.json: W&B mode, address, smoke); a flag overrides a setting only when given."""
+    from suite.spec import SpecError
+
+    out = Path(args.dir)
+    meta_path = out / "sweep.json"
+    if not meta_path.is_file():
+        return _fail(f"{out}: no sweep.json here; is this a sweep output folder?")
+    try:
+        meta = json.loads(meta_path.read_text())
+        spec = spec_from_json(meta)
+    except (ValueError, SpecError) as err:
+        return _fail(f"{meta_path}: {err}")
+    done = _finished(out, meta)
+    if done is not None:
+        print(f"sweep {spec.name} in {out} is already complete ({done} of {done} trials "
+              f"finished); nothing to resume. Rebuild the summary with: ocfb-suite summarize "
+              f"{out}")
+        return 0
+    address = args.address or meta.get("address") or "local"
+    if address.startswith("ray://"):
+        # Ray Client runs the Tuner remotely, where this run's results writer cannot be attached
+        return _fail(f"--address {address}: resume needs a cluster address the driver joins "
+                     "directly (HOST:PORT), not a Ray Client ray:// address")
+    if args.ray_temp_dir:
+        os.environ["RAY_TMPDIR"] = args.ray_temp_dir
+    try:
+        with OutputLock(out, f"ocfb-suite resume {out}"):
+            return _resume_locked(spec, out, meta, args, address)
+    except LockHeld as err:
+        return _fail(str(err))
+    except SpecError as err:
+        return _fail(str(err))
+
+
+def _resume_locked(spec: Any, out: Path, meta: dict[str, Any], args: argparse.Namespace,
+                   address: str) -> int:
+    from suite import preflight, tuner
+
+    for bad in tuner.unreadable_state_files(spec, out):
+        # Ray would print a JSONDecodeError traceback and fall back to an older state
+        aside = bad.with_name(bad.name + ".truncated")
+        os.replace(bad, aside)
+        print(f"note: Ray's state file {bad.name} is truncated (the disk filled or the driver "
+              f"died while writing it); moved it to {aside.name} and resuming from the trials' "
+              f"checkpoints and {out / 'terms.parquet'}", file=sys.stderr)
+    from ray import tune
+
+    if not tune.Tuner.can_restore(tuner.experiment_path(spec, out)):
+        return _fail(f"{out}: Ray saved no readable experiment state at "
+                     f"{tuner.experiment_path(spec, out)} (killed before the first trial "
+                     "started?); run the sweep again instead")
+    datasets = preflight.load_datasets(spec)
+    mode = args.wandb or meta.get("wandb_mode") or "disabled"
+    return run_sweep(spec, out, datasets, mode=mode, restore=True,
+                     address=None if address == "local" else address,
+                     smoke=bool(meta.get("smoke")))
+
+
+def spec_from_json(meta: dict[str, Any]) -> Any:
+    """The sweep spec saved in DIR/sweep.json (the runner's own keys removed), re-validated."""
+    from suite.spec import SweepSpec
+
+    raw = {k: v for k, v in meta.items() if k not in RUNNER_KEYS}
+    return SweepSpec.from_dict(raw, "sweep.json")
+
+
+def cmd_summarize(args: argparse.Namespace) -> int:
+    """`ocfb-suite summarize DIR`: rebuild summary.md, tables and plots from the results."""
+    from suite.summarize import summarize_dir
+
+    out = Path(args.dir)
+    if not (out / "trials.parquet").is_file():
+        return _fail(f"{out}: no trials.parquet here; is this a sweep output folder?")
+    summary = summarize_dir(out)
+    for note in summary.notes:
+        print(note)
+    print(f"wrote {out / 'summary.md'}")
+    meta = json.loads((out / "sweep.json").read_text()) if (out / "sweep.json").is_file() else {}
+    mode = args.wandb or meta.get("wandb_mode", "disabled")
+    if mode != "disabled" and meta:
+        from suite import tracking
+
+        spec = spec_from_json(meta)
+        tracking.prepare_env(out)
+        log_summary_run(out, spec, tracking.resolve_mode(mode, spec.wandb.mode), summary)
+    return 0
+
+
+def register_cli(sub: argparse._SubParsersAction) -> None:
+    """Add the sweep, resume and summarize subcommands to the CLI."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--address", default=None,
+                        help="Ray cluster address (sweep default: RAY_ADDRESS, else local Ray; "
+                             "resume default: what the sweep used)")
+    common.add_argument("--wandb", choices=("online", "offline", "disabled"), default=None,
+                        help="W&B mode (sweep default: the sweep file's; resume default: what "
+                             "the sweep used)")
+    common.add_argument("--ray-temp-dir", default=None, help=argparse.SUPPRESS)
+    s = sub.add_parser("sweep", parents=[common], help="run a Ray Tune sweep from a YAML file")
+    s.add_argument("config", help="sweep YAML file (see configs/)")
+    s.add_argument("--out", default=None, help="output folder (default: the file's output)")
+    s.add_argument("--data", default=None, help="data file, overriding data.source")
+    s.add_argument("--smoke", action="store_true", help="shrink to a few seconds of work")
+    s.set_defaults(func=cmd_sweep)
+    r = sub.add_parser("resume", parents=[common], help="continue an interrupted sweep")
+    r.add_argument("dir", help="the sweep's output folder")
+    r.set_defaults(func=cmd_resume)
+    m = sub.add_parser("summarize", help="write summary.md, tables and plots for a sweep")
+    m.add_argument("dir", help="the sweep's output folder")
+    m.add_argument("--wandb", choices=("online", "offline", "disabled"), default=None)
+    m.set_defaults(func=cmd_summarize)

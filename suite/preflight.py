@@ -1,0 +1,215 @@
+"""Checks that run before Ray starts: each problem exits 2 with a message naming the key.
+
+Every check here is a mistake that used to pass validation, start Ray and then fail every
+trial (issue 12, point 4): too many candidates for the data, too few positives per user for
+the protocol, seeds that overflow, an unwritable storage path or output folder. The data is
+loaded here once, and the same objects are shipped to the trials through Ray's object store
+(`suite.tuner`), so a trial never reloads it and a worker node never needs the file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from ocfb.config import MAX_SEED
+
+# Object-store and distributed filesystems pyarrow can open for Ray's storage_path.
+STORAGE_SCHEMES = ("file", "s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss", "az")
+
+
+def _spec_error(msg: str) -> Exception:
+    from suite.spec import SpecError
+
+    return SpecError(msg)
+
+
+def absolute_data_path(spec: Any) -> Any:
+    """A data file path made absolute: trials run in their own working directories."""
+    if spec.data.is_synthetic or "://" in spec.data.source:
+        return spec
+    source = str(Path(spec.data.source).expanduser().resolve())
+    return spec.model_copy(update={"data": spec.data.model_copy(update={"source": source})})
+
+
+def check_local_resources(spec: Any) -> None:
+    """On local Ray, a trial this machine can never place would wait forever: refuse it."""
+    cpus = os.cpu_count() or 1
+    if spec.resources.cpus > cpus:
+        raise _spec_error(f"resources.cpus: {spec.resources.cpus} per trial, but this machine "
+                          f"has {cpus} CPUs; allowed: 0 < cpus <= {cpus} (or --address a "
+                          "cluster)")
+    if spec.resources.gpus > 0:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise _spec_error(f"resources.gpus: {spec.resources.gpus} per trial, but this "
+                              "machine has no CUDA GPU; allowed: 0 (or --address a cluster "
+                              "with GPUs)")
+
+
+def check_seeds(spec: Any) -> None:
+    """numpy and torch take seeds up to 2**63 - 1; a larger one overflowed inside a trial."""
+    bad = [f"seeds[{i}]: {s}" for i, s in enumerate(spec.seeds)
+           if not isinstance(s, int) or not 0 <= s <= MAX_SEED]
+    if not 0 <= spec.search.seed <= MAX_SEED:
+        bad.append(f"search.seed: {spec.search.seed}")
+    if bad:
+        raise _spec_error("\n".join(f"{b} is out of range; allowed: 0 <= seed <= 2**63 - 1 "
+                                    f"({MAX_SEED})" for b in bad))
+
+
+def check_storage_path(storage: str | None) -> None:
+    """A URI must be well formed (a known scheme and a bucket or host); a local folder must be
+    creatable and writable, else Ray fails with a pyarrow traceback at the first checkpoint."""
+    if not storage:
+        return
+    if "://" in storage:
+        parts = urlsplit(storage)
+        if parts.scheme not in STORAGE_SCHEMES:
+            raise _spec_error(f"storage_path: {storage!r} has scheme {parts.scheme!r}; allowed: "
+                              f"{', '.join(STORAGE_SCHEMES)} or a local folder")
+        if parts.scheme != "file" and not parts.netloc:
+            raise _spec_error(f"storage_path: {storage!r} names no bucket or host; expected "
+                              f"e.g. {parts.scheme}://bucket/prefix")
+        if parts.scheme != "file":
+            return
+        storage = parts.path
+    problem = writable_problem(Path(storage))
+    if problem:
+        raise _spec_error(f"storage_path: {problem}")
+
+
+def writable_problem(folder: Path) -> str | None:
+    """Why files cannot be written in `folder` (created if missing), or None if they can."""
+    if folder.exists() and not folder.is_dir():
+        return f"{folder} is a file, not a folder"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        return f"{folder} is not writable: {err.strerror or err}"
+    return None
+
+
+def check_output(out: Path, flag: str = "--out") -> None:
+    """The output folder must be a folder we can write into (checked last: it creates it)."""
+    problem = writable_problem(out)
+    if problem:
+        raise _spec_error(f"{flag}: {problem}")
+
+
+# -- data ---------------------------------------------------------------------------------------
+
+
+def load_datasets(spec: Any) -> dict[tuple, Any]:
+    """Every distinct dataset the sweep's trials use, loaded once, keyed by `data_key`.
+
+    Synthetic data follows the run's seed unless `data_seed` is set, so there is one dataset
+    per seed then; a file is one dataset.
+    """
+    from ocfb.data import DataError, load_source
+
+    out: dict[tuple, Any] = {}
+    for seed in spec.seeds:
+        dc = spec.run_config({"seed": seed}).data
+        key = data_key(dc)
+        if key in out:
+            continue
+        try:
+            out[key] = load_source(dc.source, **dc.load_kwargs())
+        except (DataError, ValueError) as err:
+            raise _spec_error(f"data.source: {err}") from None
+    return out
+
+
+def data_key(dc: Any) -> tuple:
+    """The identity of a dataset: its source and load settings."""
+    return (dc.source, tuple(sorted(dc.load_kwargs().items())))
+
+
+def _places(spec: Any, key: str, default: Any) -> list[tuple[str, Any]]:
+    """(where, value) for every value a key takes in the sweep: its space candidates, or the
+    fixed value, or the RunConfig default."""
+    if key in spec.space:
+        dim = spec.space[key]
+        return [(f"space.{key}.{dim.kind}[{i}]", v) for i, v in enumerate(dim.candidates())]
+    if key == "protocol":
+        return [("protocol", spec.protocol)]
+    return [(f"fixed.{key}", spec.base_config().get(key, default))]
+
+
+def check_data(spec: Any, datasets: dict[tuple, Any]) -> None:
+    """Negatives, candidates and positives per user against the loaded data, every value."""
+    data = next(iter(datasets.values()))
+    problems = _negative_problems(spec, data)
+    if "holdout" in [v for _, v in _places(spec, "protocol", "holdout")]:
+        problems += _candidate_problems(spec, data) + _positives_problems(spec, data)
+    if problems:
+        raise _spec_error("\n".join(problems))
+
+
+def _negative_problems(spec: Any, data: Any) -> list[str]:
+    free = data.n_users * data.n_items - len(data)
+    # a ratio scales the training positives: at least all positives minus two held out per user
+    fewest_positives = max(1, len(data) - 2 * data.n_users)
+    problems = []
+    for where, value in _places(spec, "negatives", 2000):
+        cfg = spec.run_config({"negatives": value})
+        if cfg.is_baseline:
+            continue
+        basis = fewest_positives if cfg.protocol == "holdout" else len(data)
+        need = cfg.n_negatives(basis)
+        if need > free:
+            problems.append(f"{where}: {value!r} means {need} negatives, but only {free} "
+                            f"unobserved (user, item) cells exist in {spec.data.source}")
+    return problems
+
+
+def _user_counts(data: Any) -> np.ndarray:
+    return np.bincount(np.asarray(data.users), minlength=data.n_users)
+
+
+def _candidate_problems(spec: Any, data: Any) -> list[str]:
+    # every held-out positive gets n_candidates items its user never interacted with
+    most = int(_user_counts(data).max())
+    room = data.n_items - most
+    return [f"{where}: {value} sampled candidates per held-out positive, but the most active "
+            f"user has interacted with {most} of {data.n_items} items, leaving {room}; "
+            f"allowed: n_candidates <= {room}"
+            for where, value in _places(spec, "n_candidates", 99) if int(value) > room]
+
+
+def positives_needed(split: str, fraction: float) -> int:
+    """The fewest positives a user needs to give the holdout split one test and one validation
+    positive and keep one to train on (the rules of ocfb.protocols' per-user hold-out)."""
+    if split == "loo":
+        return 3
+    for c in range(2, 10_000):
+        n_test = min(int(np.floor(fraction * c)), c - 1)
+        rest = c - n_test
+        if n_test >= 1 and min(int(np.floor(fraction * rest)), rest - 1) >= 1:
+            return c
+    return 10_000
+
+
+def _positives_problems(spec: Any, data: Any) -> list[str]:
+    most = int(_user_counts(data).max())
+    problems = []
+    for where_s, split in _places(spec, "split", "loo"):
+        fractions = _places(spec, "holdout_fraction", 0.2) if split == "fraction" else [("", 0)]
+        for where_f, fraction in fractions:
+            need = positives_needed(split, float(fraction))
+            if most < need:
+                at = f"{where_s}={split!r}" + (f", {where_f}={fraction}" if where_f else "")
+                problems.append(
+                    f"{at}: the holdout split needs users with at least {need} positives (one "
+                    f"test, one validation, one to train on), but every user in "
+                    f"{spec.data.source} has at most {most}; use protocol: paper, or more data")
+    return problems

@@ -1,0 +1,227 @@
+"""Ray Tune wiring of a sweep: Ray start-up, the Tuner (new or restored), the results callback.
+
+Resume uses public Ray API only. The Tuner pickles its callbacks with the experiment, so the
+one callback we give it, `SweepCallback`, holds no state at all: it forwards Tune's events to
+the driver's *current* `SweepSession` (results writer + optional W&B callback), which
+`run_sweep` registers before `fit()`. A restored Tuner therefore talks to this run's writer and
+this run's W&B settings, with no `tuner._local_tuner` and no swapped callbacks.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+
+from suite.results import ResultsWriter
+
+
+@dataclass
+class SweepSession:
+    """What the driver's callback forwards to during one `fit()`."""
+
+    writer: ResultsWriter
+    callbacks: list[Any] = field(default_factory=list)
+
+
+_ACTIVE: SweepSession | None = None
+
+
+def activate(session: SweepSession | None) -> None:
+    """Make `session` the one `SweepCallback` forwards to (None: forward nowhere)."""
+    global _ACTIVE
+    _ACTIVE = session
+
+
+class SweepCallback(tune.Callback):
+    """Forwards Tune's trial events (in the driver) to the active session. Stateless, so it
+    pickles with the experiment and still reaches this run's writer after `Tuner.restore`."""
+
+    def _each(self, method: str, *args: Any, **info: Any) -> None:
+        if _ACTIVE is None:
+            return
+        for cb in _ACTIVE.callbacks:
+            getattr(cb, method)(*args, **info)
+
+    def setup(self, **info: Any) -> None:  # noqa: D102 - Tune hook
+        self._each("setup", **info)
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:  # noqa: D102
+        if _ACTIVE is not None:
+            _ACTIVE.writer.on_start(trial)
+        self._each("on_trial_start", iteration, trials, trial, **info)
+
+    def on_trial_restore(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:  # noqa: D102
+        if _ACTIVE is not None:
+            _ACTIVE.writer.on_start(trial)
+        self._each("on_trial_restore", iteration, trials, trial, **info)
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
+                        **info: Any) -> None:  # noqa: D102
+        if _ACTIVE is not None:
+            _ACTIVE.writer.on_result(trial, result)
+        self._each("on_trial_result", iteration, trials, trial, result, **info)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:  # noqa: D102
+        if _ACTIVE is not None:
+            _ACTIVE.writer.on_end(trial, history=history_from_checkpoint(trial))
+        self._each("on_trial_complete", iteration, trials, trial, **info)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:  # noqa: D102
+        if _ACTIVE is not None:
+            _ACTIVE.writer.on_end(trial, error=error_text(trial),
+                                  history=history_from_checkpoint(trial))
+        self._each("on_trial_error", iteration, trials, trial, **info)
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:  # noqa: D102
+        if _ACTIVE is not None:
+            _ACTIVE.writer.flush()
+        self._each("on_experiment_end", trials, **info)
+
+
+def history_from_checkpoint(trial: Any) -> list[dict[str, Any]]:
+    """The loop's records in the trial's last checkpoint: terms reported to a driver that was
+    killed before flushing them are recovered from there (never from W&B files)."""
+    try:
+        import torch
+
+        from suite.trainable import STATE_FILE
+
+        ckpt = trial.checkpoint
+        if ckpt is None:
+            return []
+        with ckpt.as_directory() as d:
+            state = torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=False)
+        return list(state.get("history", []))
+    except Exception:  # no checkpoint, or unreadable: the reported terms stand as they are
+        return []
+
+
+def error_text(trial: Any) -> str:
+    """The last line of a failed trial's error file."""
+    try:
+        return Path(trial.error_file).read_text() or "trial failed"
+    except Exception:
+        return "trial failed"
+
+
+# -- Ray setup ----------------------------------------------------------------------------------
+
+
+def init_ray(address: str | None) -> bool:
+    """Join a cluster when an address is given (or RAY_ADDRESS is set), else start local Ray.
+
+    Returns True when this call started a local Ray instance. The temp dir of a local instance
+    follows `RAY_TMPDIR` (Ray's documented variable), which `--ray-temp-dir` sets.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return False
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    kw: dict[str, Any] = {"log_to_driver": False, "configure_logging": True,
+                          "logging_level": "ERROR"}
+    if address and address != "local":
+        ray.init(address=address, **kw)
+        return False
+    total_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    # a small object store: it holds the sweep's datasets (once) and small results
+    store = int(min(2.0, max(0.25, total_gb * 0.05)) * 2**30)
+    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False,
+             object_store_memory=store, **kw)
+    return True
+
+
+def experiment_path(spec: Any, out: Path) -> str:
+    """Where Ray keeps the experiment state and checkpoints of this sweep."""
+    storage = spec.storage_path or str((out / "ray").resolve())
+    return storage.rstrip("/") + "/" + spec.name
+
+
+def _trainable(spec: Any, out: Path, datasets: dict[tuple, Any]) -> Any:
+    from suite.trainable import make_trainable
+
+    # with_parameters puts the datasets into the object store once per sweep; every trial (on
+    # any node) gets them from there instead of reloading the file
+    fn = tune.with_parameters(make_trainable(spec, cache_dir=str((out / "splits").resolve())),
+                              datasets=datasets)
+    return tune.with_resources(fn, {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus})
+
+
+def _search(spec: Any) -> Any:
+    if spec.search.algorithm == "optuna":
+        from ray.tune.search import Repeater
+        from ray.tune.search.optuna import OptunaSearch
+
+        # Seeds are replicates, not a hyperparameter: TPE proposes a configuration and the
+        # Repeater runs it once per seed (trial index i -> seeds[i], see SweepSpec.run_config).
+        # A Repeater is a Searcher, so TuneConfig's max_concurrent_trials wraps it in a
+        # ConcurrencyLimiter.
+        return Repeater(OptunaSearch(seed=spec.search.seed), repeat=len(spec.seeds),
+                        set_index=True)
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    # Seeded draws, constant across the seed (and other grid) axes, so every sampled
+    # configuration is replicated over every seed. The concurrency cap goes here: Ray 2.60's
+    # TuneConfig.max_concurrent_trials only wraps a `Searcher`, and for a SearchAlgorithm like
+    # this one it is ignored with a log warning, which is why 4 one-CPU trials with a cap of 1
+    # ran two at a time (issue 12, point 9).
+    return BasicVariantGenerator(random_state=spec.search.seed, constant_grid_search=True,
+                                 max_concurrent=spec.max_concurrent_trials or 0)
+
+
+def _scheduler(spec: Any) -> Any:
+    if spec.scheduler.type != "asha":
+        return None
+    from ray.tune.schedulers import ASHAScheduler
+
+    max_t = max(spec.max_terms() + 1, spec.scheduler.grace_period + 1)
+    return ASHAScheduler(time_attr="training_iteration", max_t=max_t,
+                         grace_period=spec.scheduler.grace_period,
+                         reduction_factor=spec.scheduler.reduction_factor)
+
+
+def build_tuner(spec: Any, out: Path, datasets: dict[tuple, Any], *,
+                restore: bool = False) -> tune.Tuner:
+    """The Tuner for a sweep: new, or restored from its experiment folder (public API only)."""
+    trainable = _trainable(spec, out, datasets)
+    if restore:
+        return tune.Tuner.restore(experiment_path(spec, out), trainable=trainable,
+                                  resume_unfinished=True, resume_errored=True,
+                                  param_space=spec.param_space())
+    optuna = spec.search.algorithm == "optuna"
+    return tune.Tuner(
+        trainable,
+        param_space=spec.param_space(),
+        tune_config=tune.TuneConfig(
+            metric=spec.objective.metric, mode=spec.objective.mode, search_alg=_search(spec),
+            scheduler=_scheduler(spec), num_samples=spec.tune_num_samples(),
+            max_concurrent_trials=spec.max_concurrent_trials if optuna else None,
+            reuse_actors=True,
+        ),
+        run_config=tune.RunConfig(
+            name=spec.name, storage_path=spec.storage_path or str((out / "ray").resolve()),
+            callbacks=[SweepCallback()], verbose=0,
+            failure_config=tune.FailureConfig(max_failures=1),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+        ),
+    )
+
+
+def unreadable_state_files(spec: Any, out: Path) -> list[Path]:
+    """Ray experiment-state JSON files that do not parse (a full disk or a kill mid-write)."""
+    import json
+
+    path = experiment_path(spec, out)
+    if "://" in path:
+        return []
+    bad = []
+    for f in sorted(Path(path).glob("*.json")):
+        try:
+            json.loads(f.read_text())
+        except (ValueError, UnicodeDecodeError):
+            bad.append(f)
+    return bad
