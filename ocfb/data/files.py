@@ -18,6 +18,13 @@ import pandas as pd
 
 from ocfb.data.interactions import DataError, Interactions, datetimes_to_seconds, from_pairs
 from ocfb.data.synthetic import SYNTHETIC_SOURCE, synthetic_influencer
+from ocfb.data.textio import (
+    SUFFIX_COMPRESSION,
+    describe_delimiter,
+    first_line,
+    open_binary,
+    sniff_delimiter,
+)
 
 FileFormat = Literal[
     "auto", "csv", "tsv", "parquet", "movielens-100k", "movielens-1m", "movielens-csv",
@@ -39,6 +46,8 @@ _MOVIELENS_LAYOUT: dict[str, tuple[list[str] | None, str, str, str, str, str]] =
 # never collide when converted to int.
 _INT_ID = re.compile(r"-?(?:0|[1-9][0-9]{0,17})")
 
+# What a user types to fix a wrong setting: messages name the CLI flags, not the keywords.
+_COLUMN_HINT = "name the columns with --user-col and --item-col"
 
 
 @dataclass
@@ -56,8 +65,8 @@ def _detect_format(path: Path, user_col: str, item_col: str) -> str:
         return "movielens-100k"
     if name == "ratings.dat":
         return "movielens-1m"
-    # pandas decompresses CSV / TSV by suffix, so look through a compression suffix
-    for compression in (".gz", ".bz2", ".xz", ".zst"):
+    # compressed CSV / TSV are read transparently, so look through a compression suffix
+    for compression in SUFFIX_COMPRESSION:
         if name.endswith(compression):
             name = name[: -len(compression)]
     if name.endswith((".parquet", ".pq")):
@@ -72,50 +81,82 @@ def _detect_format(path: Path, user_col: str, item_col: str) -> str:
                 return "movielens-csv"
         return "csv"
     raise DataError(
-        f"{path}: cannot infer the format from the file name; pass format= one of {FORMATS}"
+        f"{path}: cannot infer the format from the file name; pass --format, one of "
+        f"{FORMATS[1:]}"
     )
 
 
 def _read_header(path: Path, sep: str) -> list[str]:
     try:
-        return [str(c).strip() for c in pd.read_csv(path, sep=sep, nrows=0, dtype=str).columns]
-    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError, OSError):
+        with open_binary(path) as stream:
+            frame = pd.read_csv(stream, sep=sep, nrows=0, dtype=str)
+        return [str(c).strip() for c in frame.columns]
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError, OSError,
+            EOFError, DataError):
         return []
 
 
-def _read_text(path: Path, sep: str, names: list[str] | None) -> _Table:
+def _check_delimiter(path: Path, sep: str, fmt: str) -> None:
+    """DataError when the first record lacks the format's delimiter but uses another one."""
+    first = first_line(path)
+    found = None if first is None else sniff_delimiter(first[1], sep)
+    if first is None or found is None:
+        return
+    looks = describe_delimiter(found)
+    if found == "," and fmt != "csv":
+        fix = "pass --format csv"
+    elif found == "\t" and fmt != "tsv":
+        fix = "pass --format tsv"
+    else:
+        fix = "convert it to comma- or tab-separated text"
+    if fmt in _MOVIELENS_LAYOUT:
+        fix = (f"{fmt}'s file is {describe_delimiter(sep)} and headerless: restore the "
+               f"original, or add a header line, {fix} and {_COLUMN_HINT}")
+    raise DataError(
+        f"{path}: line {first[0]} has no {describe_delimiter(sep).split('-')[0]} delimiter "
+        f"but looks {looks}; {fix}"
+    )
+
+
+def _read_text(path: Path, sep: str, names: list[str] | None, fmt: str) -> _Table:
     """Read a delimited text file as strings; row k of the frame is file line rows[k].
 
-    Line numbers assume one record per line (a quoted field spanning lines shifts them).
+    Compressed files (.gz, .bz2, .xz, .zst) are decompressed on the fly. Line numbers assume
+    one record per line (a quoted field spanning lines shifts them).
     """
-    source: Any = path
-    if len(sep) > 1:
-        # Multi-character separators (MovieLens-1M's "::") would force pandas' slow Python
-        # engine; swapping them for a tab keeps the C engine and the line numbering.
-        try:
-            source = io.StringIO(path.read_text(encoding="utf-8").replace(sep, "\t"))
-        except UnicodeDecodeError as exc:
-            raise DataError(f"{path}: not UTF-8 text ({exc})") from exc
-        sep = "\t"
+    _check_delimiter(path, sep, fmt)
     try:
-        frame = pd.read_csv(
-            source,
-            sep=sep,
-            header=None if names is not None else 0,
-            names=names,
-            dtype=str,
-            na_filter=False,
-            skip_blank_lines=False,
-            encoding="utf-8",
-        )
+        with open_binary(path) as stream:
+            source: Any = stream
+            if len(sep) > 1:
+                # Multi-character separators (MovieLens-1M's "::") would force pandas' slow
+                # Python engine; swapping them for a tab keeps the C engine and the line numbers.
+                source = io.StringIO(stream.read().decode("utf-8").replace(sep, "\t"))
+                sep = "\t"
+            frame = pd.read_csv(
+                source,
+                sep=sep,
+                header=None if names is not None else 0,
+                names=names,
+                dtype=str,
+                na_filter=False,
+                skip_blank_lines=False,
+                encoding="utf-8",
+            )
     except pd.errors.EmptyDataError as exc:
         raise DataError(f"{path}: file is empty; expected a header and data rows") from exc
     except pd.errors.ParserError as exc:
         raise DataError(f"{path}: malformed file: {exc}") from exc
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 text ({exc})") from exc
+    except (OSError, EOFError) as exc:  # truncated or corrupt compressed stream
+        raise DataError(f"{path}: cannot decompress ({exc})") from exc
+    return _drop_blank_lines(frame, first_line=1 if names is not None else 2)
+
+
+def _drop_blank_lines(frame: pd.DataFrame, first_line: int) -> _Table:
+    """Strip every field and drop blank lines, keeping each record's file line number."""
     frame.columns = [str(c).strip() for c in frame.columns]
-    first_line = 1 if names is not None else 2
     rows = np.arange(first_line, first_line + len(frame), dtype=np.int64)
     for col in frame.columns:
         frame[col] = frame[col].str.strip()
@@ -167,7 +208,28 @@ def _parse_ids(path: Path, table: _Table, column: str, what: str) -> np.ndarray:
     strings = series.astype(str).str.strip()
     if strings.str.fullmatch(_INT_ID).all():
         return strings.astype(np.int64).to_numpy()
+    _refuse_fractional_ids(path, table, strings, column, what)
     return strings.to_numpy(dtype=object)
+
+
+def _refuse_fractional_ids(
+    path: Path, table: _Table, strings: pd.Series, column: str, what: str
+) -> None:
+    """DataError for a numeric id column holding a fraction such as 1.5.
+
+    An id column whose every value is a number is numeric ids; "1.5" there is an error in the
+    data (or a rating column passed as the id), not a separate item named "1.5". Columns with
+    any non-numeric value stay string ids, and integral spellings like "007" stay as written.
+    """
+    numbers = pd.to_numeric(strings, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    if np.isnan(numbers).any():
+        return
+    bad = ~np.isfinite(numbers) | (numbers != np.round(numbers))
+    if bad.any():
+        k, where = _first_bad(path, table, bad, column)
+        raise DataError(f"{where}: {what} id {strings.iloc[k]!r} is not an integer; numeric ids "
+                        "must be whole numbers (is this the right column? see --user-col and "
+                        "--item-col)")
 
 
 def _shown(raw: Any) -> str:
@@ -229,15 +291,18 @@ def _require_columns(path: Path, table: _Table, needed: dict[str, str]) -> None:
     found = list(table.frame.columns)
     for role, column in needed.items():
         if column not in found:
+            flag = {"user": "--user-col", "item": "--item-col", "rating": "--rating-col",
+                    "timestamp": "--timestamp-col"}[role]
+            hint = _COLUMN_HINT if role in ("user", "item") else f"check {flag}"
             raise DataError(
-                f"{path}: {role} column {column!r} not found; columns found: {found}"
+                f"{path}: {role} column {column!r} not found; columns found: {found}; {hint}"
             )
 
 
 def load_file(
     path: str | Path,
     *,
-    format: str = "auto",
+    format: FileFormat | str = "auto",
     user_col: str = "user",
     item_col: str = "item",
     timestamp_col: str | None = None,
@@ -249,33 +314,26 @@ def load_file(
 
     A row is a positive when ``rating >= min_rating`` (all rows when min_rating is None).
     MovieLens formats use their fixed columns (the *_col arguments are ignored) and always keep
-    timestamps. Any problem raises DataError naming the file, the line or column and what was
-    expected; nothing is returned half-loaded.
+    timestamps. Text files may be compressed (.gz, .bz2, .xz, .zst). Repeated (user, item)
+    rows merge into one positive and are counted in ``n_duplicates_dropped``. Any problem
+    raises DataError naming the file, the line or column and what was expected; nothing is
+    returned half-loaded.
     """
     path = Path(path)
-    if format not in FORMATS:
-        raise DataError(f"{path}: unknown format {format!r}; expected one of {FORMATS}")
-    if not path.exists():
-        raise DataError(f"{path}: file not found")
-    if not path.is_file():
-        raise DataError(f"{path}: not a regular file")
-    if path.stat().st_size == 0:
-        raise DataError(f"{path}: file is empty (0 bytes); expected data rows")
+    _check_file(path, format)
     fmt = _detect_format(path, user_col, item_col) if format == "auto" else format
-
     if fmt in _MOVIELENS_LAYOUT:
         names, ml_sep, user_col, item_col, ml_rating, timestamp_col = _MOVIELENS_LAYOUT[fmt]
         rating_col = ml_rating if min_rating is not None else None
-        table = _read_text(path, sep or ml_sep, names)
+        table = _read_text(path, sep or ml_sep, names, fmt)
     else:
         if min_rating is not None and rating_col is None:
-            raise DataError(f"{path}: min_rating={min_rating} needs rating_col (which column "
-                            "holds the rating?)")
+            raise DataError(f"{path}: --min-rating {min_rating} needs --rating-col (rating_col: "
+                            "which column holds the rating?)")
         if fmt == "parquet":
             table = _read_parquet(path)
         else:
-            table = _read_text(path, sep or ("\t" if fmt == "tsv" else ","), None)
-
+            table = _read_text(path, sep or ("\t" if fmt == "tsv" else ","), None, fmt)
     needed = {"user": user_col, "item": item_col}
     if rating_col is not None:
         needed["rating"] = rating_col
@@ -284,26 +342,45 @@ def load_file(
     _require_columns(path, table, needed)
     if len(table.frame) == 0:
         raise DataError(f"{path}: no data rows (only a header or blank lines); expected pairs")
+    return _pairs(path, table, needed, min_rating,
+                  name=fmt if fmt in _MOVIELENS_LAYOUT else path.name)
 
-    users = _parse_ids(path, table, user_col, "user")
-    items = _parse_ids(path, table, item_col, "item")
-    timestamps = None if timestamp_col is None else _parse_timestamps(path, table, timestamp_col)
+
+def _check_file(path: Path, format: str) -> None:
+    """DataError for an unknown format or a path that is not a non-empty regular file."""
+    if format not in FORMATS:
+        raise DataError(f"{path}: unknown format {format!r}; --format takes one of {FORMATS}")
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    if not path.is_file():
+        raise DataError(f"{path}: not a regular file")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: file is empty (0 bytes); expected data rows")
+
+
+def _pairs(
+    path: Path, table: _Table, columns: dict[str, str], min_rating: float | None, name: str
+) -> Interactions:
+    """Parse the id, rating and timestamp columns and keep the positive rows."""
+    users = _parse_ids(path, table, columns["user"], "user")
+    items = _parse_ids(path, table, columns["item"], "item")
+    timestamps = (None if "timestamp" not in columns
+                  else _parse_timestamps(path, table, columns["timestamp"]))
     what = f"{len(users):,} rows"
-    if rating_col is not None:
-        ratings = _parse_numbers(path, table, rating_col)
+    if "rating" in columns:
+        ratings = _parse_numbers(path, table, columns["rating"])
         if min_rating is not None:
             keep = ratings >= float(min_rating)
-            what = f"{int(keep.sum()):,} of {len(users):,} rows with {rating_col} >= {min_rating}"
+            what = (f"{int(keep.sum()):,} of {len(users):,} rows with {columns['rating']} >= "
+                    f"{min_rating}")
             users, items = users[keep], items[keep]
             timestamps = None if timestamps is None else timestamps[keep]
-
     n_users, n_items = len(pd.unique(users)), len(pd.unique(items))
     if n_users < 2 or n_items < 2:
         raise DataError(
             f"{path}: {what} leave {n_users} distinct users and {n_items} distinct items; "
             "expected at least 2 of each"
         )
-    name = fmt if fmt in _MOVIELENS_LAYOUT else path.name
     return from_pairs(users, items, timestamps, name=name)
 
 
