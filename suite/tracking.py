@@ -2,31 +2,28 @@
 
 W&B must never prompt, block or fail a sweep: every call into wandb is guarded, the first error is
 logged once (one warning line) and tracking then stops, while the sweep and its results files go
-on. wandb is imported lazily so that `import suite.tracking` stays cheap.
+on. wandb and Ray are imported lazily so that `import suite.tracking` stays cheap (Ray Tune alone
+costs about 2.3 s at import): `WandbTrialCallback`, a Ray Tune callback, is built on first use.
+
+Offline runs are never read back here: a resumed trial's rows come from the results files
+(`replay`); the readers of W&B's offline files live with the tests (tests/wandb_offline.py).
 """
 
 from __future__ import annotations
 
 import configparser
+import functools
 import hashlib
-import json
 import logging
 import math
-import netrc
 import os
 import re
 import shlex
 import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
-
-from ray.tune import Callback
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -34,8 +31,6 @@ if TYPE_CHECKING:
 _LOG = logging.getLogger(__name__)
 
 MODES = ("online", "offline", "disabled")
-# wandb's default server and the W&B cloud API host behind it (netrc entries may use either).
-_CLOUD_HOSTS = ("api.wandb.ai", "api.forge.coreweave.com")
 # Bookkeeping keys Ray Tune adds to every reported result: they are not the trainable's record.
 RAY_RESULT_KEYS = frozenset({
     "training_iteration", "time_this_iter_s", "time_total_s", "time_since_restore",
@@ -48,6 +43,13 @@ _OFFLINE_DIR = re.compile(r"^offline-run-\d{8}_\d{6}-(?P<run_id>.+)$")
 # Directories of runs replaced by a later run with the same id (a resumed trial, a re-logged
 # summary): moved here so that `wandb sync DIR/wandb/offline-run-*` uploads each run once.
 SUPERSEDED = "superseded"
+# What a trial run's summary keeps of every logged metric: W&B shows them as `<metric>.min`,
+# `.max` and `.last`, so dashboards can plot a trial at its best term (the objective's peak),
+# not only at its last one.
+SUMMARY_STATS = ("min", "max", "last")
+# Written next to the runs once the summary run is logged: what it holds (its tables and
+# plots), so the dashboard's report references exactly those keys.
+SUMMARY_MANIFEST = "summary-run.json"
 # Whether online W&B works with the credentials in effect (fingerprint -> None or why not):
 # probed once per process, so a sweep waits for an unreachable server once, not per trial.
 _VERDICTS: dict[str, str | None] = {}
@@ -67,22 +69,32 @@ def _user_settings_base_url() -> str | None:
         return None
 
 
+def base_url() -> str:
+    """The W&B server in effect: WANDB_BASE_URL, else `wandb login --host`'s, else the default."""
+    import wandb
+
+    env_url = os.environ.get("WANDB_BASE_URL")
+    return env_url or _user_settings_base_url() or wandb.Settings().base_url
+
+
 def api_key_configured() -> bool:
-    """True when wandb finds credentials without prompting: env var, identity token or netrc."""
-    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
-        return True
-    base_url = os.environ.get("WANDB_BASE_URL") or _user_settings_base_url()
-    hosts = set(_CLOUD_HOSTS)
-    if base_url:
-        host = urlsplit(base_url).netloc
-        if host and host not in _CLOUD_HOSTS and not host.endswith("forge.coreweave.com"):
-            hosts = {host}
-    path = Path(os.environ.get("NETRC") or "~/.netrc").expanduser()
+    """True when wandb finds credentials without prompting (env var, identity token, netrc or
+    settings file, for the server in effect), asked through wandb's own credential lookup.
+
+    No network and no prompt; nothing is stored in the session. A key that is present but
+    malformed counts as configured: the online check then names the problem once.
+    """
+    from wandb.errors import AuthenticationError, UsageError
+    from wandb.sdk.lib import wbauth
+
     try:
-        entries = netrc.netrc(str(path))
-    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        auth = wbauth.authenticate_session(host=base_url(), source="ocfb-suite", prompt=False,
+                                           update_session=False)
+    except AuthenticationError:
+        return True
+    except (UsageError, OSError, ValueError):
         return False
-    return any((auth := entries.authenticators(h)) is not None and auth[2] for h in hosts)
+    return auth is not None
 
 
 def resolve_mode(cli_mode: str | None, spec_mode: str = "auto") -> str:
@@ -185,7 +197,8 @@ def default_metric_keys(result: dict) -> dict:
 
 def _settings(wandb: Any, mode: str, init_timeout: float, finish_timeout: float) -> Any:
     # The API key stays in the environment only: settings are written to the run's debug logs.
-    kwargs: dict[str, Any] = dict(silent=True, quiet=True, console="off", x_disable_stats=True,
+    # System metrics (CPU, memory) stay on: W&B's public way to turn them off is experimental.
+    kwargs: dict[str, Any] = dict(silent=True, quiet=True, console="off",
                                   finish_timeout=finish_timeout)
     if mode == "online":
         kwargs["init_timeout"] = init_timeout
@@ -274,8 +287,9 @@ class _Starter:
 # -- one run per trial --------------------------------------------------------------------------
 
 
-class WandbTrialCallback(Callback):
-    """Ray Tune callback streaming every trial to its own W&B run, grouped by sweep.
+class TrialRunLogger:
+    """Streams every trial of a sweep to its own W&B run, grouped by sweep; the Ray-free part of
+    `WandbTrialCallback` (which adds Ray Tune's `Callback` base on first use).
 
     One run per trial (id "<sweep>-<trial id>", job_type "trial", config = the trial's flattened
     config) with one history row per reported term, `term` as the step axis. Runs finish on
@@ -283,8 +297,9 @@ class WandbTrialCallback(Callback):
 
     metric_keys(result) gives the row to log (default: Ray's bookkeeping keys dropped); an empty
     row is not logged. replay(trial_id), optional, gives the rows already recorded for a trial
-    (e.g. from terms.parquet): an offline run started for a resumed trial re-logs them first,
-    because W&B cannot append to an earlier offline run (see `_carry_over`).
+    (from terms.parquet): an offline run started for a resumed trial re-logs them first,
+    because W&B cannot append to an earlier offline run (see `_carry_over`). Every metric's
+    summary keeps its min, max and last value (SUMMARY_STATS).
     """
 
     def __init__(self, *, sweep_name: str, project: str, entity: str | None, tags: list[str],
@@ -336,7 +351,7 @@ class WandbTrialCallback(Callback):
 
     def run_id(self, trial_id: str) -> str:
         """The W&B run id of a trial: stable, so a resumed trial continues the same run."""
-        return _sanitize_id(f"{self.sweep_name}-{trial_id}")
+        return trial_run_id(self.sweep_name, trial_id)
 
     # -- guarded plumbing
 
@@ -382,29 +397,23 @@ class WandbTrialCallback(Callback):
         self._runs[trial_id] = run
         self._last_term.pop(trial_id, None)
         run.define_metric("term")
-        run.define_metric("*", step_metric="term")
+        run.define_metric("*", step_metric="term", summary=",".join(SUMMARY_STATS))
         if self._starter.mode == "offline":
             self._carry_over(trial_id, run_id, run)
         return run
 
     def _carry_over(self, trial_id: str, run_id: str, run: Any) -> None:
-        """A trial resumed in a new process: re-log the rows recorded for it before.
+        """A trial resumed in a new process: re-log the rows the results files hold for it.
 
         W&B cannot append one offline run to another (syncing two folders with one id keeps
-        only one), so the new run re-logs the rows of the earlier offline run (merged with
-        `replay`'s, which win: wandb-core buffers, so a killed process loses its last rows) and
-        the earlier folders leave the sync glob.
+        only one), so the new run re-logs `replay`'s rows (terms.parquet: never W&B's own files,
+        which a killed process leaves short of their last rows) and the earlier folders leave
+        the sync glob (moved to SUPERSEDED, not deleted).
         """
         here = Path(run.dir).parent.resolve()
         older = [d for d in _offline_dirs(self.out_dir, run_id) if d.resolve() != here]
-        rows: dict[Any, dict] = {}
-        if older:
-            try:
-                rows = {r.get("term"): r for r in read_offline_run(older[-1]).history}
-            except (OSError, RuntimeError, ValueError, subprocess.SubprocessError):
-                rows = {}  # unreadable (a crash mid-write): replay may still have the rows
-        if self.replay is not None:
-            rows.update({r.get("term"): dict(r) for r in self.replay(trial_id) or []})
+        replayed = (self.replay(trial_id) or []) if self.replay is not None else []
+        rows = {r.get("term"): dict(r) for r in replayed}
         for term in sorted(t for t in rows if t is not None):
             self._log_row(trial_id, run, rows[term])
         _supersede(older, keep=here)
@@ -471,6 +480,28 @@ class WandbTrialCallback(Callback):
         self.on_experiment_end([])
 
 
+@functools.cache
+def _callback_class() -> type:
+    """`TrialRunLogger` with Ray Tune's `Callback` base: built once, on first use, so that
+    importing this module does not import Ray."""
+    from ray.tune import Callback
+
+    class WandbTrialCallback(TrialRunLogger, Callback):
+        __doc__ = TrialRunLogger.__doc__
+
+    # pickle (Tune saves its callbacks in tuner.pkl) finds the class again by this name
+    WandbTrialCallback.__module__ = __name__
+    WandbTrialCallback.__qualname__ = "WandbTrialCallback"
+    return WandbTrialCallback
+
+
+def __getattr__(name: str) -> Any:
+    """`suite.tracking.WandbTrialCallback`: the Ray Tune callback, built when first asked for."""
+    if name == "WandbTrialCallback":
+        return _callback_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 # -- the summary run ----------------------------------------------------------------------------
 
 
@@ -485,34 +516,71 @@ def _table(wandb: Any, df: pd.DataFrame) -> Any:
     return wandb.Table(columns=columns, data=data)
 
 
+def summary_manifest(out_dir: Path) -> dict[str, Any] | None:
+    """What the sweep's logged summary run holds (run id, tables, plot keys), or None when no
+    summary run was logged from this folder (W&B disabled, or logging failed)."""
+    import json
+
+    path = Path(out_dir) / "wandb" / SUMMARY_MANIFEST
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def summary_run_id(sweep_name: str) -> str:
+    """The W&B run id of a sweep's summary run: one per sweep, re-logged in place."""
+    return _sanitize_id(f"{sweep_name}-summary")
+
+
+def trial_run_id(sweep_name: str, trial_id: str) -> str:
+    """The W&B run id of one trial (what `TrialRunLogger.run_id` gives)."""
+    return _sanitize_id(f"{sweep_name}-{trial_id}")
+
+
+def _log_summary_row(wandb: Any, run: Any, tables: dict[str, pd.DataFrame],
+                     images: list[Path]) -> tuple[list[str], list[str]]:
+    """Log the tables and plots in one row; return the table keys and the image keys."""
+    row: dict[str, Any] = {name: _table(wandb, df) for name, df in tables.items()}
+    for path in map(Path, images):
+        if path.is_file():
+            row[f"plots/{path.stem}"] = wandb.Image(str(path))
+    if row:
+        run.log(row)
+    return list(tables), [k for k in row if k.startswith("plots/")]
+
+
 def log_summary(*, out_dir: Path, sweep_name: str, project: str, entity: str | None, mode: str,
                 tables: dict[str, pd.DataFrame], images: list[Path], files: list[Path],
-                init_timeout: float = 30.0, finish_timeout: float = 300.0) -> None:
+                init_timeout: float = 30.0, finish_timeout: float = 300.0,
+                skip_if_logged: bool = False) -> None:
     """Log the sweep's summary run (job_type "summary", same group): tables, plots, results files.
 
     Tables go in as wandb.Table under their names, PNGs as wandb.Image under "plots/<stem>", the
-    files as one artifact of type "results". A W&B error is logged (one line), never raised.
+    files as one artifact of type "results"; then DIR/wandb/summary-run.json records what the
+    run holds (for the dashboard). skip_if_logged: do nothing when that record exists (a resume
+    of a finished sweep must not log the summary again). A W&B error is logged (one line),
+    never raised.
     """
     if mode == "disabled":
         return
     if mode not in MODES:
         raise ValueError(f"mode: {mode!r} is not one of {', '.join(MODES)}")
+    if skip_if_logged and summary_manifest(out_dir) is not None:
+        return
     starter = _Starter(mode, Path(out_dir), init_timeout, finish_timeout)
     run = None
     try:
         import wandb
 
-        run_id = _sanitize_id(f"{sweep_name}-summary")
+        from suite.results import write_json
+
+        run_id = summary_run_id(sweep_name)
         run = starter.start(project=project, entity=entity, group=sweep_name,
                             job_type="summary", name=run_id, id=run_id)
         if starter.notice:
             _LOG.warning(_redact(starter.notice))
-        row: dict[str, Any] = {name: _table(wandb, df) for name, df in tables.items()}
-        for path in map(Path, images):
-            if path.is_file():
-                row[f"plots/{path.stem}"] = wandb.Image(str(path))
-        if row:
-            run.log(row)
+        table_keys, image_keys = _log_summary_row(wandb, run, tables, images)
         present = [Path(f) for f in files if Path(f).is_file()]
         if present:
             artifact = wandb.Artifact(_sanitize_id(f"{sweep_name}-results"), type="results")
@@ -521,8 +589,10 @@ def log_summary(*, out_dir: Path, sweep_name: str, project: str, entity: str | N
             run.log_artifact(artifact)
         run.finish()
         if starter.mode == "offline":
-            here = Path(run.dir).parent
-            _supersede(_offline_dirs(Path(out_dir), run_id), keep=here)
+            _supersede(_offline_dirs(Path(out_dir), run_id), keep=Path(run.dir).parent)
+        write_json({"run_id": run_id, "project": project, "entity": entity, "group": sweep_name,
+                    "mode": starter.mode, "tables": table_keys, "images": image_keys},
+                   Path(out_dir) / "wandb" / SUMMARY_MANIFEST)
     except Exception as exc:  # noqa: BLE001 - W&B must never fail the sweep
         _LOG.warning(f"W&B summary run not logged ({_short(exc)})")
         if run is not None:
@@ -530,98 +600,3 @@ def log_summary(*, out_dir: Path, sweep_name: str, project: str, entity: str | N
                 run.finish(exit_code=1)
             except Exception:  # noqa: BLE001 - already reported once
                 pass
-
-
-# -- reading offline runs back (tests, resumed trials) ------------------------------------------
-
-_NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
-
-
-def _decode(value: Any) -> Any:
-    """JSON values as wandb wrote them, with its non-finite float strings turned back to floats."""
-    if isinstance(value, str):
-        return _NONFINITE.get(value, value)
-    if isinstance(value, dict):
-        return {k: _decode(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_decode(v) for v in value]
-    return value
-
-
-@dataclass
-class OfflineRun:
-    """What an offline run's transaction log holds, as read by `wandb leet inspect --json`."""
-
-    path: Path
-    run_id: str = ""
-    name: str = ""
-    group: str = ""
-    job_type: str = ""
-    project: str = ""
-    tags: list[str] = field(default_factory=list)
-    config: dict[str, Any] = field(default_factory=dict)
-    history: list[dict[str, Any]] = field(default_factory=list)  # logged keys, "_..." dropped
-    raw_history: list[dict[str, Any]] = field(default_factory=list)  # every key, as written
-    exit_code: int | None = None  # None: the run never finished
-    artifacts: list[dict[str, Any]] = field(default_factory=list)  # name, type, files
-    files: list[str] = field(default_factory=list)  # paths under the run's files/ folder
-
-
-def inspect_records(run_path: Path) -> list[dict[str, Any]]:
-    """Every record of a run's .wandb log: `wandb leet inspect --json` (one JSON per line)."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "wandb", "leet", "inspect", "--json", str(run_path)],
-        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL, check=False)
-    if proc.returncode != 0:
-        raise RuntimeError(f"wandb leet inspect {run_path} failed: {proc.stderr.strip()}")
-    return [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
-
-
-def read_offline_run(run_dir: Path) -> OfflineRun:
-    """Parse one offline run folder (or its .wandb file) with W&B's own reader."""
-    run = OfflineRun(path=Path(run_dir))
-    for rec in inspect_records(Path(run_dir)):
-        kind = rec.get("type")
-        body = rec.get(kind) or {}
-        if kind == "run":
-            run.run_id = body.get("run_id", "")
-            run.name = body.get("display_name", "")
-            run.group = body.get("run_group", "")
-            run.job_type = body.get("job_type", "")
-            run.project = body.get("project", "")
-            run.tags = list(body.get("tags", []))
-            run.config.update(body.get("config", {}).get("update", {}))
-        elif kind == "config":
-            run.config.update(body.get("update", {}))
-            for key in body.get("remove", []) or []:
-                run.config.pop(key, None)
-        elif kind == "history":
-            item = _decode(body.get("item", {}))
-            run.raw_history.append(item)
-            run.history.append({k: v for k, v in item.items() if not k.startswith("_")})
-        elif kind == "exit":
-            run.exit_code = int(body.get("exit_code", 0))
-        elif kind == "files":
-            run.files += [f["path"] for f in body.get("files", []) if "path" in f]
-        elif kind == "artifact":
-            contents = body.get("manifest", {}).get("contents", [])
-            run.artifacts.append({"name": body.get("name"), "type": body.get("type"),
-                                  "files": [c.get("path") for c in contents]})
-    run.config.pop("_wandb", None)
-    run.config = _decode(run.config)
-    return run
-
-
-def offline_run_dirs(out_dir: Path) -> list[Path]:
-    """The sweep's offline run folders that `wandb sync DIR/wandb/offline-run-*` would upload."""
-    return sorted(p for p in (Path(out_dir) / "wandb").glob("offline-run-*") if p.is_dir())
-
-
-def read_table(run: OfflineRun, key: str) -> pd.DataFrame:
-    """A wandb.Table logged under key in an offline run, read back from its files/ folder."""
-    import pandas as pd
-
-    path = next(r[f"{key}.path"] for r in reversed(run.raw_history) if f"{key}.path" in r)
-    with open(run.path / "files" / path) as f:
-        payload = json.loads(f.read())  # the table JSON spells missing floats NaN
-    return pd.DataFrame(payload["data"], columns=payload["columns"])

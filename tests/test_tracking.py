@@ -21,15 +21,12 @@ import pytest
 from suite import tracking
 from suite.tracking import (
     WandbTrialCallback,
-    inspect_records,
     log_summary,
-    offline_run_dirs,
     prepare_env,
-    read_offline_run,
-    read_table,
     resolve_mode,
     sync_hint,
 )
+from tests.wandb_offline import inspect_records, offline_run_dirs, read_offline_run, read_table
 
 REPO = Path(__file__).resolve().parents[1]
 CANARY = "canary-" + "k" * 40
@@ -225,18 +222,20 @@ def test_leet_inspect_record_format(wenv: Path):
     run = next(r["run"] for r in records if r["type"] == "run")
     assert run["run_group"] == "demo-sweep" and run["config"]["update"]["model"] == "gmf"
     assert {"glob_name": "*", "options": {"defined": True, "step_sync": True},
-            "step_metric": "term"} in [r["metric"] for r in records if r["type"] == "metric"]
+            "step_metric": "term", "summary": {"last": True, "max": True, "min": True}} in [
+        r["metric"] for r in records if r["type"] == "metric"]
     (history,) = [r["history"] for r in records if r["type"] == "history"]
     assert history["item"]["auc"] == 0.5 and history["step"] == {"num": 0}
 
 
-@pytest.mark.parametrize("with_replay", [False, True], ids=["from-old-run", "from-replay"])
+@pytest.mark.parametrize("with_replay", [False, True], ids=["no-replay", "from-replay"])
 def test_resumed_trial_continues_in_one_syncable_run(wenv: Path, with_replay: bool):
     """Tuner.restore in a new process: the trial goes on from its term-2 checkpoint, and the
-    sweep folder still holds one offline run for it with every term once.
+    sweep folder still holds one offline run for it, each term once.
 
     from-replay: the earlier run lost its last row (wandb-core buffers; a killed process never
-    writes it) and the lead's `replay` (terms.parquet) supplies it.
+    writes it) and `replay` (terms.parquet) supplies terms 0-2. no-replay: W&B's own files are
+    never read back, so the new run holds only what the resumed trial reported.
     """
     out = wenv / "out"
     prepare_env(out)
@@ -258,8 +257,9 @@ def test_resumed_trial_continues_in_one_syncable_run(wenv: Path, with_replay: bo
 
     (run_dir,) = offline_run_dirs(out)
     run = read_offline_run(run_dir)
-    assert [r["term"] for r in run.history] == [0, 1, 2, 3, 4]
-    assert same_rows(run.history, [own_keys(record(term, 1.0)) for term in range(5)])
+    first = 0 if with_replay else 2
+    assert [r["term"] for r in run.history] == list(range(first, 5))
+    assert same_rows(run.history, [own_keys(record(term, 1.0)) for term in range(first, 5)])
     assert run.exit_code == 0
     assert len(list((out / "wandb" / tracking.SUPERSEDED).iterdir())) == 1
 
@@ -390,6 +390,25 @@ def test_log_summary_offline_holds_tables_plots_and_artifact(
     assert files_containing(out, CANARY) == []
 
 
+def test_summary_manifest_and_skip_if_logged(summary_inputs: dict):
+    """The manifest names exactly the tables and plots the run holds; a resume of a finished
+    sweep (skip_if_logged) logs no second summary run."""
+    out = summary_inputs["out_dir"]
+    prepare_env(out)
+    assert tracking.summary_manifest(out) is None
+    log_summary(mode="offline", **summary_inputs)
+    manifest = tracking.summary_manifest(out)
+    assert manifest == {"run_id": "demo-sweep-summary", "project": "ocfb-test", "entity": None,
+                        "group": "demo-sweep", "mode": "offline",
+                        "tables": ["leaderboard", "negatives_x_model"],
+                        "images": ["plots/auc_vs_term"]}
+    before = sorted(p.name for p in (out / "wandb").rglob("offline-run-*"))
+    time.sleep(1.1)  # W&B names run folders by the second: a new run would show
+    log_summary(mode="offline", skip_if_logged=True, **summary_inputs)
+    assert sorted(p.name for p in (out / "wandb").rglob("offline-run-*")) == before
+    assert len(before) == 1
+
+
 # -- no key, no network -------------------------------------------------------------------------
 
 ONLINE_SCRIPT = """
@@ -453,3 +472,15 @@ def test_online_without_working_credentials_never_blocks(wenv: Path, key: str | 
     assert runs["t_0"].config == {"seed": 0}
     assert CANARY not in proc.stdout + proc.stderr
     assert files_containing(wenv, CANARY) == []
+
+
+def test_import_is_cheap_and_callback_is_a_picklable_tune_callback():
+    """`import suite.tracking` imports neither Ray nor wandb (Ray Tune alone is about 2 s);
+    the callback class, built on first use, is a Tune Callback that pickle finds by name."""
+    code = ("import sys, suite.tracking as t; print(sorted(m for m in ('ray', 'ray.tune', 'wandb')"
+            " if m in sys.modules)); import pickle; from ray.tune import Callback; "
+            "C = t.WandbTrialCallback; print(issubclass(C, Callback), C is t._callback_class(), "
+            "pickle.loads(pickle.dumps(C)) is C)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=REPO, timeout=120, check=True)
+    assert proc.stdout.split("\n")[:2] == ["[]", "True True True"]

@@ -18,9 +18,9 @@ import pandas as pd
 import pytest
 
 from suite.sweep import flat_config
-from suite.tracking import offline_run_dirs, read_offline_run, read_table
 from tests.raytools import kill_all, ray_processes
 from tests.test_sweep import sweep_yaml
+from tests.wandb_offline import offline_run_dirs, read_offline_run, read_table
 
 REPO = Path(__file__).resolve().parents[1]
 
