@@ -254,7 +254,7 @@ def test_resume_after_driver_killed(tmp_path: Path) -> None:
 def test_relative_data_path_is_made_absolute_for_trials(tmp_path: Path, monkeypatch) -> None:
     # trials run in their own working directories, so a relative path must not reach them
     from suite.spec import load_sweep
-    from suite.sweep import _absolute_data_path
+    from suite.preflight import absolute_data_path as _absolute_data_path
 
     (tmp_path / "d.csv").write_text("user,item\n1,2\n2,3\n")
     cfg = sweep_yaml(tmp_path / "s.yaml", tmp_path / "out", extra={"data": {"source": "d.csv"}})

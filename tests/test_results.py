@@ -1,0 +1,195 @@
+"""The one atomic writer, the results writer's disk-full behaviour, the folder lock, the reaper."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+
+from suite import results
+from suite.lock import LOCK_NAME, LockHeld, OutputLock
+from suite.results import ResultsWriter, applicable_data, atomic_write, write_parquet
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_atomic_writer_keeps_group_permissions_from_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0o027)
+    try:
+        write_parquet(pd.DataFrame({"a": [1]}), tmp_path / "x.parquet")
+    finally:
+        os.umask(old)
+    # 0o666 & ~0o027 = 0o640: group-readable, not mkstemp's 0o600
+    assert (tmp_path / "x.parquet").stat().st_mode & 0o777 == 0o640
+
+
+def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path) -> None:
+    path = tmp_path / "trials.parquet"
+    write_parquet(pd.DataFrame({"a": [1, 2]}), path)
+
+    def half_then_fail(f) -> None:  # noqa: ANN001
+        f.write(b"PAR1 partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        atomic_write(path, half_then_fail)
+    assert pd.read_parquet(path)["a"].tolist() == [1, 2]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["trials.parquet"]
+
+
+class _Spec:
+    """The parts of a SweepSpec the results writer uses."""
+
+    objective = SimpleNamespace(metric="val_hr@10", mode="max")
+
+    def run_config(self, params: dict):
+        from ocfb.config import make_run_config
+
+        return make_run_config({"terms": 1, **params})
+
+    def axes(self) -> list[str]:
+        return ["threshold"]
+
+    def expected_trials(self) -> int:
+        return 2
+
+
+def _trial(tid: str, threshold: float) -> SimpleNamespace:
+    return SimpleNamespace(trial_id=tid, config={"threshold": threshold})
+
+
+def test_enospc_part_way_keeps_previous_trials_and_reports_once(tmp_path: Path,
+                                                               monkeypatch) -> None:
+    w = ResultsWriter(tmp_path, _Spec(), verbose=False)
+    seen: list[str] = []
+    w.on_write_error = seen.append
+    a = _trial("a", 0.3)
+    w.on_start(a)
+    for term, hr in ((0, 0.1), (1, 0.4)):
+        w.on_result(a, {"term": term, "val_hr@10": hr, "node_id": "n1", "training_iteration": 1})
+    w.on_end(a)
+    before = pd.read_parquet(tmp_path / "trials.parquet")
+    assert before.status.tolist() == ["completed"] and before["node_id"].tolist() == ["n1"]
+    assert before["best.val_hr@10"].tolist() == [0.4] and before.best_term.tolist() == [1]
+
+    real = results.write_bytes
+
+    def disk_full(data: bytes, path) -> None:  # noqa: ANN001
+        def half(f) -> None:  # noqa: ANN001
+            f.write(data[: len(data) // 2])
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        atomic_write(path, half)
+
+    monkeypatch.setattr(results, "write_bytes", disk_full)
+    b = _trial("b", 0.7)
+    w.on_start(b)
+    w.on_result(b, {"term": 0, "val_hr@10": 0.2})
+    w.on_end(b)
+    w.on_end(b)  # later flushes do nothing and report nothing again
+    monkeypatch.setattr(results, "write_bytes", real)
+    assert len(seen) == 1 and "trials.parquet: [Errno 28 ENOSPC] No space left" in seen[0]
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "trials.parquet"), before)
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_saved_data_settings_are_only_those_that_apply() -> None:
+    from ocfb.config import DataConfig
+
+    assert applicable_data(DataConfig(data_seed=3)) == {
+        "source": "synthetic-influencer", "n_users": 407, "n_items": 462,
+        "n_interactions": 2000, "data_seed": 3}
+    ml = applicable_data(DataConfig(source="/d/u.data", format="movielens-100k"))
+    assert ml == {"source": "/d/u.data", "format": "movielens-100k"}
+    csv = applicable_data(DataConfig(source="/d/x.csv", user_col="u"))
+    assert csv == {"source": "/d/x.csv", "format": "auto", "user_col": "u", "item_col": "item"}
+
+
+# -- the folder lock ----------------------------------------------------------------------------
+
+_HOLD = """
+import sys, time
+from pathlib import Path
+from suite.lock import OutputLock
+lock = OutputLock(Path(sys.argv[1]), "holder")
+lock.acquire()
+print("held", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_live_holder_refuses_a_second_driver_naming_its_pid(tmp_path: Path) -> None:
+    p = subprocess.Popen([sys.executable, "-c", _HOLD, str(tmp_path)], cwd=REPO,
+                         stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().strip() == "held"
+        with pytest.raises(LockHeld, match=rf"in use by pid {p.pid} on .*started 20\d\d-"):
+            OutputLock(tmp_path, "second").acquire()
+    finally:
+        p.kill()
+        p.wait()
+
+
+def test_a_dead_holders_lock_is_taken_over_with_a_notice(tmp_path: Path, capsys) -> None:
+    p = subprocess.Popen([sys.executable, "-c", _HOLD, str(tmp_path)], cwd=REPO,
+                         stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "held"
+    p.kill()  # SIGKILL: no clean release, the file still names it
+    p.wait()
+    with OutputLock(tmp_path, "next") as lock:
+        assert lock.held
+        assert json.loads((tmp_path / LOCK_NAME).read_text())["pid"] == os.getpid()
+    err = capsys.readouterr().err
+    assert f"taking over a stale lock on {tmp_path} left by pid {p.pid}" in err
+    # a clean release leaves nothing to take over: no notice the next time
+    with OutputLock(tmp_path, "again"):
+        pass
+    assert "stale" not in capsys.readouterr().err
+
+
+# -- the reaper ---------------------------------------------------------------------------------
+
+_DRIVER = """
+import subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+grandchild_parent = subprocess.Popen([sys.executable, "-c",
+    "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', "
+    "'import time; time.sleep(120)']); time.sleep(120)"])
+from suite.reaper import own_children, start_reaper
+time.sleep(1.0)
+start_reaper(own_children())
+print(child.pid, grandchild_parent.pid, flush=True)
+time.sleep(120)
+"""
+
+
+def test_reaper_kills_what_a_killed_driver_started_and_nothing_else(tmp_path: Path) -> None:
+    from suite.reaper import _stat, descendants
+
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    driver = subprocess.Popen([sys.executable, "-c", _DRIVER], cwd=REPO,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        roots = {int(x) for x in driver.stdout.readline().split()}
+        started = descendants(roots)
+        assert len(started) == 3  # two children and one grandchild
+        time.sleep(1.0)  # the reaper's first look at the tree
+        driver.kill()
+        driver.wait()
+        deadline = time.time() + 10
+        while time.time() < deadline and any(_stat(p) for p in started):
+            time.sleep(0.2)
+        assert not [p for p in started if _stat(p)], "the driver's processes outlived it"
+        assert bystander.poll() is None  # a process the driver did not start is untouched
+    finally:
+        bystander.kill()
+        for pid in descendants({driver.pid}):
+            os.kill(pid, 9)
