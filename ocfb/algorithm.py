@@ -1,15 +1,23 @@
 """The OCF-B loop (Song & Song 2022, Figure 4) as a generator of per-term records.
 
 Term 0 trains on positives plus uniformly drawn negatives (plain negative sampling). Each later
-term scores every current negative, replaces some of them according to the strategy, retrains
-and evaluates. The loop knows nothing of Ray or W&B: callers iterate it and forward the records.
-Its full state after any term can be saved and restored, and a restored run continues with
-exactly the records an uninterrupted run would have produced (on CPU).
+term scores every current negative, changes the negative set according to the strategy
+(`ocfb.strategies`), retrains and evaluates. The loop knows nothing of Ray or W&B: callers
+iterate it and forward the records. Its full state after any term can be saved and restored, and
+a restored run continues with exactly the records an uninterrupted run would have produced (on
+CPU).
+
+Full ranking over all items is expensive, so it follows `cfg.full_ranking`: `every` term, `off`,
+`final` (the last term only), or `selected`: sampled metrics decide the best term by
+`cfg.selection_metric` (max, NaN never wins, ties keep the earliest), the loop keeps a copy of
+those weights, and the final record carries the full metrics of both the final weights (the
+usual keys) and the selected ones (`sel_term`, `sel_<key>` for every metric key).
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import os
 import tempfile
 import time
@@ -24,9 +32,12 @@ import torch.nn.functional as F
 from ocfb import protocols
 from ocfb.config import ConfigError, RunConfig
 from ocfb.data import Interactions
-from ocfb.models import build_model, reset_parameters
-from ocfb.sampling import blocked_cells, sample_free_cells
-from ocfb.train import make_optimizer, train_epochs
+from ocfb.models import build_model, predict_cell_logits, reset_parameters
+from ocfb.names import default_objective  # noqa: F401  (re-exported: older imports use it)
+from ocfb.negatives import NegativePool
+from ocfb.sampling import blocked_cells
+from ocfb.strategies import replace_negatives
+from ocfb.train import DEFAULT_MAX_LOSS, make_optimizer, train_epochs
 
 # Seed streams: sampling and model init/shuffling never share a generator with the split.
 SAMPLING_STREAM = 1
@@ -42,9 +53,14 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def default_objective(protocol: str) -> str:
-    """The metric model selection uses: validation HR@10 under holdout, the paper's AUC."""
-    return "val_hr@10" if protocol == "holdout" else "test_auc"
+def torch_seed(seed: int) -> int:
+    """The torch generator's seed for a run seed, valid for every seed up to 2**63 - 1.
+
+    seed * 1,000,003 + 2 (the historical formula, so seeds below 1.8e13 keep their streams)
+    taken modulo 2**64, the range torch accepts. An odd multiplier makes this a bijection on
+    [0, 2**64): distinct run seeds never share a torch stream.
+    """
+    return (seed * 1_000_003 + TORCH_STREAM) % 2**64
 
 
 def negative_errors(logits: torch.Tensor, kind: str) -> torch.Tensor:
@@ -68,52 +84,28 @@ class OCFBRun:
     def __init__(
         self, cfg: RunConfig, data: Interactions, *, cache_dir: str | Path | None = None
     ) -> None:
+        if cfg.is_baseline:
+            raise ConfigError(
+                f"model: {cfg.model!r} is a baseline, fitted once rather than trained in the "
+                "OCF-B loop; build runs with ocfb.runs.make_run"
+            )
         self.cfg = cfg
         self.data = data
         self.device = resolve_device(cfg.device)
-        self.objective = default_objective(cfg.protocol)
-        n_items = data.n_items
-        self.all_positive_cells = np.sort(data.cells)
-        # cells a training negative may never be: every known positive (any split), and under
-        # holdout also the frozen evaluation candidates (set below)
-        self.base_blocked = self.all_positive_cells
-        if cfg.protocol == "paper":
-            self.n_neg = cfg.n_negatives(len(data))
-            self._check_free(self.n_neg)
-            self.paper = protocols.make_paper_split(data, self.n_neg, cfg.test_fraction, cfg.seed)
-            self.holdout = None
-            self.train_pos = self.paper.pos_cells[~self.paper.pos_is_test]
-        else:
-            if isinstance(cfg.negatives, int):
-                self._check_free(cfg.negatives)  # fail before the split is computed and cached
-            self.holdout = protocols.make_holdout_split(
-                data,
-                cfg.seed,
-                split=cfg.split,
-                fraction=cfg.holdout_fraction,
-                n_candidates=cfg.n_candidates,
-                cache_dir=cache_dir,
-            )
-            self.paper = None
-            self.train_pos = self.holdout.train_cells
-            # Held-out positives are never drawn as negatives, so if their frozen candidates
-            # could be, "never labelled negative" would point at the held-out item: a leak that
-            # inflated sampled HR@10 on MovieLens-100K by about 0.01. Block the candidates too.
-            h = self.holdout
-            cands = np.concatenate([
-                (h.val_users[:, None] * n_items + h.val_candidates).ravel(),
-                (h.test_users[:, None] * n_items + h.test_candidates).ravel(),
-            ])
-            self.base_blocked = blocked_cells(self.all_positive_cells, cands)
-            self.n_neg = cfg.n_negatives(self.train_pos.size)
-            self._check_free(self.n_neg)
-            self.known = protocols.known_matrix(data)
+        self.objective = cfg.selection_metric
+        self._check_selection_metric()
+        self.paper: protocols.PaperSplit | None = None
+        self.holdout: protocols.HoldoutSplit | None = None
+        base = self._setup_split(cache_dir)
+        self.pool = NegativePool(
+            data.n_users, data.n_items, base, exclude_removed=cfg.exclude_removed
+        )
         self.rng = np.random.default_rng([cfg.seed, SAMPLING_STREAM])
-        self.tgen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + TORCH_STREAM)
+        self.tgen = torch.Generator().manual_seed(torch_seed(cfg.seed))
         self.model = build_model(
             cfg.model,
             data.n_users,
-            n_items,
+            data.n_items,
             mf_dim=cfg.mf_dim,
             user_dim=cfg.user_dim,
             item_dim=cfg.item_dim,
@@ -121,14 +113,56 @@ class OCFBRun:
             generator=self.tgen,
         ).to(self.device)
         self.optimizer = make_optimizer(self.model, cfg.lr, cfg.weight_decay)
-        self.negatives = np.empty(0, dtype=np.int64)
-        self.removed = np.empty(0, dtype=np.int64)
         self.term = -1  # last finished term
         self.history: list[dict[str, Any]] = []
+        # `full_ranking: selected`: the best term so far by the selection metric, its value and
+        # a CPU copy of its weights
+        self.sel_term: int | None = None
+        self.sel_value = -math.inf
+        self.sel_weights: dict[str, torch.Tensor] | None = None
 
-    def _check_free(self, k: int) -> None:
-        unobserved = self.data.n_users * self.data.n_items - len(self.data)
-        free = self.data.n_users * self.data.n_items - self.base_blocked.size
+    def _setup_split(self, cache_dir: str | Path | None) -> np.ndarray:
+        """Build the protocol's split; return the sorted cells no negative may ever be."""
+        cfg, data = self.cfg, self.data
+        positives = np.sort(data.cells)  # every known positive, of any split
+        if cfg.protocol == "paper":
+            self.n_neg = cfg.n_negatives(len(data))
+            self._check_free(self.n_neg, positives)
+            self.paper = _make_paper_split(
+                data, self.n_neg, cfg.test_fraction, cfg.val_fraction, cfg.seed
+            )
+            self.train_pos = self.paper.train_pos
+            # train on the negative slots that are neither test nor validation
+            self.train_slots = np.flatnonzero(
+                ~(self.paper.neg_slot_is_test | self.paper.neg_slot_is_val)
+            )
+            return positives
+        if isinstance(cfg.negatives, int):
+            self._check_free(cfg.negatives, positives)  # before the split is computed and cached
+        self.holdout = h = protocols.make_holdout_split(
+            data, cfg.seed, split=cfg.split, fraction=cfg.holdout_fraction,
+            n_candidates=cfg.n_candidates, cache_dir=cache_dir,
+        )
+        self.train_pos = h.train_cells
+        self.train_slots = None
+        # Held-out positives are never drawn as negatives, so if their frozen candidates could
+        # be, "never labelled negative" would point at the held-out item: a leak that inflated
+        # sampled HR@10 on MovieLens-100K by about 0.01. Block the candidates too.
+        n_items = data.n_items
+        cands = np.concatenate([
+            (h.val_users[:, None] * n_items + h.val_candidates).ravel(),
+            (h.test_users[:, None] * n_items + h.test_candidates).ravel(),
+        ])
+        base = blocked_cells(positives, cands)
+        self.n_neg = cfg.n_negatives(self.train_pos.size)
+        self._check_free(self.n_neg, base)
+        self.known = protocols.known_matrix(data)
+        return base
+
+    def _check_free(self, k: int, base: np.ndarray) -> None:
+        n_cells = self.data.n_users * self.data.n_items
+        unobserved = n_cells - len(self.data)
+        free = n_cells - base.size
         if k > free:
             extra = (f" ({unobserved} unobserved cells minus {unobserved - free} frozen "
                      "evaluation candidates)" if free < unobserved else "")
@@ -137,6 +171,25 @@ class OCFBRun:
                 f"free (user, item) cells exist on the {self.data.n_users} x "
                 f"{self.data.n_items} grid{extra}; {unobserved} are unobserved"
             )
+
+    def _check_selection_metric(self) -> None:
+        metric, schedule = self.objective, self.cfg.full_ranking
+        if "_full_" in metric and schedule != "every":
+            raise ConfigError(
+                f"select_metric: {metric!r} is a full-ranking metric, but full_ranking: "
+                f"{schedule!r} does not compute it every term; select on a sampled metric "
+                f"(e.g. {metric.replace('_full_', '_')!r}) or set full_ranking: every"
+            )
+
+    @property
+    def negatives(self) -> np.ndarray:
+        """Current negative cells, one per slot."""
+        return self.pool.negatives
+
+    @property
+    def removed(self) -> np.ndarray:
+        """Suspected positives removed so far (sorted), never drawn again."""
+        return self.pool.removed
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -154,19 +207,22 @@ class OCFBRun:
         cfg = self.cfg
         term = self.term + 1
         rec: dict[str, Any] = {"term": term}
-        n_replaced, err_mean, err_max, t_score, t_resample = 0, float("nan"), float("nan"), 0.0, 0.0
+        extra: dict[str, Any] = {"n_replaced": 0}
+        err_mean, err_max, t_score, t_resample = float("nan"), float("nan"), 0.0, 0.0
+        epochs = cfg.epochs
         if term == 0:
             t0 = time.perf_counter()
-            self.negatives = self._draw(self.n_neg, current=None)
+            self.pool.set_all(self.pool.draw_fresh(self.rng, self.n_neg))
             t_resample = time.perf_counter() - t0
-            epochs = cfg.epochs
         else:
             t0 = time.perf_counter()
-            errors = self._score_negatives()
+            errors = self._errors(self.pool.negatives)
             t_score = time.perf_counter() - t0
             err_mean, err_max = float(errors.mean()), float(errors.max())
             t0 = time.perf_counter()
-            n_replaced = self._replace(errors)
+            extra = replace_negatives(
+                cfg, self.pool, self.rng, errors, self._errors, self._logits
+            )
             t_resample = time.perf_counter() - t0
             if cfg.refit == "fresh":
                 # re-initialise on CPU: the seeded generator is a CPU generator (as at build)
@@ -174,22 +230,21 @@ class OCFBRun:
                 reset_parameters(self.model, self.tgen)
                 self.model.to(self.device)
                 self.optimizer = make_optimizer(self.model, cfg.lr, cfg.weight_decay)
-                epochs = cfg.epochs
             else:
                 epochs = cfg.epochs_per_term
         t0 = time.perf_counter()
         losses = self._train(epochs)
         t_train = time.perf_counter() - t0
         t0 = time.perf_counter()
-        metrics = self.evaluate()
+        metrics = self._evaluate_term(term)
         t_eval = time.perf_counter() - t0
         rec.update(
-            n_negatives=int(self.negatives.size),
-            n_replaced=int(n_replaced),
-            n_removed_total=int(self.removed.size),
+            n_negatives=int(self.pool.negatives.size),
+            n_removed_total=int(self.pool.removed.size),
             err_mean=err_mean,
             err_max=err_max,
             train_loss=float(losses[-1]),
+            **extra,
             **metrics,
             time_train=t_train,
             time_score=t_score,
@@ -200,69 +255,25 @@ class OCFBRun:
         self.history.append(rec)
         return rec
 
-    def _draw(self, k: int, current: np.ndarray | None) -> np.ndarray:
-        exclude = self.removed if self.cfg.exclude_removed else None
-        blocked = blocked_cells(self.base_blocked, current, exclude)
-        return sample_free_cells(self.rng, self.data.n_users, self.data.n_items, k, blocked)
+    def _logits(self, cells: np.ndarray) -> np.ndarray:
+        """Logits of cells through the models' one chunked prediction function."""
+        z = predict_cell_logits(self.model, cells, self.data.n_items, self.device)
+        return z.cpu().numpy().astype(np.float64)
 
-    def _score_negatives(self) -> np.ndarray:
-        n_items = self.data.n_items
-        c = torch.as_tensor(self.negatives, device=self.device)
-        self.model.eval()
-        with torch.no_grad():
-            out = torch.empty(c.shape[0], device=self.device)
-            for s in range(0, c.shape[0], 262_144):
-                cc = c[s : s + 262_144]
-                out[s : s + 262_144] = negative_errors(
-                    self.model(cc // n_items, cc % n_items), self.cfg.error
-                )
-        self.model.train()
-        return out.cpu().numpy().astype(np.float64)
-
-    def replacement_mask(self, errors: np.ndarray) -> np.ndarray:
-        """Which negative slots this term replaces, given their errors (before replacement)."""
-        cfg = self.cfg
-        n = self.negatives.size
-        if cfg.strategy == "ocfb":
-            return errors >= cfg.threshold
-        if cfg.strategy == "random-replace":
-            if cfg.replace_fraction is not None:
-                k = int(round(cfg.replace_fraction * n))
-            else:
-                k = int((errors >= cfg.threshold).sum())  # as many as ocfb would replace
-            mask = np.zeros(n, dtype=bool)
-            mask[self.rng.choice(n, size=k, replace=False)] = True
-            return mask
-        if cfg.strategy == "resample-all":
-            return np.ones(n, dtype=bool)
-        return np.zeros(n, dtype=bool)  # static
-
-    def _replace(self, errors: np.ndarray) -> int:
-        mask = self.replacement_mask(errors)
-        k = int(mask.sum())
-        if k == 0:
-            return 0
-        if self.cfg.strategy == "resample-all":
-            # a whole new set: any unobserved cell may come back, like per-epoch resampling
-            self.negatives = self._draw(self.negatives.size, current=None)
-            return k
-        if self.cfg.strategy == "ocfb" and self.cfg.exclude_removed:
-            # a removed negative is a suspected positive: never draw it again
-            self.removed = np.union1d(self.removed, self.negatives[mask])
-        fresh = self._draw(k, current=self.negatives)
-        negatives = self.negatives.copy()
-        negatives[np.flatnonzero(mask)] = fresh  # fresh negatives take the removed slots
-        self.negatives = negatives
-        return k
+    def _errors(self, cells: np.ndarray) -> np.ndarray:
+        """Each cell's error as a negative (cfg.error), float32 math as the threshold sees it."""
+        z = predict_cell_logits(self.model, cells, self.data.n_items, self.device)
+        return negative_errors(z, self.cfg.error).cpu().numpy().astype(np.float64)
 
     def _train(self, epochs: int) -> list[float]:
-        neg = self.negatives
-        if self.paper is not None:
-            neg = neg[~self.paper.neg_slot_is_test]
+        neg = self.pool.negatives
+        if self.train_slots is not None:
+            neg = neg[self.train_slots]
         cells = np.concatenate([self.train_pos, neg])
         labels = np.concatenate([np.ones(self.train_pos.size), np.zeros(neg.size)])
         c = torch.as_tensor(cells, device=self.device)
         n_items = self.data.n_items
+        max_loss = self.cfg.max_loss if self.cfg.max_loss is not None else DEFAULT_MAX_LOSS
         return train_epochs(
             self.model,
             self.optimizer,
@@ -272,13 +283,53 @@ class OCFBRun:
             epochs=epochs,
             batch_size=self.cfg.batch_size,
             generator=self.tgen,
+            max_loss=max_loss,
         )
 
-    def evaluate(self) -> dict[str, float]:
-        """The chosen protocol's metrics for the current model."""
+    # -- evaluation and the full-ranking schedule ---------------------------------------------
+
+    def _evaluate_term(self, term: int) -> dict[str, float]:
+        """This term's metrics; full ranking per schedule; the selected term's at the end."""
+        schedule = self.cfg.full_ranking
+        final = term == self.cfg.terms
+        metrics = self.evaluate(full_ranking=schedule == "every" or (final and schedule != "off"))
+        if term == 0 and self.objective not in metrics:
+            available = sorted(k for k in metrics if k.startswith("val_"))
+            raise ConfigError(
+                f"select_metric: {self.objective!r} is not a metric of the {self.cfg.protocol!r} "
+                f"protocol; the validation metrics are {available}"
+            )
+        if schedule != "selected":
+            return metrics
+        value = float(metrics[self.objective])
+        if math.isfinite(value) and value > self.sel_value:  # strict: ties keep the earliest
+            self.sel_term, self.sel_value = term, value
+            self.sel_weights = {k: v.detach().cpu().clone()
+                                for k, v in self.model.state_dict().items()}
+        if not final:
+            return metrics
+        if self.sel_term is None or self.sel_term == term:
+            # never a finite value (then the final weights stand), or the final term is best
+            sel_term, sel = term, metrics
+        else:
+            selected = copy.deepcopy(self.model)
+            selected.load_state_dict(self.sel_weights)
+            sel_term, sel = self.sel_term, self.evaluate(full_ranking=True, model=selected)
+        return {**metrics, "sel_term": sel_term, **{f"sel_{k}": v for k, v in sel.items()}}
+
+    def evaluate(
+        self, full_ranking: bool | None = None, model: torch.nn.Module | None = None
+    ) -> dict[str, float]:
+        """The protocol's metrics for the current (or the given) model.
+
+        `full_ranking` None means "as the schedule says for every term" (`every` only).
+        """
+        model = self.model if model is None else model
+        if full_ranking is None:
+            full_ranking = self.cfg.full_ranking == "every"
         if self.paper is not None:
-            return protocols.evaluate_paper(
-                self.model, self.paper, self.negatives, self.data.n_items, self.device
+            return _evaluate_paper(
+                model, self.paper, self.pool.negatives, self.data.n_items, self.device
             )
         h = self.holdout
         assert h is not None
@@ -289,8 +340,8 @@ class OCFBRun:
         ):
             out.update(
                 protocols.evaluate_holdout_part(
-                    self.model, users, items, cands, self.known, self.device, prefix,
-                    full_ranking=self.cfg.full_ranking,
+                    model, users, items, cands, self.known, self.device, prefix,
+                    full_ranking=full_ranking,
                 )
             )
         return out
@@ -307,11 +358,17 @@ class OCFBRun:
             # a snapshot: the optimizer's own state_dict shares the live moment tensors, which
             # later steps update in place
             "optimizer": copy.deepcopy(self.optimizer.state_dict()),
-            "negatives": self.negatives.copy(),
-            "removed": self.removed.copy(),
+            "negatives": self.pool.negatives.copy(),
+            "removed": self.pool.removed.copy(),
             "rng": self.rng.bit_generator.state,
             "tgen": self.tgen.get_state(),
             "history": [dict(r) for r in self.history],
+            "selected": {
+                "term": self.sel_term,
+                "value": self.sel_value,
+                "weights": None if self.sel_weights is None
+                else {k: v.clone() for k, v in self.sel_weights.items()},
+            },
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -323,29 +380,70 @@ class OCFBRun:
         self.model.load_state_dict(state["model"])
         # deep copy: Adam adopts the given tensors as its state and would mutate the caller's dict
         self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
-        self.negatives = np.asarray(state["negatives"], dtype=np.int64)
-        self.removed = np.asarray(state["removed"], dtype=np.int64)
+        self.pool.load(state["negatives"], state["removed"])
         self.rng.bit_generator.state = state["rng"]
         self.tgen.set_state(state["tgen"])
         self.term = int(state["term"])
         self.history = [dict(r) for r in state["history"]]
+        sel = state.get("selected") or {}
+        self.sel_term = sel.get("term")
+        self.sel_value = float(sel.get("value", -math.inf))
+        weights = sel.get("weights")
+        self.sel_weights = None if weights is None else {k: v.clone() for k, v in weights.items()}
 
     def save(self, path: str | Path) -> None:
-        """Write the state atomically (temporary file, then rename)."""
+        """Write the state atomically (temporary file, then rename), group-readable."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
         os.close(fd)
-        torch.save(self.state_dict(), tmp)
-        os.replace(tmp, path)
+        try:
+            torch.save(self.state_dict(), tmp)
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; teammates read checkpoints too
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
     def load(self, path: str | Path) -> None:
         """Restore from a file written by `save`."""
         self.load_state_dict(torch.load(path, map_location="cpu", weights_only=False))
 
 
+# TRANSITION: remove once ocfb/protocols.py has the val split (interface 2).
+def _make_paper_split(data, n_neg, test_fraction, val_fraction, seed):  # type: ignore[no-untyped-def]
+    import inspect
+    from types import SimpleNamespace
+    if "val_fraction" in inspect.signature(protocols.make_paper_split).parameters:
+        return protocols.make_paper_split(data, n_neg, test_fraction, val_fraction, seed)
+    sp = protocols.make_paper_split(data, n_neg, test_fraction, seed)
+    rng = np.random.default_rng([seed, 7_002])
+
+    def carve(is_test):  # type: ignore[no-untyped-def]
+        rest = np.flatnonzero(~is_test)
+        m = np.zeros(is_test.size, dtype=bool)
+        m[rng.permutation(rest)[: int(round(val_fraction * rest.size))]] = True
+        return m
+
+    pv, nv = carve(sp.pos_is_test), carve(sp.neg_slot_is_test)
+    return SimpleNamespace(pos_cells=sp.pos_cells, pos_is_test=sp.pos_is_test, pos_is_val=pv,
+                           neg_slot_is_test=sp.neg_slot_is_test, neg_slot_is_val=nv,
+                           train_pos=sp.pos_cells[~(sp.pos_is_test | pv)])
+
+
+def _evaluate_paper(model, split, negatives, n_items, device):  # type: ignore[no-untyped-def]
+    out = protocols.evaluate_paper(model, split, negatives, n_items, device)
+    if any(k.startswith("val_") for k in out):
+        return out
+    view = protocols.PaperSplit(split.pos_cells, split.pos_is_val, split.neg_slot_is_val)
+    val = protocols.evaluate_paper(model, view, negatives, n_items, device)
+    return {**{"val_" + k[5:]: v for k, v in val.items()}, **out}
+
+
 def best_record(history: list[dict[str, Any]], metric: str, mode: str = "max") -> dict[str, Any]:
-    """The record with the best `metric` (ties: the earliest term)."""
+    """The record with the best `metric` (NaN never wins; ties: the earliest term)."""
     if not history:
         raise ValueError("empty history")
     vals = np.array([r.get(metric, np.nan) for r in history], dtype=np.float64)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -109,22 +110,6 @@ class NeuMF(nn.Module):
         h = torch.cat([self.gmf.features(users, items), self.mlp.features(users, items)], dim=-1)
         return self.out(h).squeeze(-1)
 
-    def load_pretrained(self, gmf: GMF, mlp: MLP, alpha: float = 0.5) -> None:
-        """Initialise from trained GMF and MLP (He et al. 2017, section 3.4.1).
-
-        Embeddings and towers are copied; the output layer is the alpha-weighted concatenation
-        of the two branches' output layers.
-        """
-        with torch.no_grad():
-            self.gmf.user.weight.copy_(gmf.user.weight)
-            self.gmf.item.weight.copy_(gmf.item.weight)
-            self.mlp.user.weight.copy_(mlp.user.weight)
-            self.mlp.item.weight.copy_(mlp.item.weight)
-            self.mlp.tower.load_state_dict(mlp.tower.state_dict())
-            w = torch.cat([alpha * gmf.out.weight, (1 - alpha) * mlp.out.weight], dim=-1)
-            self.out.weight.copy_(w)
-            self.out.bias.copy_(alpha * gmf.out.bias + (1 - alpha) * mlp.out.bias)
-
 
 def build_model(
     name: str,
@@ -155,11 +140,17 @@ def reset_parameters(model: nn.Module, generator: torch.Generator | None = None)
     _init(model, generator)
 
 
+# Pairs per forward when scoring. Measured at MovieLens-1M shape (NeuMF, 1 thread, 2M pairs):
+# 8k-16k pairs 0.66-0.84 s, 262k pairs 1.4-2.8 s; the intermediates of a 16k chunk (16k x 64
+# floats, 4 MB) stay near the cache, a 262k chunk's do not.
+PREDICT_CHUNK = 16_384
+
+
 @torch.no_grad()
 def predict_logits(
-    model: nn.Module, users: torch.Tensor, items: torch.Tensor, batch_size: int = 262_144
+    model: nn.Module, users: torch.Tensor, items: torch.Tensor, batch_size: int = PREDICT_CHUNK
 ) -> torch.Tensor:
-    """Logits for many pairs, in chunks to bound memory.
+    """Logits for many pairs, in chunks to bound memory: the one chunked prediction function.
 
     Rank on logits, not probabilities: a float32 sigmoid is exactly 1.0 from a logit of about
     17, which would turn confident, distinct scores into ties.
@@ -175,8 +166,18 @@ def predict_logits(
 
 
 @torch.no_grad()
+def predict_cell_logits(
+    model: nn.Module, cells: np.ndarray, n_items: int, device: torch.device | str = "cpu",
+    batch_size: int = PREDICT_CHUNK,
+) -> torch.Tensor:
+    """Logits (float32, on `device`) for flat cell ids `user * n_items + item`."""
+    c = torch.as_tensor(np.asarray(cells, dtype=np.int64), device=device)
+    return predict_logits(model, c // n_items, c % n_items, batch_size)
+
+
+@torch.no_grad()
 def predict_proba(
-    model: nn.Module, users: torch.Tensor, items: torch.Tensor, batch_size: int = 262_144
+    model: nn.Module, users: torch.Tensor, items: torch.Tensor, batch_size: int = PREDICT_CHUNK
 ) -> torch.Tensor:
     """Sigmoid scores for many pairs, in chunks to bound memory."""
     return torch.sigmoid(predict_logits(model, users, items, batch_size))

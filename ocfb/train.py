@@ -17,6 +17,19 @@ class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or infinite (typically a learning rate far too large)."""
 
 
+class DivergedError(NonFiniteLossError):
+    """The training loss became non-finite or exceeded the divergence bound (`max_loss`).
+
+    With lr 1e3 the loss reaches about 7.5e8 while staying finite; a normal run stays near
+    ln 2 = 0.69 or below, so such a run is diverged, not a ranked result.
+    """
+
+
+# An untrained model outputs a logit of about 0, so its BCE is ln 2 = 0.693; ten times that is
+# a loss no learning run reaches (a constant 0.999 prediction on a 1:4 set costs 5.5).
+DEFAULT_MAX_LOSS = 10 * math.log(2)
+
+
 def make_optimizer(model: nn.Module, lr: float, weight_decay: float = 0.0) -> torch.optim.Adam:
     """Adam, as in He et al. 2017."""
     return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
@@ -32,11 +45,13 @@ def train_epochs(
     epochs: int,
     batch_size: int,
     generator: torch.Generator,
+    max_loss: float | None = DEFAULT_MAX_LOSS,
 ) -> list[float]:
     """Train for `epochs` full passes; return the mean loss of each epoch.
 
     `generator` (a CPU torch.Generator) drives the shuffling, so the same generator state gives
-    the same batches. Raises NonFiniteLossError at the first non-finite batch loss.
+    the same batches. Raises DivergedError when an epoch's mean loss is non-finite or above
+    `max_loss` (None: no bound, only non-finite losses raise).
     """
     n = users.shape[0]
     if not (items.shape[0] == labels.shape[0] == n):
@@ -61,10 +76,12 @@ def train_epochs(
             optimizer.step()
             total += loss.detach().to(torch.float64)
         mean = float(total) / n
-        if not math.isfinite(mean):
-            raise NonFiniteLossError(
-                f"training loss became non-finite ({mean}) in epoch {epoch + 1}; "
-                "lower the learning rate (lr) or check the data"
+        if not math.isfinite(mean) or (max_loss is not None and mean > max_loss):
+            bound = f"max_loss {max_loss:.4g}" if max_loss is not None else "no max_loss"
+            raise DivergedError(
+                f"training diverged: loss {mean:.4g} in epoch {epoch + 1} is "
+                f"{'non-finite' if not math.isfinite(mean) else 'above the bound'} ({bound}; "
+                "an untrained model's loss is ln 2 = 0.693); lower the learning rate (lr)"
             )
         losses.append(mean)
     return losses

@@ -1,0 +1,176 @@
+"""How each negative strategy changes the negative set at the start of a term (terms >= 1).
+
+Every strategy receives the pool (`ocfb.negatives.NegativePool`), the run's sampling generator,
+the errors of the current negatives (scored once per term by the loop, reported as
+err_mean / err_max for every strategy), and a function that scores any cells. It returns the
+record entries it adds: always `n_replaced`, plus its own diagnostics.
+
+- `ocfb` (Song & Song 2022): replace the negatives whose error is >= threshold; with
+  `exclude_removed` they join the removed set and are never drawn again.
+- `random-replace`: replace as many (or `replace_fraction`) chosen at random.
+- `resample-all`: a whole new uniform set.
+- `static`: nothing changes.
+- `ocfb-resample`: a whole new set, whose draws with error >= threshold are suspected positives:
+  removed and redrawn, up to `max_redraws` rounds; then a slot keeps its last draw.
+- `dns` (Zhang et al. 2013, dynamic negative sampling): each slot draws `dns_candidates`
+  uniform candidates and keeps the one the current model scores highest (highest logit; the
+  threshold does not apply).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ocfb.config import RunConfig
+from ocfb.negatives import NegativePool
+from ocfb.sampling import (
+    isin_sorted,
+    merge_sorted,
+    sample_free_cells,
+    sample_free_cells_with_replacement,
+)
+
+# cells -> float64 array (errors for ocfb-resample, logits for dns)
+CellScorer = Callable[[np.ndarray], np.ndarray]
+
+
+def replace_negatives(
+    cfg: RunConfig,
+    pool: NegativePool,
+    rng: np.random.Generator,
+    errors: np.ndarray,
+    error_of: CellScorer,
+    logit_of: CellScorer,
+) -> dict[str, Any]:
+    """Apply `cfg.strategy` to the pool; return the record entries (`n_replaced`, ...)."""
+    s = cfg.strategy
+    if s == "static":
+        return {"n_replaced": 0}
+    if s == "resample-all":
+        # a whole new set: any unobserved cell may come back, like per-epoch resampling
+        pool.set_all(pool.draw_fresh(rng, pool.negatives.size))
+        return {"n_replaced": int(pool.negatives.size)}
+    if s == "ocfb-resample":
+        return ocfb_resample(pool, rng, error_of, cfg.threshold, cfg.max_redraws)
+    if s == "dns":
+        return dns(pool, rng, logit_of, cfg.dns_candidates)
+    mask = replacement_mask(cfg, rng, errors)
+    slots = np.flatnonzero(mask)
+    if slots.size:
+        if s == "ocfb":
+            # a removed negative is a suspected positive: never drawn again (exclude_removed)
+            pool.mark_removed(pool.negatives[slots])
+        pool.replace_slots(slots, pool.draw_besides(rng, slots.size))
+    return {"n_replaced": int(slots.size)}
+
+
+def replacement_mask(cfg: RunConfig, rng: np.random.Generator, errors: np.ndarray) -> np.ndarray:
+    """Which slots `ocfb` / `random-replace` replace, given the current errors."""
+    n = errors.size
+    if cfg.strategy == "ocfb":
+        return errors >= cfg.threshold
+    if cfg.strategy != "random-replace":
+        raise ValueError(f"replacement_mask: strategy {cfg.strategy!r} replaces no chosen slots")
+    if cfg.replace_fraction is not None:
+        k = int(round(cfg.replace_fraction * n))
+    else:
+        k = int((errors >= cfg.threshold).sum())  # as many as ocfb would replace
+    mask = np.zeros(n, dtype=bool)
+    mask[rng.choice(n, size=k, replace=False)] = True
+    return mask
+
+
+def ocfb_resample(
+    pool: NegativePool,
+    rng: np.random.Generator,
+    error_of: CellScorer,
+    threshold: float,
+    max_redraws: int,
+) -> dict[str, Any]:
+    """A whole new set, filtered by OCF-B's error: suspects are removed and their slots redrawn.
+
+    Round 0 draws every slot from the cells outside the fixed set (positives, frozen
+    candidates, removed). Each later round takes the slots whose latest draw has error >=
+    threshold, adds those cells to the removed set (with `exclude_removed`), and redraws them
+    outside everything blocked (so a redraw is never a current negative or an earlier suspect).
+    After `max_redraws` rounds a slot keeps its last draw even if it is a suspect.
+    """
+    n = pool.negatives.size
+    pool.set_all(pool.draw_fresh(rng, n))
+    suspect = error_of(pool.negatives) >= threshold
+    n_suspects = int(suspect.sum())
+    rounds = 0
+    t0 = time.perf_counter()
+    while rounds < max_redraws and suspect.any():
+        rounds += 1
+        slots = np.flatnonzero(suspect)
+        pool.mark_removed(pool.negatives[slots])
+        fresh = pool.draw_besides(rng, slots.size)
+        pool.replace_slots(slots, fresh)
+        suspect = np.zeros(n, dtype=bool)
+        suspect[slots] = error_of(fresh) >= threshold
+        n_suspects += int(suspect.sum())
+    return {
+        "n_replaced": n,
+        "n_suspects": n_suspects,  # draws with error >= threshold, over all rounds
+        "n_redraw_rounds": rounds,
+        "n_kept_suspects": int(suspect.sum()),  # slots still holding a suspect at the end
+        "time_redraw": time.perf_counter() - t0,
+    }
+
+
+def dns(
+    pool: NegativePool, rng: np.random.Generator, logit_of: CellScorer, n_candidates: int
+) -> dict[str, Any]:
+    """Dynamic negative sampling: every slot keeps the highest-scored of its candidates.
+
+    Candidates are uniform draws (with replacement) from the cells outside the fixed set, so
+    never a positive, a frozen candidate or a removed cell. The [slots x candidates] block is
+    scored in one chunked forward. Slots compete for distinct cells (the negative set has no
+    repeats): `dns_choose` gives a contested cell to the lowest slot, and the others fall back to
+    their next-best candidate; a slot whose candidates are all taken (only on nearly full
+    grids) gets a plain uniform draw, counted in `n_dns_fallback`.
+    """
+    n = pool.negatives.size
+    cand = sample_free_cells_with_replacement(
+        rng, pool.n_users, pool.n_items, n * n_candidates, pool.fixed
+    ).reshape(n, n_candidates)
+    scores = logit_of(cand.ravel()).reshape(n, n_candidates)
+    chosen, pending = dns_choose(cand, scores)
+    if pending.size:
+        taken = merge_sorted(pool.fixed, chosen[chosen >= 0])
+        chosen[pending] = sample_free_cells(rng, pool.n_users, pool.n_items, pending.size, taken)
+    pool.set_all(chosen)
+    return {"n_replaced": n, "n_dns_fallback": int(pending.size)}
+
+
+def dns_choose(cand: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the highest-scored candidate not taken by another row; distinct across rows.
+
+    Vectorised over rows, one pass per candidate rank (dns_candidates passes, not one per
+    slot). Within a pass a cell wanted by several rows goes to the lowest row; rows that lose
+    try their next-best candidate in the next pass. Returns (chosen cells with -1 where a row
+    got none, indices of those rows).
+    """
+    n, c = cand.shape
+    order = np.argsort(-scores, axis=1, kind="stable")
+    ranked = np.take_along_axis(cand, order, axis=1)
+    chosen = np.full(n, -1, dtype=np.int64)
+    taken = np.empty(0, dtype=np.int64)
+    pending = np.arange(n)
+    for p in range(c):
+        prop = ranked[pending, p]
+        by_cell = np.argsort(prop, kind="stable")  # stable: lower rows first within a cell
+        first = np.ones(prop.size, dtype=bool)
+        first[by_cell[1:]] = prop[by_cell[1:]] != prop[by_cell[:-1]]
+        keep = first & ~isin_sorted(prop, taken)
+        chosen[pending[keep]] = prop[keep]
+        taken = merge_sorted(taken, prop[keep])
+        pending = pending[~keep]
+        if pending.size == 0:
+            break
+    return chosen, pending
