@@ -82,13 +82,14 @@ def canonicalize(frame: pd.DataFrame) -> pd.DataFrame:
     if frame.empty or "config.model" not in frame.columns:
         return frame
     out = frame.copy()
-    model = out["config.model"].astype("object")
-    strategy = col(out, "config.strategy").astype("object")
-    protocol = col(out, "config.protocol").astype("object")
-    kinds = pd.DataFrame({"m": model, "s": strategy, "p": protocol}).astype(str)
+    def text(name: str, default: str) -> pd.Series:
+        return col(out, name).astype("object").map(lambda v: default if is_missing(v) else str(v))
+
+    # Unset strategy / protocol columns (older results) mean the defaults.
+    kinds = pd.DataFrame({"m": text("config.model", ""), "s": text("config.strategy", "ocfb"),
+                          "p": text("config.protocol", "holdout")})
     for (m, s, p), idx in kinds.groupby(["m", "s", "p"]).groups.items():
-        keys = dropped_keys(m, "ocfb" if s in ("nan", "None") else s,
-                            "holdout" if p in ("nan", "None") else p)
+        keys = dropped_keys(m, s, p)
         for k in keys:
             c = f"config.{k}"
             if c in out.columns:
