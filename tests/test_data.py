@@ -23,6 +23,7 @@ from ocfb.data import (
     FORMATS,
     DataError,
     Interactions,
+    activity_cap,
     fetch_movielens,
     from_pairs,
     load_file,
@@ -30,6 +31,7 @@ from ocfb.data import (
     movielens,
     synthetic_influencer,
 )
+from ocfb.protocols import make_holdout_split
 
 # --------------------------------------------------------------------------------------------
 # Synthetic generator
@@ -191,14 +193,80 @@ def test_synthetic_taste_signal_fades_with_temperature() -> None:
     assert sharp > blurred + 0.05
 
 
-def test_synthetic_movielens_1m_scale_is_exact_and_fast() -> None:
+@pytest.fixture(scope="module")
+def ml1m_shape() -> tuple[Interactions, float]:
     start = time.perf_counter()
     d = synthetic_influencer(6040, 3706, 1_000_000, seed=0)
-    elapsed = time.perf_counter() - start
+    return d, time.perf_counter() - start
+
+
+def test_synthetic_movielens_1m_scale_is_exact_and_fast(
+    ml1m_shape: tuple[Interactions, float]
+) -> None:
+    d, elapsed = ml1m_shape
     assert (d.n_users, d.n_items, len(d)) == (6040, 3706, 1_000_000)
     assert len(np.unique(d.cells)) == 1_000_000
     assert np.bincount(d.users, minlength=6040).min() >= 1
-    assert elapsed < 10, f"generation took {elapsed:.1f} s"
+    assert elapsed < 10, f"generation took {elapsed:.1f} s"  # 1.8 s measured on 2 shared cores
+
+
+def test_synthetic_movielens_1m_shape_leaves_every_user_unobserved_items(
+    ml1m_shape: tuple[Interactions, float]
+) -> None:
+    d, _ = ml1m_shape
+    per_user = np.bincount(d.users, minlength=d.n_users)
+    # reserve max(100, ceil(0.2 * 3706)) = 742; before the cap the heaviest user had all 3,706
+    assert d.n_items - per_user.max() >= 742
+    assert d.describe()["min_unobserved_per_user"] >= 742
+    # the holdout protocol accepts it: 99 frozen candidates per user, never a known positive
+    split = make_holdout_split(d, seed=0)
+    assert split.test_candidates.shape == (6040, 99) and split.val_candidates.shape == (6040, 99)
+    known = set(d.cells.tolist())
+    test_cells = split.test_users[:, None] * d.n_items + split.test_candidates
+    assert not known.intersection(test_cells.ravel().tolist())
+
+
+def test_synthetic_movielens_1m_shape_keeps_power_laws(
+    ml1m_shape: tuple[Interactions, float]
+) -> None:
+    d, _ = ml1m_shape
+
+    def body_slope(counts: np.ndarray) -> float:
+        ranked = np.sort(counts)[::-1][100:3000]
+        return float(np.polyfit(np.log(np.arange(101, 3001)), np.log(ranked), 1)[0])
+
+    per_user = np.bincount(d.users, minlength=d.n_users)
+    per_item = np.bincount(d.items, minlength=d.n_items)
+    # measured at seed 0: user slope -0.99 (Zipf 1 below the cap), item slope -0.52 (heavy
+    # users take many items each, which flattens popularity), top-10 % shares 0.59 and 0.25
+    assert -1.2 < body_slope(per_user) < -0.8
+    assert body_slope(per_item) < -0.3
+    assert _share_of_top_tenth(per_user) > 0.4 and _share_of_top_tenth(per_item) > 0.2
+    assert d.describe()["item_gini"] > 0.25
+
+
+@pytest.mark.parametrize(
+    ("n_users", "n_items", "n_interactions", "cap"),
+    [
+        (407, 462, 2000, 362),  # paper: reserve 100 (> 20 % = 93)
+        (6040, 3706, 1_000_000, 2964),  # ML-1M: reserve 20 % = 742
+        (30, 7, 100, 5),  # small catalogue: only the 20 % share is reserved
+        (5, 4, 18, 4),  # the grid is nearly full: the cap is what it takes to hold 18
+        (5, 4, 20, 4),  # the full grid reserves nothing
+    ],
+)
+def test_activity_cap(n_users: int, n_items: int, n_interactions: int, cap: int) -> None:
+    assert activity_cap(n_users, n_items, n_interactions) == cap
+    if n_users * n_items <= 10_000:
+        d = synthetic_influencer(n_users, n_items, n_interactions, seed=1)
+        assert np.bincount(d.users, minlength=n_users).max() <= cap
+
+
+def test_activity_cap_rejects_bad_reserves() -> None:
+    with pytest.raises(ValueError, match="min_unobserved_share"):
+        synthetic_influencer(min_unobserved_share=1.0)
+    with pytest.raises(ValueError, match="min_unobserved must be >= 0"):
+        synthetic_influencer(min_unobserved=-1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -537,3 +605,106 @@ def test_movielens_100k(ml100k_path: Path) -> None:
     assert load_file(ml100k_path).content_hash() == d.content_hash()  # auto picks the format
     liked = load_file(ml100k_path, format="movielens-100k", min_rating=4)
     assert len(liked) == 55_375  # 34,174 fours + 21,201 fives
+
+
+# --------------------------------------------------------------------------------------------
+# Data frictions: duplicates, fractional ids, compression, delimiters, flag hints
+# --------------------------------------------------------------------------------------------
+
+
+def test_duplicate_rows_are_counted_and_described(tmp_path: Path) -> None:
+    # 9 rows, 3 distinct pairs: the probe's "9,000 rows reported as 3,000" in small
+    rows = "".join(f"{u},{i}\n" for u, i in [(1, 1), (1, 2), (2, 1)] * 3)
+    d = load_file(_write(tmp_path / "dups.csv", "user,item\n" + rows))
+    assert len(d) == 3 and d.n_duplicates_dropped == 6
+    assert d.describe()["duplicates_dropped"] == 6
+    assert from_pairs([1, 2, 2], [1, 2, 2]).n_duplicates_dropped == 1
+    assert load_file(_write(tmp_path / "clean.csv", "user,item\n1,1\n2,2\n")).describe()[
+        "duplicates_dropped"] == 0
+
+
+def test_fractional_numeric_ids_are_refused_with_their_line(tmp_path: Path) -> None:
+    message = _error(_write(tmp_path / "frac.csv", "user,item\n1,1\n2,2\n3,1.5\n"))
+    assert "line 4" in message and "'item'" in message and "'1.5'" in message
+    assert "not an integer" in message and "--item-col" in message
+    # a column with any non-numeric value is string ids: "1.5" is a name there
+    d = load_file(_write(tmp_path / "names.csv", "user,item\n1,a\n2,1.5\n"))
+    assert sorted(d.item_ids.tolist()) == ["1.5", "a"]
+
+
+@pytest.mark.parametrize("suffix", [".gz", ".bz2", ".xz", ".zst"])
+def test_compressed_files_round_trip(tmp_path: Path, suffix: str) -> None:
+    d = synthetic_influencer(40, 30, 200, seed=2)
+    f = tmp_path / f"synthetic.csv{suffix}"
+    if suffix == ".zst":
+        import pyarrow as pa
+
+        with pa.output_stream(str(f), compression="zstd") as out:
+            out.write(d.to_frame().to_csv(index=False).encode())
+    else:
+        d.to_frame().to_csv(f, index=False)  # pandas compresses by suffix
+    assert f.read_bytes()[:2] != b"us"  # really compressed
+    back = load_file(f, timestamp_col="timestamp")
+    assert back.content_hash() == d.content_hash() and back.name == f.name
+
+
+def test_movielens_1m_layout_reads_gzip(tmp_path: Path) -> None:
+    import gzip
+
+    f = tmp_path / "ratings.dat.gz"
+    f.write_bytes(gzip.compress(b"1::10::5::100\n2::10::4::101\n2::20::3::102\n"))
+    d = load_file(f, format="movielens-1m")
+    assert (d.n_users, d.n_items, len(d)) == (2, 2, 3)
+
+
+def test_compressed_file_named_csv_says_so(tmp_path: Path) -> None:
+    import gzip
+
+    f = tmp_path / "log.csv"
+    f.write_bytes(gzip.compress(b"user,item\n1,1\n2,2\n"))
+    message = _error(f)
+    assert "looks gzip-compressed" in message and "log.csv.gz" in message
+    assert "UTF-8" not in message
+    fake = _write(tmp_path / "plain.csv.gz", "user,item\n1,1\n2,2\n")
+    assert "not gzip-compressed" in _error(fake)
+    z = tmp_path / "zipped.csv"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr("inner.csv", "user,item\n1,1\n")
+    assert "zip archive" in _error(z)
+
+
+def test_comma_separated_u_data_names_the_delimiter(tmp_path: Path) -> None:
+    f = _write(tmp_path / "u.data", "1,10,5,100\n2,10,4,101\n")
+    message = _error(f)  # auto picks movielens-100k by name
+    assert "line 1 has no tab delimiter but looks comma-separated" in message
+    assert "--format csv" in message and "--user-col" in message and "--item-col" in message
+    assert "missing item id" not in message
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "fmt", "looks", "fix"),
+    [
+        ("a.csv", "user\titem\n1\t1\n2\t2\n", "auto", "tab-separated", "--format tsv"),
+        ("a.tsv", "user,item\n1,1\n2,2\n", "auto", "comma-separated", "--format csv"),
+        ("a.csv", "user;item\n1;1\n2;2\n", "csv", "semicolon-separated", "convert it"),
+        ("ratings.dat", "1\t1\t5\t9\n2\t2\t5\t9\n", "auto", "tab-separated", "--format tsv"),
+    ],
+)
+def test_delimiter_sniffing_hints(
+    tmp_path: Path, name: str, text: str, fmt: str, looks: str, fix: str
+) -> None:
+    message = _error(_write(tmp_path / name, text), format=fmt)
+    assert f"looks {looks}" in message and fix in message
+
+
+def test_hints_name_cli_flags(tmp_path: Path) -> None:
+    f = _write(tmp_path / "x.tsv", "influencer\tproduct\n1\t1\n2\t2\n")
+    message = _error(f, format="tsv")
+    assert "'user'" in message and "--user-col" in message and "--item-col" in message
+    assert "--format" in _error(_write(tmp_path / "x.json", "{}"))
+    assert "format=" not in _error(_write(tmp_path / "y.json", "{}"))
+    message = _error(_write(tmp_path / "r.csv", "user,item\n1,1\n2,2\n"), min_rating=3)
+    assert "--min-rating" in message and "--rating-col" in message
+    assert "--format" in _error(tmp_path / "r.csv", format="excel")
+    message = _error(_write(tmp_path / "s.csv", "user,item\n1,1\n2,2\n"), rating_col="stars")
+    assert "--rating-col" in message
