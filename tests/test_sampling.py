@@ -6,7 +6,19 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from ocfb.sampling import SamplingError, blocked_cells, sample_negatives, split_cells
+from ocfb.config import make_run_config
+from ocfb.negatives import NegativePool
+from ocfb.sampling import (
+    SamplingError,
+    blocked_cells,
+    isin_sorted,
+    merge_sorted,
+    remove_sorted,
+    sample_negatives,
+    sorted_unique,
+    split_cells,
+)
+from ocfb.strategies import replace_negatives
 
 SHAPES = [(2, 2), (3, 7), (17, 5), (50, 40), (407, 462)]
 
@@ -77,3 +89,113 @@ def test_split_cells_roundtrip() -> None:
     users, items = split_cells(np.array([0, 5, 11]), 4)
     np.testing.assert_array_equal(users, [0, 1, 2])
     np.testing.assert_array_equal(items, [0, 1, 3])
+
+
+# -- the sorted-set helpers ----------------------------------------------------------------------
+
+
+def test_sorted_unique_merge_remove_and_membership(rng: np.random.Generator) -> None:
+    raw = rng.integers(0, 10_000, 3_000)  # with repeats
+    base = sorted_unique(raw)
+    np.testing.assert_array_equal(base, np.unique(raw))
+    new = rng.permutation(np.setdiff1d(np.arange(10_000), base))[:500]
+    merged = merge_sorted(base, new)
+    np.testing.assert_array_equal(merged, np.union1d(base, new))
+    gone = rng.choice(merged, 700, replace=False)
+    np.testing.assert_array_equal(remove_sorted(merged, gone), np.setdiff1d(merged, gone))
+    probe = rng.integers(-5, 10_005, 2_000)
+    np.testing.assert_array_equal(isin_sorted(probe, merged), np.isin(probe, merged))
+    with pytest.raises(ValueError, match="not in the blocked set"):
+        remove_sorted(base, np.array([-1]))
+
+
+# -- incremental bookkeeping gives exactly the old implementation's negatives -------------------
+
+
+class OldNegatives:
+    """The rebuild-every-term bookkeeping as it was before NegativePool (kept to compare)."""
+
+    def __init__(self, n_users: int, n_items: int, base: np.ndarray, cfg, rng) -> None:
+        self.n_users, self.n_items, self.base, self.cfg, self.rng = n_users, n_items, base, cfg, rng
+        self.negatives = np.empty(0, dtype=np.int64)
+        self.removed = np.empty(0, dtype=np.int64)
+
+    def draw(self, k: int, current: np.ndarray | None) -> np.ndarray:
+        exclude = self.removed if self.cfg.exclude_removed else None
+        parts = [p for p in (self.base, current, exclude) if p is not None and p.size]
+        blocked = np.unique(np.concatenate(parts))
+        free = self.n_users * self.n_items - blocked.size
+        ranks = self.rng.choice(free, size=k, replace=False).astype(np.int64)
+        shifted = blocked - np.arange(blocked.size, dtype=np.int64)
+        return ranks + np.searchsorted(shifted, ranks, side="right").astype(np.int64)
+
+    def replace(self, errors: np.ndarray) -> int:
+        cfg, n = self.cfg, self.negatives.size
+        if cfg.strategy == "ocfb":
+            mask = errors >= cfg.threshold
+        elif cfg.strategy == "random-replace":
+            k = (int(round(cfg.replace_fraction * n)) if cfg.replace_fraction is not None
+                 else int((errors >= cfg.threshold).sum()))
+            mask = np.zeros(n, dtype=bool)
+            mask[self.rng.choice(n, size=k, replace=False)] = True
+        elif cfg.strategy == "resample-all":
+            mask = np.ones(n, dtype=bool)
+        else:
+            mask = np.zeros(n, dtype=bool)
+        k = int(mask.sum())
+        if k == 0:
+            return 0
+        if cfg.strategy == "resample-all":
+            self.negatives = self.draw(n, current=None)
+            return k
+        if cfg.strategy == "ocfb" and cfg.exclude_removed:
+            self.removed = np.union1d(self.removed, self.negatives[mask])
+        fresh = self.draw(k, current=self.negatives)
+        negatives = self.negatives.copy()
+        negatives[np.flatnonzero(mask)] = fresh
+        self.negatives = negatives
+        return k
+
+
+OLD_CASES = [  # (n_users, n_items, positives, negatives, threshold)
+    (7, 9, 20, 12, 0.7), (50, 40, 300, 500, 0.8), (407, 462, 2_000, 8_000, 0.9),
+    (300, 1_000, 30_000, 60_000, 0.95),
+]
+OLD_STRATEGIES = [
+    {"strategy": "ocfb"}, {"strategy": "ocfb", "exclude_removed": False},
+    {"strategy": "random-replace"}, {"strategy": "random-replace", "replace_fraction": 0.25},
+    {"strategy": "resample-all"}, {"strategy": "static"},
+]
+
+
+@pytest.mark.parametrize("case", OLD_CASES)
+@pytest.mark.parametrize("strategy", OLD_STRATEGIES, ids=lambda s: "-".join(map(str, s.values())))
+def test_incremental_bookkeeping_gives_the_old_negatives(case: tuple, strategy: dict) -> None:
+    n_users, n_items, n_pos, n_neg, threshold = case
+    cfg = make_run_config({**strategy, "threshold": threshold})
+    setup = np.random.default_rng(n_pos)
+    base = np.sort(setup.choice(n_users * n_items, n_pos, replace=False))
+    old = OldNegatives(n_users, n_items, base, cfg, np.random.default_rng(9))
+    pool, rng = NegativePool(n_users, n_items, base, exclude_removed=cfg.exclude_removed), \
+        np.random.default_rng(9)
+    old.negatives = old.draw(n_neg, current=None)
+    pool.set_all(pool.draw_fresh(rng, n_neg))
+    errors_rng = np.random.default_rng(1)
+    for _ in range(6):
+        np.testing.assert_array_equal(pool.negatives, old.negatives)
+        np.testing.assert_array_equal(pool.removed, old.removed)
+        errors = errors_rng.random(n_neg)
+        k_old = old.replace(errors)
+
+        def no_scoring(cells: np.ndarray) -> np.ndarray:
+            raise AssertionError("the four original strategies score nothing extra")
+
+        rec = replace_negatives(cfg, pool, rng, errors, no_scoring, no_scoring)
+        assert rec["n_replaced"] == k_old
+        # the incrementally kept sets equal the rebuilt ones
+        np.testing.assert_array_equal(pool.fixed, np.union1d(base, pool.removed))
+        np.testing.assert_array_equal(
+            pool.blocked, np.unique(np.concatenate([base, pool.removed, pool.negatives]))
+        )
+    np.testing.assert_array_equal(pool.negatives, old.negatives)
+    assert (old.removed.size > 0) == (cfg.strategy == "ocfb" and cfg.exclude_removed)
