@@ -1,4 +1,6 @@
-"""Ray Tune sweeps end to end: results files, equality with `train`, ASHA, divergence, resume."""
+"""Ray Tune sweeps end to end: results files, equality with `train`, ASHA, divergence, resume,
+the folder lock, SIGTERM, the concurrency cap and a full disk. Every test that starts Ray is
+marked slow."""
 
 from __future__ import annotations
 
@@ -66,6 +68,7 @@ def _run(cfg: Path, *args: str) -> int:
     return main(["sweep", str(cfg), *args])
 
 
+@pytest.mark.slow
 def test_smoke_grid_matches_train_runs(tmp_path: Path, local_ray) -> None:
     import torch
 
@@ -113,6 +116,7 @@ def test_smoke_grid_matches_train_runs(tmp_path: Path, local_ray) -> None:
     assert (out / "tables" / "leaderboard.csv").is_file()
 
 
+@pytest.mark.slow
 def test_diverging_trial_is_recorded_and_others_complete(tmp_path: Path, local_ray) -> None:
     out = tmp_path / "out"
     cfg = sweep_yaml(tmp_path / "s.yaml", out, name="diverge",
@@ -126,6 +130,24 @@ def test_diverging_trial_is_recorded_and_others_complete(tmp_path: Path, local_r
     assert trials.loc[0.001, "terms_done"] == 3
 
 
+@pytest.mark.slow
+def test_a_large_loss_is_diverged_and_an_all_diverged_sweep_exits_1(tmp_path: Path, local_ray,
+                                                                    capsys) -> None:
+    import ocfb.train
+
+    if not hasattr(ocfb.train, "DivergedError"):
+        pytest.skip("ocfb.train.DivergedError (the max_loss bound) is not in yet")
+    out = tmp_path / "out"
+    # lr 1e3 keeps the loss finite (about 1e8 where a normal run is 0.69): only max_loss sees it
+    cfg = sweep_yaml(tmp_path / "s.yaml", out, name="big", space={"lr": {"grid": [1.0e3]}},
+                     fixed={"model": "neumf", "epochs": 10})
+    assert _run(cfg) == 1
+    trials = pd.read_parquet(out / "trials.parquet")
+    assert trials.status.tolist() == ["diverged"]
+    assert "max_loss" in capsys.readouterr().err or "diverged" in trials.error.iloc[0]
+
+
+@pytest.mark.slow
 def test_asha_stops_a_clearly_bad_trial(tmp_path: Path, local_ray) -> None:
     out = tmp_path / "out"
     # lr 1e-9 never leaves the initialisation; the good trials learn within a term
@@ -191,6 +213,7 @@ def _completed(out: Path) -> int:
     return int((t.status == "completed").sum())
 
 
+@pytest.mark.slow
 def test_resume_after_driver_killed(tmp_path: Path) -> None:
     """SIGKILL the driver mid-sweep, clean up its Ray processes by id, resume, compare."""
     space = {"threshold": {"grid": [0.2, 0.4, 0.6, 0.8]}}
@@ -253,8 +276,8 @@ def test_resume_after_driver_killed(tmp_path: Path) -> None:
 
 def test_relative_data_path_is_made_absolute_for_trials(tmp_path: Path, monkeypatch) -> None:
     # trials run in their own working directories, so a relative path must not reach them
-    from suite.spec import load_sweep
     from suite.preflight import absolute_data_path as _absolute_data_path
+    from suite.spec import load_sweep
 
     (tmp_path / "d.csv").write_text("user,item\n1,2\n2,3\n")
     cfg = sweep_yaml(tmp_path / "s.yaml", tmp_path / "out", extra={"data": {"source": "d.csv"}})
@@ -290,6 +313,7 @@ def test_data_and_machine_dependent_errors_exit_2_before_ray(tmp_path: Path, tex
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_a_new_sweep_moves_earlier_results_aside(tmp_path: Path, local_ray) -> None:
     out = tmp_path / "out"
     cfg = sweep_yaml(tmp_path / "s.yaml", out, name="again",
@@ -307,6 +331,7 @@ def _seed_replicates(trials: pd.DataFrame, key: str) -> dict:
     return trials.groupby(f"config.{key}")["config.seed"].apply(lambda s: sorted(s)).to_dict()
 
 
+@pytest.mark.slow
 def test_random_search_is_seeded_and_replicated_over_seeds(tmp_path: Path, local_ray) -> None:
     space = {"threshold": {"uniform": [0.2, 0.9]}}
     runs = []
@@ -323,6 +348,7 @@ def test_random_search_is_seeded_and_replicated_over_seeds(tmp_path: Path, local
     assert sorted(runs[0]["config.threshold"]) == sorted(runs[1]["config.threshold"])
 
 
+@pytest.mark.slow
 def test_optuna_replicates_each_proposal_over_the_seeds(tmp_path: Path, local_ray) -> None:
     out = tmp_path / "out"
     cfg = sweep_yaml(tmp_path / "o.yaml", out, name="tpe",
@@ -333,3 +359,138 @@ def test_optuna_replicates_each_proposal_over_the_seeds(tmp_path: Path, local_ra
     trials = pd.read_parquet(out / "trials.parquet")
     assert len(trials) == 4 and set(trials.status) == {"completed"}
     assert list(_seed_replicates(trials, "threshold").values()) == [[0, 1], [0, 1]]
+
+
+# -- reliability: lock, SIGTERM, concurrency cap, disk full --------------------------------------
+
+SEQ_SPACE = {"threshold": {"grid": [0.2, 0.4, 0.6, 0.8]}}
+SEQ_FIXED = {"model": "mlp", "terms": 4, "epochs": 4, "epochs_per_term": 2, "batch_size": 128}
+
+
+def _times(markers: Path) -> dict[str, dict[str, float]]:
+    out: dict[str, dict[str, float]] = {}
+    for m in markers.iterdir():
+        tid = m.name.split("-from")[0]
+        out.setdefault(tid, {})[m.suffix[1:]] = float(m.read_text())
+    return out
+
+
+@pytest.fixture(scope="module")
+def sequential_reference(tmp_path_factory) -> tuple[Path, Path]:
+    """4 one-CPU trials with max_concurrent_trials 1, uninterrupted: (output, start markers)."""
+    tmp = tmp_path_factory.mktemp("seq")
+    out, markers = tmp / "ref", tmp / "marks"
+    cfg = sweep_yaml(tmp / "r.yaml", out, name="seq", space=SEQ_SPACE, fixed=SEQ_FIXED,
+                     extra={"max_concurrent_trials": 1})
+    temp = f"/tmp/ocfbt-{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, "OCFB_TRIAL_START_DIR": str(markers), "PYTHONPATH": str(REPO)}
+    p = subprocess.run([*CLI, "sweep", str(cfg), "--ray-temp-dir", temp], cwd=REPO, env=env,
+                       capture_output=True, text=True, timeout=600)
+    kill_all(ray_processes(temp))
+    assert p.returncode == 0, p.stderr[-3000:]
+    return out, markers
+
+
+@pytest.mark.slow
+def test_max_concurrent_trials_one_never_overlaps(sequential_reference) -> None:
+    out, markers = sequential_reference
+    spans = sorted((t["start"], t["end"]) for t in _times(markers).values())
+    assert len(spans) == 4
+    for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+        assert start >= end, f"two trials ran at once: {spans}"
+
+
+@pytest.mark.slow
+def test_sigterm_exits_with_the_hint_and_resumes_exactly(tmp_path: Path,
+                                                         sequential_reference) -> None:
+    ref_out, _ = sequential_reference
+    out = tmp_path / "termed"
+    cfg = sweep_yaml(tmp_path / "t.yaml", out, name="seq", space=SEQ_SPACE, fixed=SEQ_FIXED,
+                     extra={"max_concurrent_trials": 1})
+    temp = f"/tmp/ocfbt-{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([*CLI, "sweep", str(cfg), "--ray-temp-dir", temp], cwd=REPO,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(lambda: _completed(out) >= 1, 300, "a finished trial")
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        kill_all(ray_processes(temp))
+    assert proc.returncode == 1, err[-3000:]
+    assert f"ocfb-suite resume {out}" in err
+    # resume keeps the recorded `wandb: disabled` (no flag given): no wandb/ folder appears
+    p = subprocess.run([*CLI, "resume", str(out), "--ray-temp-dir", temp + "r"], cwd=REPO,
+                       env=env, capture_output=True, text=True, timeout=600)
+    kill_all(ray_processes(temp + "r"))
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert not (out / "wandb").exists()
+    got = pd.read_parquet(out / "trials.parquet").set_index("config.threshold")
+    ref = pd.read_parquet(ref_out / "trials.parquet").set_index("config.threshold")
+    assert set(got.status) == {"completed"} and len(got) == 4
+    cols = [c for c in ref.columns if c.startswith(("final.", "best.")) and "time_" not in c]
+    np.testing.assert_allclose(got.loc[ref.index, cols].to_numpy(float),
+                               ref[cols].to_numpy(float), rtol=1e-6)
+
+
+@pytest.mark.slow
+def test_two_sweeps_on_one_folder_one_runs_the_other_exits_2(tmp_path: Path) -> None:
+    out = tmp_path / "shared"
+    cfg = sweep_yaml(tmp_path / "s.yaml", out, name="twice",
+                     space={"threshold": {"grid": [0.3, 0.7]}}, fixed={"model": "gmf"})
+    temps = [f"/tmp/ocfbt-{uuid.uuid4().hex[:8]}" for _ in range(2)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    procs = []
+    for temp in temps:
+        procs.append(subprocess.Popen([*CLI, "sweep", str(cfg), "--ray-temp-dir", temp],
+                                      cwd=REPO, env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True))
+        time.sleep(0.5)
+    try:
+        results = [p.communicate(timeout=600) for p in procs]
+    finally:
+        for temp in temps:
+            kill_all(ray_processes(temp))
+    codes = sorted(p.returncode for p in procs)
+    assert codes == [0, 2], [r[1][-2000:] for r in results]
+    loser = next(r for p, r in zip(procs, results, strict=True) if p.returncode == 2)
+    winner = next(p for p in procs if p.returncode == 0)
+    assert f"is in use by pid {winner.pid}" in loser[1]
+    trials = pd.read_parquet(out / "trials.parquet")
+    assert len(trials) == 2 and set(trials.status) == {"completed"}
+    assert len(pd.read_parquet(out / "terms.parquet")) == 2 * 3
+    assert not list(out.glob("previous-*"))  # the loser moved nothing aside
+
+
+@pytest.mark.slow
+def test_disk_full_stops_the_sweep_with_the_resume_hint(tmp_path: Path, local_ray, monkeypatch,
+                                                        capsys) -> None:
+    import errno
+    import io
+
+    from suite import results
+
+    out = tmp_path / "out"
+    cfg = sweep_yaml(tmp_path / "s.yaml", out, name="full",
+                     space={"threshold": {"grid": [0.2, 0.4, 0.6, 0.8]}},
+                     fixed={"model": "gmf"}, extra={"max_concurrent_trials": 1})
+    real, calls = results.write_bytes, []
+
+    def fill_up(data: bytes, path) -> None:  # noqa: ANN001
+        if Path(path).name == "trials.parquet":
+            calls.append(path)
+            # the first trial's rows are written; the disk is full once a second trial reports
+            if len(pd.read_parquet(io.BytesIO(data))) >= 2:
+                raise OSError(errno.ENOSPC, "No space left on device")
+        real(data, path)
+
+    monkeypatch.setattr(results, "write_bytes", fill_up)
+    assert _run(cfg) == 1
+    err = capsys.readouterr().err
+    assert "trials.parquet: [Errno 28 ENOSPC] No space left on device" in err
+    assert f"ocfb-suite resume {out}" in err
+    assert "Traceback" not in err, err
+    trials = pd.read_parquet(out / "trials.parquet")  # the last good file, readable
+    assert len(trials) == 1 and trials.status.tolist() == ["completed"]
