@@ -1,10 +1,10 @@
-"""Summaries of a sweep: tables against answers computed independently here, paired tests against
-scipy, Holm against a hand computation, partial sweeps, PNG sizes and summary.md's sections."""
+"""Summaries of a sweep: tables against answers computed independently here, baselines as
+reference rows, partial sweeps, PNG sizes and summary.md's sections. Statistics, selection and
+verdicts have their own tests in tests/summary/."""
 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -12,19 +12,16 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from suite.summarize import (
+from suite.summary import (
     HOLDOUT_RANKING_METRICS,
     PAPER_REPORT_METRICS,
     SECTION_TITLES,
     axis_by_term,
     best_per_model,
-    holm,
     leaderboard,
-    mean_ci,
     missing_and_failed,
     pivot,
     protocol_gap,
-    strategy_comparison,
     summarize_dir,
 )
 
@@ -43,41 +40,6 @@ def _trial(tid: str, status: str = "completed", metrics: dict | None = None, **c
     for k, v in (metrics or {}).items():
         row[k] = v
     return row
-
-
-# -- statistics ---------------------------------------------------------------------------------
-
-
-def test_mean_ci_matches_scipy_t_interval() -> None:
-    vals = [0.61, 0.65, 0.58, 0.70, 0.66]
-    mean, half, n = mean_ci(vals + [float("nan")])
-    lo, hi = _t_interval(vals)
-    assert n == 5
-    assert mean == pytest.approx(np.mean(vals))
-    assert mean - half == pytest.approx(lo)
-    assert mean + half == pytest.approx(hi)
-    one = mean_ci([0.5])
-    assert one[0] == 0.5 and math.isnan(one[1]) and one[2] == 1
-    assert mean_ci([])[2] == 0
-
-
-def test_holm_against_hand_computation() -> None:
-    # sorted 0.01, 0.03, 0.04 -> 3*0.01 = 0.03, 2*0.03 = 0.06, max(0.06, 1*0.04) = 0.06
-    np.testing.assert_allclose(holm([0.01, 0.04, 0.03]), [0.03, 0.06, 0.06])
-    # NaN is not part of the family (m = 3): 3*0.01, max(0.03, 2*0.5 = 1.0), max(1.0, 0.6)
-    out = holm([0.5, 0.01, float("nan"), 0.6])
-    np.testing.assert_allclose(out[[0, 1, 3]], [1.0, 0.03, 1.0])
-    assert math.isnan(out[2])
-    # A single test is not corrected; ties keep their order and are both multiplied.
-    np.testing.assert_allclose(holm([0.2]), [0.2])
-    np.testing.assert_allclose(holm([0.02, 0.02]), [0.04, 0.04])
-
-
-def test_holm_against_statsmodels() -> None:
-    multitest = pytest.importorskip("statsmodels.stats.multitest")
-    p = np.array([0.001, 0.2, 0.013, 0.04, 0.5, 0.03])
-    expected = multitest.multipletests(p, method="holm")[1]
-    np.testing.assert_allclose(holm(p), expected)
 
 
 # -- leaderboard --------------------------------------------------------------------------------
@@ -120,7 +82,8 @@ def test_leaderboard_means_cis_order(lb_trials: pd.DataFrame) -> None:
         assert r["ci_low"] == pytest.approx(lo) and r["ci_high"] == pytest.approx(hi)
         assert r["ci95"] == pytest.approx((hi - lo) / 2)
         assert r["n_seeds"] == 3
-        assert r["best_term"] == pytest.approx(2.0)  # mean of 1, 2, 3
+        assert r["sel_term"] == pytest.approx(2.0)  # mean of 1, 2, 3
+        assert r["kind"] == "trained"
         assert r["test_hr@10"] == pytest.approx(np.mean(vals) - 0.1)
     assert "seed" not in board.columns
 
@@ -212,90 +175,6 @@ def test_pivot_values_order_and_best() -> None:
         pivot(pd.DataFrame(rows), "negatives", "nope", "val_hr@10", "max")
 
 
-# -- strategy comparison ------------------------------------------------------------------------
-
-
-def _strategy_trials(seeds: int, shifts: dict[str, float], models=("neumf",)) -> pd.DataFrame:
-    rng = np.random.default_rng(7)
-    rows = []
-    for model in models:
-        for seed in range(seeds):
-            base = 0.5 + 0.03 * seed + (0.1 if model == "mlp" else 0.0)
-            for s, shift in shifts.items():
-                v = base + shift + rng.normal(0, 0.004)
-                rows.append(_trial(f"{s}-{model}-{seed}", strategy=s, seed=seed, model=model,
-                                   metrics={"best.val_hr@10": v}))
-    # Shuffled rows: pairing must go by seed, not by position.
-    return pd.DataFrame(rows).sample(frac=1.0, random_state=3).reset_index(drop=True)
-
-
-def _by_seed(trials: pd.DataFrame, strategy: str) -> np.ndarray:
-    g = trials[trials["config.strategy"] == strategy].sort_values(["config.model", "config.seed"])
-    return g["best.val_hr@10"].to_numpy()
-
-
-def test_strategy_comparison_paired_tests_and_holm() -> None:
-    shifts = {"static": 0.0, "ocfb": 0.02, "random-replace": 0.001, "resample-all": 0.018}
-    trials = _strategy_trials(7, shifts)
-    df, text = strategy_comparison(trials, "val_hr@10", "max")
-    assert list(df["strategy"]) == ["ocfb", "random-replace", "resample-all", "static"]
-    ocfb = _by_seed(trials, "ocfb")
-    raw_t, raw_w = {}, {}
-    for s in ("random-replace", "resample-all", "static"):
-        other = _by_seed(trials, s)
-        r = df[df["strategy"] == s].iloc[0]
-        assert r["n_pairs"] == 7
-        assert r["diff"] == pytest.approx(np.mean(ocfb - other))
-        raw_t[s] = stats.ttest_rel(ocfb, other).pvalue
-        raw_w[s] = stats.wilcoxon(ocfb, other).pvalue
-        assert r["t_p"] == pytest.approx(raw_t[s])
-        assert r["wilcoxon_p"] == pytest.approx(raw_w[s])
-    # Holm by hand over the three t-test p-values.
-    names = sorted(raw_t, key=raw_t.get)
-    adj, running = {}, 0.0
-    for i, s in enumerate(names):
-        running = max(running, min(1.0, (3 - i) * raw_t[s]))
-        adj[s] = running
-    for s, p in adj.items():
-        assert df[df["strategy"] == s]["t_p_holm"].iloc[0] == pytest.approx(p)
-    ref = df[df["strategy"] == "ocfb"].iloc[0]
-    assert ref["verdict"] == "reference" and math.isnan(ref["t_p"])
-    assert ref["mean"] == pytest.approx(ocfb.mean())
-    static = df[df["strategy"] == "static"].iloc[0]
-    assert static["verdict"] == "beyond noise"
-    line = next(x for x in text.splitlines() if "static" in x)
-    assert line.startswith("ocfb beats static by ")
-    assert "7 seeds" in line and "after Holm" in line and line.endswith("beyond noise.")
-    near = df[df["strategy"] == "resample-all"].iloc[0]
-    expected = "beyond noise" if near["t_p_holm"] < 0.05 else "within noise"
-    assert near["verdict"] == expected
-
-
-def test_strategy_comparison_pairs_over_other_axes_and_small_n() -> None:
-    trials = _strategy_trials(3, {"ocfb": 0.01, "static": 0.0}, models=("gmf", "mlp"))
-    df, text = strategy_comparison(trials, "val_hr@10", "max")
-    r = df[df["strategy"] == "static"].iloc[0]
-    ocfb, static = _by_seed(trials, "ocfb"), _by_seed(trials, "static")
-    assert r["n_pairs"] == 6
-    assert r["t_p"] == pytest.approx(stats.ttest_rel(ocfb, static).pvalue)
-    assert r["t_p_holm"] == pytest.approx(r["t_p"])  # one comparison: nothing to correct
-    # 6 non-zero differences: the smallest exact two-sided p is 2 / 2**6 < 0.05, so it runs.
-    assert r["wilcoxon_p"] == pytest.approx(stats.wilcoxon(ocfb, static).pvalue)
-    one = _strategy_trials(1, {"ocfb": 0.01, "static": 0.0})
-    df1, text1 = strategy_comparison(one, "val_hr@10", "max")
-    assert df1[df1["strategy"] == "static"]["verdict"].iloc[0] == "no test"
-    assert "too few" in text1
-    five = _strategy_trials(5, {"ocfb": 0.01, "static": 0.0})
-    r5 = strategy_comparison(five, "val_hr@10", "max")[0].iloc[1]
-    assert math.isfinite(r5["t_p"]) and math.isnan(r5["wilcoxon_p"])
-
-
-def test_strategy_comparison_min_mode_wording() -> None:
-    trials = _strategy_trials(4, {"ocfb": 0.05, "static": 0.0})
-    _, text = strategy_comparison(trials, "val_hr@10", "min")
-    assert text.startswith("ocfb trails static by ")
-
-
 # -- best per model and protocol gap ------------------------------------------------------------
 
 
@@ -306,11 +185,12 @@ def test_best_per_model_paper_report_columns() -> None:
             m = {f"best.{k}": base + 0.01 * seed + 0.001 * i
                  for i, k in enumerate(PAPER_REPORT_METRICS)}
             m["best.test_support_neg"] = 600.0 + seed
+            m["best.val_auc"] = base + 0.01 * seed  # validation chooses the configuration
             m["best_term"] = seed
             rows.append(_trial(f"{model}{th}{seed}", model=model, threshold=th, seed=seed,
                                metrics=m))
     trials = pd.DataFrame(rows)
-    best = best_per_model(trials, None, "test_auc", "max", "paper")
+    best = best_per_model(trials, None, "val_auc", "max", "paper")
     assert list(best["model"]) == ["gmf", "mlp"]
     assert list(best["threshold"]) == [0.9, 0.5]
     gmf = best.iloc[0]
@@ -322,31 +202,56 @@ def test_best_per_model_paper_report_columns() -> None:
                                                     for s in range(3)]))
     lo, hi = _t_interval([0.80, 0.81, 0.82])
     assert gmf["mean"] == pytest.approx(0.81) and gmf["ci95"] == pytest.approx((hi - lo) / 2)
-    assert gmf["n_seeds"] == 3 and gmf["best_term"] == pytest.approx(1.0)
+    assert gmf["n_seeds"] == 3 and gmf["sel_term"] == pytest.approx(1.0)
     assert set(gmf["trials"].split(",")) == {"gmf0.90", "gmf0.91", "gmf0.92"}
+    with pytest.raises(ValueError, match="test metric"):
+        best_per_model(trials, None, "test_auc", "max", "paper")
 
 
-def test_best_per_model_holdout_reads_terms_where_trials_lack_a_metric() -> None:
+def test_best_per_model_reads_the_history_and_keeps_baselines_apart() -> None:
     rows, term_rows = [], []
-    for model in ("neumf", "gmf"):
+    for model in ("neumf", "gmf", "popularity"):
         for seed in range(2):
             tid = f"{model}{seed}"
-            m = {"best.val_hr@10": 0.6 + 0.1 * (model == "neumf") + 0.01 * seed, "best_term": 2}
-            m.update({f"best.{k}": 0.5 + 0.01 * seed for k in HOLDOUT_RANKING_METRICS
-                      if k != "test_full_ndcg@20"})
-            rows.append(_trial(tid, model=model, seed=seed, metrics=m))
-            for term in range(4):
-                term_rows.append({"trial_id": tid, "term": term,
-                                  "test_full_ndcg@20": 0.1 * term + 0.01 * seed})
+            rows.append(_trial(tid, model=model, seed=seed))
+            terms = range(1) if model == "popularity" else range(4)
+            for term in terms:
+                # val peaks at term 2 for the trained models; test keeps rising to term 3.
+                val = 0.6 + 0.1 * (model == "neumf") + 0.01 * seed - 0.05 * abs(term - 2)
+                rec = {"trial_id": tid, "term": term, "val_hr@10": val,
+                       "test_hr@10": 0.5 + 0.1 * term + 0.01 * seed}
+                if model == "popularity":
+                    rec["is_baseline"] = 1.0
+                term_rows.append(rec)
     best = best_per_model(pd.DataFrame(rows), pd.DataFrame(term_rows), "val_hr@10", "max",
                           "holdout")
-    assert list(best["model"]) == ["gmf", "neumf"]
+    assert list(best["model"]) == ["gmf", "neumf", "popularity"]
+    assert list(best["kind"]) == ["trained", "trained", "baseline"]
     assert best.iloc[1]["mean"] == pytest.approx(0.705)
-    assert best.iloc[0]["test_hr@10"] == pytest.approx(0.505)
-    # Not in trials: read off terms at each trial's best term (2): mean of 0.20 and 0.21.
-    assert best.iloc[0]["test_full_ndcg@20"] == pytest.approx(0.205)
+    assert best.iloc[0]["test_hr@10"] == pytest.approx(0.705)  # term 2, not the test peak
+    assert best.iloc[0]["final_test_hr@10"] == pytest.approx(0.805)
+    assert best.iloc[2]["sel_term"] == 0 and best.iloc[2]["test_hr@10"] == pytest.approx(0.505)
     with pytest.raises(ValueError, match="protocol"):
         best_per_model(pd.DataFrame(rows), None, "val_hr@10", "max", "nope")
+
+
+def test_leaderboard_shows_baselines_as_unranked_reference_rows(lb_trials: pd.DataFrame) -> None:
+    base = [_trial(f"{m}-{l2}-{s}", model=m, threshold=0.5, seed=s, l2=l2,
+                   metrics={"best.val_hr@10": v + 0.01 * s, "best.test_hr@10": v,
+                            "best_term": 0, "is_baseline": 1.0})
+            for m, l2, v in (("popularity", 500.0, 0.65), ("ease", 100.0, 0.80),
+                             ("ease", 500.0, 0.75)) for s in range(3)]
+    trials = pd.concat([lb_trials, pd.DataFrame(base)], ignore_index=True)
+    board = leaderboard(trials, "val_hr@10", "max", ["model", "threshold", "l2", "seed"], top=2)
+    assert board.attrs["n_configs"] == 4  # trained configurations only
+    trained, ref = board[board["kind"] == "trained"], board[board["kind"] == "baseline"]
+    assert list(trained["rank"]) == [1, 2] and ref["rank"].isna().all()
+    # With `top`, one row per baseline model: its configuration with the best validation.
+    assert list(ref["model"]) == ["ease", "popularity"] and ref["l2"].iat[0] == 100.0
+    # Baselines ignore the loop's keys (threshold), popularity also EASE's l2: blank.
+    assert ref["threshold"].isna().all() and pd.isna(ref["l2"].iat[1])
+    full = leaderboard(trials, "val_hr@10", "max", ["model", "threshold", "l2", "seed"], top=None)
+    assert (full["kind"] == "baseline").sum() == 3
 
 
 def _gap_frames() -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -425,14 +330,16 @@ def _make_sweep(
     n_terms: int = 4,
     seeds: int = 3,
     extra_expected: int = 0,
+    baselines: bool = False,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """A hand-made sweep folder in the runner's schema (HELPERS_COMMON.md)."""
+    """A hand-made sweep folder in the runner's schema (suite/results.py); with `baselines`,
+    one popularity trial per protocol and seed (one record, term 0, is_baseline 1.0)."""
     rng = np.random.default_rng(0)
     trials, terms = [], []
     k = 0
     for protocol in protocols:
-        objective = "val_hr@10" if protocol == "holdout" else "test_auc"
-        for model in ("gmf", "mlp"):
+        objective = "val_hr@10" if protocol == "holdout" else "val_auc"
+        for model in ("gmf", "mlp", *(("popularity",) if baselines else ())):
             for th in (0.5, 0.8):
                 for neg in ("500", "1000"):
                     for strategy in strategies:
@@ -440,7 +347,11 @@ def _make_sweep(
                             tid = f"t{k:03d}"
                             k += 1
                             hist = []
-                            for term in range(n_terms + 1):
+                            last = 0 if model == "popularity" else n_terms
+                            if model == "popularity" and (th, neg, strategy) != (
+                                    0.5, "500", strategies[0]):
+                                continue  # a baseline ignores the loop's keys: one per seed
+                            for term in range(last + 1):
                                 v = (0.5 + 0.05 * (model == "mlp") + 0.01 * term * (1 - th)
                                      + 0.02 * (strategy == "ocfb") + rng.normal(0, 0.005))
                                 rec = {"trial_id": tid, "term": term, "train_loss": 0.3,
@@ -453,7 +364,10 @@ def _make_sweep(
                                                 if m != "test_auc"})
                                 else:
                                     rec.update({m: v + 0.04 * term for m in PAPER_REPORT_METRICS})
+                                    rec["val_auc"] = v + 0.03 * term
                                     rec["test_support_neg"] = rec["test_support_pos"] = 300.0
+                                if model == "popularity":
+                                    rec["is_baseline"] = 1.0
                                 cfg = {"model": model, "threshold": th, "negatives": neg,
                                        "strategy": strategy, "seed": seed,
                                        "protocol": protocol, "layers": "32,16,8"}
@@ -462,7 +376,7 @@ def _make_sweep(
                             h = pd.DataFrame(hist)
                             bi = int(h[objective].idxmax())
                             row = _trial(tid, **cfg)
-                            row.update(terms_done=n_terms, best_term=int(h["term"].iat[bi]))
+                            row.update(terms_done=last + 1, best_term=int(h["term"].iat[bi]))
                             for c in h.columns:
                                 if c not in ("trial_id", "term") and not c.startswith("config."):
                                     row[f"final.{c}"] = h[c].iat[-1]
@@ -475,7 +389,7 @@ def _make_sweep(
     axes += ["protocol"] if len(protocols) > 1 else []
     d.mkdir(parents=True, exist_ok=True)
     spec = {"name": "unit-sweep", "protocol": protocols[0],
-            "objective": {"metric": "val_hr@10" if protocols[0] == "holdout" else "test_auc",
+            "objective": {"metric": "val_hr@10" if protocols[0] == "holdout" else "val_auc",
                           "mode": "max"},
             "axes": axes, "pivots": [["negatives", "model"], ["threshold", "model"]],
             "expected_trials": len(tr) + extra_expected}
@@ -530,16 +444,22 @@ def test_summarize_dir_partial_holdout_sweep(tmp_path: Path) -> None:
         assert n in md
     assert "t000" not in md.split("## 1. Leaderboard")[1]
     assert set(s.tables) == {"leaderboard", "best_per_model", "threshold_x_terms",
-                             "negatives_x_model", "threshold_x_model", "strategies"}
+                             "negatives_x_model", "threshold_x_model", "strategies",
+                             "strategies_by_term", "strategies_friedman", "thresholds_vs_term0",
+                             "thresholds_vs_term0_by_term"}
     for name, df in s.tables.items():
         csv = pd.read_csv(tmp_path / "tables" / f"{name}.csv")
         assert len(csv) == len(df) and list(csv.columns) == [str(c) for c in df.columns]
     # 2 models x 2 thresholds x 2 negatives x 2 strategies: all in the CSV, top 10 in the text
     assert len(s.tables["leaderboard"]) == 16
     assert "Top 10 of 16 configuration(s)" in md
-    assert "ocfb beats random-replace by" in md
+    # Equal budget: the verdict at the last term, with effect size, CI and Holm p.
+    line = next(x for x in md.splitlines() if x.startswith("- ocfb vs random-replace at term 4"))
+    assert ": +0.0" in line and "Holm p" in line and line.endswith("ocfb better")
+    assert "- ocfb vs random-replace at the validation-selected term" in md
     assert "_Not applicable: the sweep has no completed OCF-B trials under both" in md
-    _check_pngs(s, {"metrics_vs_term_holdout.png", "threshold_x_terms.png", "strategies.png"})
+    _check_pngs(s, {"metrics_vs_term_holdout.png", "threshold_x_terms.png",
+                    "strategy_differences.png"})
     # Summarizing again (as `resume` does) replaces every file in place.
     again = summarize_dir(tmp_path)
     assert again.markdown == s.markdown
@@ -567,8 +487,8 @@ def test_summarize_dir_both_protocols_reports_the_gap(tmp_path: Path) -> None:
     auc = gap[(gap["metric"] == "auc") & (gap["model"] == "all")].iloc[0]
     # paper trials gain 0.04 / term more than holdout trials over 2 terms
     assert auc["paper_gain"] - auc["holdout_gain"] == pytest.approx(0.08, abs=0.01)
-    sec6 = s.markdown.split("## 6. Protocol gap")[1]
-    assert "survives" in sec6
+    sec7 = s.markdown.split("## 7. Protocol gap")[1]
+    assert "survives" in sec7
     assert {"best_per_model_paper", "best_per_model_holdout"} <= set(s.tables)
     # paper trials have no val_hr@10: one note says so instead of one per trial
     assert sum("have no finite val_hr@10" in n for n in s.notes) == 1
@@ -609,3 +529,21 @@ def test_per_term_table_leaves_out_early_stopped_trials(tmp_path: Path) -> None:
     want = full[full["config.threshold"] == 0.5].groupby("term")["val_hr@10"].mean()
     got = table[table["threshold"] == 0.5].set_index("term")["mean"]
     np.testing.assert_allclose(got.to_numpy(), want.to_numpy())
+
+
+def test_summary_with_baselines_lists_them_as_reference_rows(tmp_path: Path) -> None:
+    trials, terms = _make_sweep(tmp_path, seeds=3, baselines=True)
+    _write(tmp_path, trials, terms)
+    s = summarize_dir(tmp_path)
+    board = s.tables["leaderboard"]
+    ref = board[board["kind"] == "baseline"]
+    assert list(ref["model"]) == ["popularity"] and ref["rank"].isna().all()
+    assert int(ref["n_seeds"].iat[0]) == 3
+    sec1 = s.markdown.split("## 1. Leaderboard")[1].split("## 2.")[0]
+    ref_lines = [x for x in sec1.splitlines() if x.startswith("| ref | popularity")]
+    assert len(ref_lines) == 1 and "fitted once" in ref_lines[0]
+    best = s.tables["best_per_model"]
+    assert list(best["kind"]) == ["trained", "trained", "baseline"]
+    assert "popularity (baseline)" in s.markdown.split("## 2.")[1].split("## 3.")[0]
+    # A baseline never looks trained for N terms: no row of it in the per-term tables.
+    assert "popularity" not in s.markdown.split("## 3.")[1].split("## 4.")[0]

@@ -234,10 +234,10 @@ def select(trials: pd.DataFrame, terms: pd.DataFrame | None, objective: str,
 
 def ensure_selected(frame: pd.DataFrame, objective: str, mode: str) -> pd.DataFrame:
     """`frame` if it is already a `select` result, else the selection of its usable trials
-    (trials.parquet's best.* columns; no per-term history)."""
+    (trials.parquet's best.* columns; no per-term history), canonical and deduplicated."""
     if "sel_term" in frame.columns and "kind" in frame.columns:
         return frame
-    return select(usable(frame), None, objective, mode)
+    return select(dedupe(canonicalize(usable(frame)))[0], None, objective, mode)
 
 
 def value(frame: pd.DataFrame, prefix: str, metric: str) -> pd.Series:

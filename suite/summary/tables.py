@@ -37,7 +37,14 @@ from suite.summary.common import (
     usable,
     varying_axes,
 )
-from suite.summary.selection import ensure_selected, report_metric, select, value
+from suite.summary.selection import (
+    canonicalize,
+    dedupe,
+    ensure_selected,
+    report_metric,
+    select,
+    value,
+)
 from suite.summary.stats import mean_ci
 
 # (label, metric under paper, metric under holdout): the same quantity under both protocols.
@@ -186,8 +193,10 @@ def best_per_model(
     if protocol not in ("paper", "holdout"):
         raise ValueError(f"protocol must be 'paper' or 'holdout', got {protocol!r}")
     metrics = PAPER_REPORT_METRICS if protocol == "paper" else HOLDOUT_RANKING_METRICS
-    sel = trials if "sel_term" in trials.columns else select(usable(trials), terms, objective,
-                                                               mode)
+    if "sel_term" in trials.columns:
+        sel = trials
+    else:
+        sel = select(dedupe(canonicalize(usable(trials)))[0], terms, objective, mode)
     other = group_cols(sel, axes, drop=("seed", "model"))
     rows = []
     for model in ordered(col(sel, "config.model")) if len(sel) else []:
