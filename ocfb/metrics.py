@@ -11,29 +11,17 @@ from collections.abc import Iterable
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.stats import rankdata
+from sklearn.metrics import accuracy_score, precision_recall_fscore_support, roc_auc_score
 
-KS: tuple[int, ...] = (5, 10, 20)
+from ocfb.names import K_VALUES, REPORT_KEYS
+
+# Re-exported under its old name; the one source is ocfb.names.K_VALUES.
+KS: tuple[int, ...] = K_VALUES
 
 # Full ranking works on row blocks of about this many cells, so the temporary boolean matrices
 # stay a few MiB (cache friendly) whatever the catalogue size.
 _CHUNK_ELEMS = 1 << 22
 
-_REPORT_KEYS: tuple[str, ...] = (
-    "auc",
-    "accuracy",
-    "precision_neg",
-    "recall_neg",
-    "f1_neg",
-    "support_neg",
-    "precision_pos",
-    "recall_pos",
-    "f1_pos",
-    "support_pos",
-    "precision_weighted",
-    "recall_weighted",
-    "f1_weighted",
-)
 
 
 def _as_scores(x: np.ndarray, name: str, ndim: int | None = None) -> np.ndarray:
@@ -180,9 +168,10 @@ def hit_ndcg(ranks: np.ndarray, ks: Iterable[int] = KS, prefix: str = "") -> dic
 
 
 def roc_auc(pos_scores: np.ndarray, neg_scores: np.ndarray) -> float:
-    """ROC AUC of positives against negatives, ties counted 1/2 (Mann-Whitney U / (n m)).
+    """ROC AUC of positives against negatives, ties counted 1/2 (scikit-learn's roc_auc_score).
 
     Either input may have any shape (it is flattened), e.g. the (n, 99) frozen test negatives.
+    Pass logits, not probabilities: a float32 sigmoid saturates at 1.0 and would add ties.
     """
     pos = _as_scores(pos_scores, "pos_scores").ravel()
     neg = _as_scores(neg_scores, "neg_scores").ravel()
@@ -191,28 +180,23 @@ def roc_auc(pos_scores: np.ndarray, neg_scores: np.ndarray) -> float:
             f"roc_auc needs at least one positive and one negative, got {pos.size} positive(s) "
             f"and {neg.size} negative(s)"
         )
-    # Average ranks of the pooled scores give ties exactly half credit.
-    ranks = rankdata(np.concatenate([pos.astype(np.float64), neg.astype(np.float64)]))
-    n_pos, n_neg = pos.size, neg.size
-    u = ranks[:n_pos].sum() - n_pos * (n_pos + 1) / 2.0
-    return float(u / (n_pos * n_neg))
-
-
-def _prf(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
-    """Precision, recall, F1 with scikit-learn's zero_division=0 semantics."""
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    # 2tp / (2tp + fp + fn) is scikit-learn's F1 formula; it equals 2pr / (p + r) when defined.
-    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
-    return float(precision), float(recall), float(f1)
+    y = np.r_[np.ones(pos.size, dtype=np.int8), np.zeros(neg.size, dtype=np.int8)]
+    scores = np.concatenate([pos.astype(np.float64), neg.astype(np.float64)])
+    return float(roc_auc_score(y, scores))
 
 
 def classification_report(
-    y_true: np.ndarray, y_prob: np.ndarray, threshold: float = 0.5
+    y_true: np.ndarray,
+    y_prob: np.ndarray,
+    threshold: float = 0.5,
+    *,
+    y_score: np.ndarray | None = None,
 ) -> dict[str, float]:
     """The paper's report: AUC, accuracy, per-class and support-weighted precision / recall / F1.
 
-    Prediction is y_prob >= threshold; scikit-learn semantics with zero_division=0.
+    Prediction is y_prob >= threshold; scikit-learn's precision_recall_fscore_support with
+    zero_division=0. AUC comes from `y_score` when given (logits: no saturation ties), else
+    from `y_prob`; both rank the same wherever the probabilities are not saturated.
     """
     y = np.asarray(y_true)
     if y.ndim != 1:
@@ -224,35 +208,29 @@ def classification_report(
         raise ValueError("classification_report got empty inputs")
     if y.dtype.kind not in "biuf" or not np.isin(y, (0, 1)).all():
         raise ValueError("y_true must contain only binary labels 0 and 1")
-    truth = y.astype(bool)
-    pred = prob >= threshold
-    tp = int(np.count_nonzero(truth & pred))
-    fp = int(np.count_nonzero(~truth & pred))
-    fn = int(np.count_nonzero(truth & ~pred))
-    tn = int(np.count_nonzero(~truth & ~pred))
-    p_pos, r_pos, f_pos = _prf(tp, fp, fn)
-    # The negative class's "true positives" are the true negatives.
-    p_neg, r_neg, f_neg = _prf(tn, fn, fp)
-    s_pos, s_neg = tp + fn, tn + fp
-    total = s_pos + s_neg
-
-    def weighted(neg: float, pos: float) -> float:
-        return float((neg * s_neg + pos * s_pos) / total)
-
+    score = prob if y_score is None else _as_scores(y_score, "y_score", ndim=1)
+    if score.shape != y.shape:
+        raise ValueError(f"y_true has shape {y.shape} but y_score has shape {score.shape}")
+    truth = y.astype(np.int8)
+    pred = (prob >= threshold).astype(np.int8)
+    p, r, f, s = precision_recall_fscore_support(truth, pred, labels=[0, 1], zero_division=0)
+    pw, rw, fw, _ = precision_recall_fscore_support(
+        truth, pred, labels=[0, 1], average="weighted", zero_division=0
+    )
     return {
-        "auc": roc_auc(prob[truth], prob[~truth]),
-        "accuracy": float((tp + tn) / total),
-        "precision_neg": p_neg,
-        "recall_neg": r_neg,
-        "f1_neg": f_neg,
-        "support_neg": float(s_neg),
-        "precision_pos": p_pos,
-        "recall_pos": r_pos,
-        "f1_pos": f_pos,
-        "support_pos": float(s_pos),
-        "precision_weighted": weighted(p_neg, p_pos),
-        "recall_weighted": weighted(r_neg, r_pos),
-        "f1_weighted": weighted(f_neg, f_pos),
+        "auc": roc_auc(score[truth == 1], score[truth == 0]),
+        "accuracy": float(accuracy_score(truth, pred)),
+        "precision_neg": float(p[0]),
+        "recall_neg": float(r[0]),
+        "f1_neg": float(f[0]),
+        "support_neg": float(s[0]),
+        "precision_pos": float(p[1]),
+        "recall_pos": float(r[1]),
+        "f1_pos": float(f[1]),
+        "support_pos": float(s[1]),
+        "precision_weighted": float(pw),
+        "recall_weighted": float(rw),
+        "f1_weighted": float(fw),
     }
 
 
@@ -261,7 +239,7 @@ def format_classification_report(report: dict[str, float], title: str = "") -> s
 
     "average" is the support-weighted average and its support is the total.
     """
-    missing = [k for k in _REPORT_KEYS if k != "auc" and k not in report]
+    missing = [k for k in REPORT_KEYS if k != "auc" and k not in report]
     if missing:
         raise ValueError(f"report is missing key(s) {missing}; expected classification_report()")
 
@@ -290,13 +268,14 @@ def binary_at_threshold(
     pos_scores: np.ndarray, neg_scores: np.ndarray, threshold: float = 0.5, prefix: str = ""
 ) -> dict[str, float]:
     """Precision / recall / F1 of the positive class when held-out positives and negatives are
-    classified by probability >= threshold (zero_division=0). Inputs are flattened."""
+    classified by probability >= threshold (scikit-learn, zero_division=0). Inputs are flattened."""
     pos = _as_scores(pos_scores, "pos_scores").ravel()
     neg = _as_scores(neg_scores, "neg_scores").ravel()
     if pos.size == 0:
         raise ValueError("binary_at_threshold needs at least one held-out positive, got none")
-    tp = int(np.count_nonzero(pos >= threshold))
-    fn = pos.size - tp
-    fp = int(np.count_nonzero(neg >= threshold))
-    precision, recall, f1 = _prf(tp, fp, fn)
-    return {f"{prefix}precision": precision, f"{prefix}recall": recall, f"{prefix}f1": f1}
+    y = np.r_[np.ones(pos.size, dtype=np.int8), np.zeros(neg.size, dtype=np.int8)]
+    pred = (np.concatenate([pos, neg]) >= threshold).astype(np.int8)
+    p, r, f, _ = precision_recall_fscore_support(
+        y, pred, labels=[1], average="binary", zero_division=0
+    )
+    return {f"{prefix}precision": float(p), f"{prefix}recall": float(r), f"{prefix}f1": float(f)}
