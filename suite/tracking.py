@@ -256,6 +256,20 @@ def _online_problem() -> tuple[str | None, bool]:
     return _VERDICTS[fingerprint], False
 
 
+def online_problem() -> str | None:
+    """Why online W&B cannot work with the credentials in effect (None: it can).
+
+    Asks the server once per process and credentials (bounded: no prompt, about 10 s without
+    network); call it only when a key is configured, or it reports the missing key.
+    """
+    return _online_problem()[0]
+
+
+def short_error(exc: BaseException) -> str:
+    """An exception as one line for a warning, the API key blanked out."""
+    return _short(exc)
+
+
 class _Starter:
     """Starts runs in the requested mode; online turns offline when credentials do not work."""
 

@@ -1,0 +1,212 @@
+"""W&B dashboards as code: a saved workspace and a report for one sweep folder.
+
+`build_dashboard(DIR, mode)` reads DIR/sweep.json (name, project, entity, axes, objective,
+protocol, pivots), trials.parquet (baseline trials) and the summary (summary.md, the summary
+run's tables) and builds, with W&B's `wandb_workspaces` library:
+
+- a workspace filtered to the sweep's trial runs: parallel coordinates over the searched axes
+  and the objective, the objective and its test counterpart against `term` grouped by
+  threshold / strategy / model (those searched), the objective against each numeric axis, the
+  spec's pivots, and the baselines pinned as grey reference runs;
+- a report mirroring summary.md: its header and verdict lines, the headline plots, every table
+  the summary run holds, and a link to the workspace.
+
+Both are always written to DIR/dashboard/{workspace,report}.json: the library's objects, each
+with its class and public fields, which `load_spec` turns back into the same objects. Online
+they are also saved to W&B; offline, or online without working credentials, one line says how
+to publish them later. Nothing here
+prompts, and no W&B or network failure escapes: it becomes one warning line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import json
+import logging
+import shlex
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from suite.dashboard.view import DashboardError, SweepView, load_view
+
+__all__ = ["DashboardError", "DashboardResult", "build_dashboard", "publish_command",
+           "load_spec", "register_cli", "spec_json"]
+
+_LOG = logging.getLogger(__name__)
+DASHBOARD_DIR = "dashboard"
+MODES = ("online", "offline", "disabled")
+
+
+@dataclass
+class DashboardResult:
+    """What build_dashboard did: the spec files, the W&B URLs when published, one line to print."""
+
+    paths: list[Path] = field(default_factory=list)
+    workspace_url: str | None = None
+    report_url: str | None = None
+    message: str = ""
+
+
+def _encode(value: Any) -> Any:
+    """JSON data of a library object: its public init fields, each object tagged with its class
+    (module and name: reports and workspaces each have a `Config`), lists and dicts recursed."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        cls = type(value)
+        out: dict[str, Any] = {"type": f"{cls.__module__}:{cls.__qualname__}"}
+        for f in dataclasses.fields(value):
+            if f.init and not f.name.startswith("_"):
+                out[f.name] = _encode(getattr(value, f.name))
+        return out
+    if isinstance(value, list | tuple):
+        return [_encode(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _encode(v) for k, v in value.items()}
+    return value
+
+
+def _decode(data: Any) -> Any:
+    """The inverse of _encode: library objects rebuilt through their public constructors."""
+    if isinstance(data, list):
+        return [_decode(v) for v in data]
+    if not isinstance(data, dict):
+        return data
+    if "type" not in data:
+        return {k: _decode(v) for k, v in data.items()}
+    module, _, name = str(data["type"]).partition(":")
+    if not module.startswith("wandb_workspaces."):
+        raise ValueError(f"spec names {data['type']!r}: not a wandb_workspaces class")
+    cls = getattr(importlib.import_module(module), name)
+    kwargs = {k: _decode(v) for k, v in data.items() if k != "type"}
+    for key in ("range_x", "range_y", "range_z"):  # tuples in the library, lists in JSON
+        if isinstance(kwargs.get(key), list):
+            kwargs[key] = tuple(kwargs[key])
+    return cls(**kwargs)
+
+
+def spec_json(obj: Any) -> str:
+    """A workspace or report as JSON: every object with its class and its public fields, the
+    values as the library holds them after its own validation (filters as W&B's filter
+    expression); random panel ids left out, so the same sweep gives the same file."""
+    return json.dumps(_encode(obj), indent=2) + "\n"
+
+
+def load_spec(text: str) -> Any:
+    """A workspace or report back from spec_json's text (e.g. to publish or edit it)."""
+    return _decode(json.loads(text))
+
+
+def publish_command(out_dir: Path) -> str:
+    """The one line that publishes an offline sweep's runs, then its dashboard."""
+    d = shlex.quote(str(out_dir))
+    return (f"wandb sync {shlex.quote(str(Path(out_dir) / 'wandb'))}/offline-run-* && "
+            f"ocfb-suite dashboard {d} --wandb online")
+
+
+def _write_specs(out_dir: Path, workspace: Any, report: Any) -> list[Path]:
+    from suite.results import write_text
+
+    paths = [out_dir / DASHBOARD_DIR / "workspace.json", out_dir / DASHBOARD_DIR / "report.json"]
+    for obj, path in zip((workspace, report), paths, strict=True):
+        write_text(spec_json(obj), path)
+    return paths
+
+
+def _why_not_online() -> str | None:
+    """Why the dashboard cannot be saved online now (None: it can). No key: no network at all."""
+    from suite import tracking
+
+    if not tracking.api_key_configured():
+        return "no W&B credentials found (WANDB_API_KEY or `wandb login`)"
+    return tracking.online_problem()
+
+
+def _publish(view: SweepView) -> tuple[str, str]:
+    """Save the workspace, then the report linking to it; return both URLs (needs W&B online)."""
+    import wandb
+
+    from suite.dashboard.panels import build_report, build_workspace
+
+    if not view.entity:
+        view = dataclasses.replace(view, entity=wandb.Api().default_entity)
+    workspace = build_workspace(view).save()
+    report = build_report(view, workspace.url).save()
+    return workspace.url, report.url
+
+
+def build_dashboard(out_dir: Path, mode: str, *, verbose: bool = True) -> DashboardResult | None:
+    """Build the sweep's workspace and report; write their specs; save them when online.
+
+    mode: "online", "offline" or "disabled" (nothing is built). Returns None when disabled.
+    Raises DashboardError only for a folder without a readable sweep.json; a W&B or network
+    failure is one warning line, and the specs are still written. verbose: print the result's
+    one-line message (where the specs are and how to publish them, or the URLs).
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode: {mode!r} is not one of {', '.join(MODES)}")
+    if mode == "disabled":
+        return None
+    out_dir = Path(out_dir)
+    view = load_view(out_dir)
+    from suite.dashboard.panels import build_report, build_workspace
+
+    result = DashboardResult(paths=_write_specs(out_dir, build_workspace(view),
+                                                build_report(view)))
+    where = out_dir / DASHBOARD_DIR
+    result.message = (f"W&B dashboard specs in {where}/; publish with: "
+                      f"{publish_command(out_dir)}")
+    if mode == "online":
+        why = _why_not_online()
+        if why is not None:
+            _LOG.warning(f"W&B dashboard not saved online: {why}")
+        else:
+            try:
+                result.workspace_url, result.report_url = _publish(view)
+                result.message = (f"W&B workspace: {result.workspace_url} ; report: "
+                                  f"{result.report_url}")
+            except Exception as exc:  # noqa: BLE001 - W&B must never fail a sweep
+                from suite.tracking import short_error
+
+                _LOG.warning(f"W&B dashboard not saved online ({short_error(exc)})")
+    if verbose:
+        print(result.message)
+    return result
+
+
+def _default_mode(out_dir: Path) -> str:
+    """online when the sweep logged online, else offline (the specs are still worth writing)."""
+    try:
+        recorded = json.loads((Path(out_dir) / "sweep.json").read_text()).get("wandb_mode")
+    except (OSError, ValueError, AttributeError):
+        recorded = None
+    return "online" if recorded == "online" else "offline"
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    """`ocfb-suite dashboard DIR`: exit 0 once the specs are written (published or not), 2 for
+    a folder that is not a sweep's."""
+    out_dir = Path(args.dir)
+    mode = args.wandb or _default_mode(out_dir)
+    try:
+        if mode == "online":
+            from suite import tracking
+
+            tracking.prepare_env(out_dir)  # W&B's caches stay inside the sweep folder
+        build_dashboard(out_dir, mode)
+    except DashboardError as exc:
+        print(f"ocfb-suite: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def register_cli(sub: argparse._SubParsersAction) -> None:
+    """Add `ocfb-suite dashboard DIR [--wandb online|offline]`."""
+    p = sub.add_parser("dashboard", help="build the W&B workspace and report of a sweep folder")
+    p.add_argument("dir", help="the sweep's output folder")
+    p.add_argument("--wandb", choices=("online", "offline"), default=None,
+                   help="online: save to W&B; offline: only write DIR/dashboard/*.json "
+                        "(default: online if the sweep logged online)")
+    p.set_defaults(func=cmd_dashboard)
