@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from ocfb.algorithm import OCFBRun, negative_errors
+from ocfb.algorithm import OCFBRun, negative_errors, torch_seed
 from ocfb.config import ConfigError, RunConfig, make_run_config
 from ocfb.data import Interactions, synthetic_influencer
 from ocfb.metrics import format_classification_report
-
-STRATEGIES = ("ocfb", "random-replace", "resample-all", "static")
+from ocfb.names import STRATEGIES
+from ocfb.strategies import replace_negatives
+from ocfb.train import DivergedError, NonFiniteLossError
 
 
 @pytest.fixture(scope="module")
@@ -299,7 +300,7 @@ def test_same_seed_same_records(small: Interactions, protocol: str) -> None:
 
 
 @pytest.mark.parametrize("protocol", ["paper", "holdout"])
-@pytest.mark.parametrize("strategy", ["ocfb", "random-replace"])
+@pytest.mark.parametrize("strategy", ["ocfb", "random-replace", "ocfb-resample", "dns"])
 @pytest.mark.parametrize("refit", ["warm", "fresh"])
 def test_resume_after_term_k_equals_uninterrupted_run(
     small: Interactions, protocol: str, strategy: str, refit: str, tmp_path
@@ -407,3 +408,139 @@ def test_holdout_negatives_avoid_frozen_candidates(small: Interactions, strategy
     for _ in run:
         assert not np.isin(run.negatives, cands).any()
         assert not np.isin(run.negatives, held).any()
+
+
+# -- the two newer strategies inside the loop ----------------------------------------------------
+
+
+def test_ocfb_resample_and_dns_records_and_exclusions(small: Interactions) -> None:
+    for strategy in ("ocfb-resample", "dns"):
+        run = OCFBRun(small_cfg(protocol="holdout", strategy=strategy, threshold=0.2), small)
+        hist = list(run)
+        for rec in hist[1:]:
+            assert rec["n_replaced"] == 600 == rec["n_negatives"]
+            assert np.unique(run.negatives).size == 600
+        if strategy == "ocfb-resample":
+            assert sum(r["n_suspects"] for r in hist[1:]) > 0
+            assert all(0 <= r["n_redraw_rounds"] <= 3 and r["time_redraw"] >= 0 for r in hist[1:])
+            # every suspect that was redrawn went to the removed set
+            assert hist[-1]["n_removed_total"] == run.removed.size > 0
+            assert not np.isin(run.negatives, run.removed).any()
+        else:
+            assert run.removed.size == 0 and all(r["n_dns_fallback"] == 0 for r in hist[1:])
+        assert "n_suspects" not in hist[0] and "n_dns_fallback" not in hist[0]
+
+
+def test_dns_negatives_score_higher_than_uniform_ones(small: Interactions) -> None:
+    # same term-0 model; dns's kept negatives are the hard ones, so their mean error is larger
+    dns_run = OCFBRun(small_cfg(strategy="dns", terms=1), small)
+    uni_run = OCFBRun(small_cfg(strategy="resample-all", terms=1), small)
+    dns_run.step(), uni_run.step()
+    for run in (dns_run, uni_run):
+        replace_negatives(run.cfg, run.pool, run.rng, run._errors(run.negatives), run._errors,
+                          run._logits)
+    # measured: 0.76 (best of 5 candidates) against 0.58 (uniform) with this seed
+    dns_err, uni_err = dns_run._errors(dns_run.negatives), uni_run._errors(uni_run.negatives)
+    assert dns_err.mean() > uni_err.mean() + 0.1
+
+
+# -- full-ranking schedule and selection ----------------------------------------------------------
+
+
+def holdout_cfg(**kw: Any) -> RunConfig:
+    """A holdout run with enough terms for the validation metric to move."""
+    return small_cfg(protocol="holdout", terms=4, threshold=0.2, **kw)
+
+
+@pytest.fixture(scope="module")
+def every_history(small: Interactions) -> list[dict[str, Any]]:
+    """The `every` schedule's records: full ranking at each term."""
+    return list(OCFBRun(holdout_cfg(full_ranking="every"), small))
+
+
+def test_selected_reports_the_every_metrics_of_the_selected_term(
+    small: Interactions, every_history: list
+) -> None:
+    sel = list(OCFBRun(holdout_cfg(full_ranking="selected"), small))
+    vals = [r["val_hr@10"] for r in every_history]
+    best = int(np.argmax(vals))  # first maximum: ties keep the earliest term
+    final = sel[-1]
+    assert final["sel_term"] == best
+    ref = every_history[best]
+    metric_keys = [k for k in ref if k.startswith(("val_", "test_"))]
+    assert any("_full_" in k for k in metric_keys)
+    for k in metric_keys:
+        assert final[f"sel_{k}"] == ref[k], k
+    # sampled metrics identical every term; full ones only in the final record
+    for a, b in zip(every_history, sel, strict=True):
+        assert a["test_hr@10"] == b["test_hr@10"] and a["val_ndcg@10"] == b["val_ndcg@10"]
+    assert all(not any("_full_" in k for k in r) for r in sel[:-1])
+    assert final["test_full_hr@10"] == every_history[-1]["test_full_hr@10"]
+
+
+def test_final_and_off_schedules(small: Interactions, every_history: list) -> None:
+    final = list(OCFBRun(holdout_cfg(full_ranking="final"), small))
+    off = list(OCFBRun(holdout_cfg(full_ranking="off"), small))
+    assert all(not any("_full_" in k for k in r) for r in final[:-1] + off)
+    assert final[-1]["test_full_ndcg@10"] == every_history[-1]["test_full_ndcg@10"]
+    assert not any(k.startswith("sel_") for r in final + off for k in r)
+    assert same_records(off, [{k: v for k, v in r.items() if "_full_" not in k}
+                              for r in every_history])
+
+
+def test_selected_resumes_with_its_kept_weights(small: Interactions, tmp_path) -> None:
+    cfg = holdout_cfg(full_ranking="selected", strategy="dns")
+    full = list(OCFBRun(cfg, small))
+    first = OCFBRun(cfg, small)
+    for _ in range(3):
+        first.step()
+    first.save(tmp_path / "run.pt")
+    resumed = OCFBRun(cfg, small)
+    resumed.load(tmp_path / "run.pt")
+    list(resumed)
+    assert same_records(full, resumed.history)
+
+
+def test_selection_metric_errors(small: Interactions) -> None:
+    with pytest.raises(ConfigError, match=r"'val_full_hr@10' is a full-ranking metric.*every"):
+        OCFBRun(holdout_cfg(select_metric="val_full_hr@10"), small)
+    OCFBRun(holdout_cfg(select_metric="val_full_hr@10", full_ranking="every"), small)
+    run = OCFBRun(holdout_cfg(select_metric="val_hr@11"), small)
+    with pytest.raises(ConfigError, match=r"'val_hr@11' is not a metric.*'val_hr@10'"):
+        run.step()
+
+
+def test_paper_protocol_trains_only_on_non_test_non_val_slots(small: Interactions) -> None:
+    run = OCFBRun(small_cfg(protocol="paper", terms=0), small)
+    p = run.paper
+    rec = run.step()
+    assert {"val_auc", "test_auc"} <= rec.keys()
+    assert not (p.pos_is_test & p.pos_is_val).any() and p.pos_is_val.sum() > 0
+    assert not (p.neg_slot_is_test & p.neg_slot_is_val).any() and p.neg_slot_is_val.sum() > 0
+    train_slots = ~(p.neg_slot_is_test | p.neg_slot_is_val)
+    np.testing.assert_array_equal(run.train_slots, np.flatnonzero(train_slots))
+    held = p.pos_cells[p.pos_is_test | p.pos_is_val]
+    assert not np.isin(run.train_pos, held).any()
+    assert run.train_pos.size + held.size == len(small)
+
+
+# -- divergence and seeds -------------------------------------------------------------------------
+
+
+def test_lr_1e3_diverges_and_a_normal_run_does_not(small: Interactions) -> None:
+    with pytest.raises(DivergedError, match=r"loss [0-9.e+]+ in epoch \d+ is above the bound "
+                                            r"\(max_loss 6\.931"):
+        list(OCFBRun(small_cfg(lr=1e3, terms=1), small))
+    hist = list(OCFBRun(small_cfg(terms=1), small))
+    assert max(r["train_loss"] for r in hist) < 0.7
+    with pytest.raises(DivergedError, match="max_loss 0.01"):
+        list(OCFBRun(small_cfg(terms=0, max_loss=0.01), small))
+    assert issubclass(DivergedError, NonFiniteLossError)
+
+
+def test_largest_seed_runs_and_small_seeds_keep_their_torch_stream(small: Interactions) -> None:
+    assert [torch_seed(s) for s in (0, 1, 7)] == [s * 1_000_003 + 2 for s in (0, 1, 7)]
+    big = [torch_seed(2**63 - 1 - i) for i in range(3)]
+    assert len(set(big)) == 3 and all(0 <= b < 2**64 for b in big)
+    rec = OCFBRun(small_cfg(seed=2**63 - 1, terms=0, epochs=1), small).step()
+    assert np.isfinite(rec["test_auc"])
