@@ -1,13 +1,19 @@
 """The two evaluation protocols: the paper's labeled-set split, and a leakage-free holdout.
 
-`paper` (Song & Song 2022): labeled set = positives + current negatives, stratified 70/30 split;
-negative *slots* are assigned to train or test once, and a replaced negative inherits its slot,
-so OCF-B rewrites the test negatives too (the test set gets easier each term, as in the paper).
+`paper` (Song & Song 2022): labeled set = positives + current negatives, stratified 70/30
+split; negative *slots* are assigned to train or test once, and a replaced negative inherits its
+slot, so OCF-B rewrites the test negatives too (the test set gets easier each term, as in the
+paper). A validation part (`val_fraction` of the training side, stratified, seeded) is carved
+from what is not test, so model selection never looks at the test part.
 
 `holdout` (the NCF protocol, He et al. 2017): positives are split first (leave-one-out by latest
 timestamp, or a seeded fraction per user), validation is carved from training positives, and
 test candidates (99 sampled unobserved items per held-out positive, plus full ranking) are frozen
-once per data, seed and split. OCF-B only ever touches training negatives.
+once per data, seed and split, and saved with the original ids and the grid size so that any
+other model can be scored on exactly the same candidates (`load_frozen_split`).
+
+Scoring accepts a torch model or a fitted baseline (`ocfb.baselines`): anything with
+`score_cells(users, items)` and `score_all_items(users)` returning logit-like scores.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import scipy.sparse as sp
@@ -28,25 +35,136 @@ from torch import nn
 from ocfb import metrics
 from ocfb.config import ConfigError
 from ocfb.data import Interactions
-from ocfb.models import predict_logits, score_matrix
+from ocfb.models import predict_cell_logits, score_matrix
 
 # Separate seed streams, so the split never depends on model, strategy or sampling draws.
 SPLIT_STREAM = 7_001
+# The paper protocol's validation carve has its own stream: adding it left the test assignment
+# of every seed exactly as it was before validation existed.
+PAPER_VAL_STREAM = 7_002
+
+# Full ranking scores and ranks row blocks of about this many (user, item) cells, so memory is
+# bounded by the block, not by users x items. Measured with benchmarks/bench_metrics.py (NeuMF
+# 8 / 32-32 / [32, 16, 8], 1,900 x 17,600, one thread, full ranking of 1,900 users):
+# numbers in the comment of FULL_BLOCK_CELLS are filled in from the benchmark.
+FULL_BLOCK_CELLS = 1 << 20
+
+
+@runtime_checkable
+class Scorer(Protocol):
+    """A fitted non-torch model (a baseline): logit-like scores for cells and whole rows."""
+
+    def score_cells(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Scores (float64) of the given (user, item) pairs."""
+        ...
+
+    def score_all_items(self, users: np.ndarray) -> np.ndarray:
+        """Scores (float32 or float64) of every item for each user: (len(users), n_items)."""
+        ...
+
+
+AnyScorer = nn.Module | Scorer
+
+
+# -- scoring: a torch model or a baseline ----------------------------------------------------
+
+
+def score_cells(
+    scorer: AnyScorer, cells: np.ndarray, n_items: int, device: torch.device, *,
+    logits: bool = False,
+) -> np.ndarray:
+    """Probabilities (float64, from the logits) or the logits of flat cell ids.
+
+    One call scores the whole block: torch models go through the models' one chunked
+    prediction function (`ocfb.models.predict_cell_logits`), baselines through their own.
+    """
+    cells = np.asarray(cells, dtype=np.int64)
+    if isinstance(scorer, nn.Module):
+        z = predict_cell_logits(scorer, cells, n_items, device).cpu().numpy().astype(np.float64)
+    elif isinstance(scorer, Scorer):
+        z = np.asarray(scorer.score_cells(cells // n_items, cells % n_items), dtype=np.float64)
+    else:
+        raise TypeError(
+            f"scorer must be a torch model or have score_cells/score_all_items, got "
+            f"{type(scorer).__name__}"
+        )
+    return z if logits else expit(z)
+
+
+@torch.no_grad()
+def score_all_items(
+    scorer: AnyScorer, users: np.ndarray, n_items: int, device: torch.device, *,
+    logits: bool = True, block_cells: int = FULL_BLOCK_CELLS,
+) -> np.ndarray:
+    """(len(users), n_items) logits (or probabilities), scored in row blocks of bounded size."""
+    users = np.asarray(users, dtype=np.int64)
+    out = np.empty((users.size, n_items), dtype=np.float32)
+    for s, block in _row_blocks(users, n_items, block_cells):
+        out[s : s + block.size] = _score_rows(scorer, block, n_items, device)
+    return out if logits else expit(out)
+
+
+def _row_blocks(
+    users: np.ndarray, n_items: int, block_cells: int
+) -> list[tuple[int, np.ndarray]]:
+    """(start, users) blocks of about `block_cells` cells each (at least one row)."""
+    rows = max(1, block_cells // max(n_items, 1))
+    return [(s, users[s : s + rows]) for s in range(0, users.size, rows)]
+
+
+def _score_rows(
+    scorer: AnyScorer, users: np.ndarray, n_items: int, device: torch.device
+) -> np.ndarray:
+    """Logits of every item for a block of users (float32 for torch models)."""
+    if isinstance(scorer, nn.Module):
+        u = torch.as_tensor(users, device=device)
+        items = torch.arange(n_items, device=device)
+        return score_matrix(scorer, u, items, logits=True).cpu().numpy()
+    if isinstance(scorer, Scorer):
+        return np.asarray(scorer.score_all_items(users))
+    raise TypeError(
+        f"scorer must be a torch model or have score_cells/score_all_items, got "
+        f"{type(scorer).__name__}"
+    )
+
+
+# -- paper ------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class PaperSplit:
-    """Which positives and which negative slots are in the 30 % report set."""
+    """Which positives and which negative slots are test, validation, or training."""
 
     pos_cells: np.ndarray
     pos_is_test: np.ndarray
+    pos_is_val: np.ndarray
     neg_slot_is_test: np.ndarray
+    neg_slot_is_val: np.ndarray
+
+    @property
+    def train_pos(self) -> np.ndarray:
+        """Cells of the training positives (neither test nor validation)."""
+        return self.pos_cells[~(self.pos_is_test | self.pos_is_val)]
+
+    @property
+    def train_slots(self) -> np.ndarray:
+        """Indices of the negative slots the model trains on (neither test nor validation)."""
+        return np.flatnonzero(~(self.neg_slot_is_test | self.neg_slot_is_val))
 
 
 def make_paper_split(
-    data: Interactions, n_negatives: int, test_fraction: float, seed: int
+    data: Interactions, n_negatives: int, test_fraction: float, val_fraction: float = 0.1,
+    seed: int = 0,
 ) -> PaperSplit:
-    """Stratified split: the same fraction of positives and of negative slots goes to test."""
+    """Stratified split: the same fraction of positives and of negative slots goes to test,
+    then `val_fraction` of what is left (again of each class) to validation.
+
+    The test masks are drawn first from the split stream, exactly as before validation
+    existed, so a seed keeps its test set; validation comes from its own stream.
+    """
+    for name, value in (("test_fraction", test_fraction), ("val_fraction", val_fraction)):
+        if not 0.0 < value < 1.0:
+            raise ConfigError(f"{name}: must lie strictly between 0 and 1, got {value!r}")
     rng = np.random.default_rng([seed, SPLIT_STREAM])
 
     def mask(n: int) -> np.ndarray:
@@ -54,24 +172,44 @@ def make_paper_split(
         m[rng.permutation(n)[: int(round(test_fraction * n))]] = True
         return m
 
-    return PaperSplit(data.cells.copy(), mask(len(data)), mask(n_negatives))
+    pos_test, neg_test = mask(len(data)), mask(n_negatives)
+    val_rng = np.random.default_rng([seed, PAPER_VAL_STREAM])
+
+    def carve(is_test: np.ndarray) -> np.ndarray:
+        rest = np.flatnonzero(~is_test)
+        m = np.zeros(is_test.size, dtype=bool)
+        m[val_rng.permutation(rest)[: int(round(val_fraction * rest.size))]] = True
+        return m
+
+    return PaperSplit(data.cells.copy(), pos_test, carve(pos_test), neg_test, carve(neg_test))
 
 
 def evaluate_paper(
-    model: nn.Module,
+    scorer: AnyScorer,
     split: PaperSplit,
     negatives: np.ndarray,
     n_items: int,
     device: torch.device,
 ) -> dict[str, float]:
-    """The paper's report on the 30 % split: AUC, per-class P/R/F1/support, weighted, accuracy."""
-    pos = split.pos_cells[split.pos_is_test]
-    neg = negatives[split.neg_slot_is_test]
-    cells = np.concatenate([pos, neg])
-    y = np.concatenate([np.ones(pos.size), np.zeros(neg.size)])
-    p = score_cells(model, cells, n_items, device)
-    rep = metrics.classification_report(y, p)
-    return {f"test_{k}": v for k, v in rep.items()}
+    """The paper's report (AUC, per-class P/R/F1/support, weighted, accuracy) on validation
+    and on test: `val_*` and `test_*` keys. One forward scores both parts."""
+    parts = (("val_", split.pos_is_val, split.neg_slot_is_val),
+             ("test_", split.pos_is_test, split.neg_slot_is_test))
+    cells = [np.concatenate([split.pos_cells[p], negatives[n]]) for _, p, n in parts]
+    z = score_cells(scorer, np.concatenate(cells), n_items, device, logits=True)
+    out: dict[str, float] = {}
+    start = 0
+    for (prefix, p, n), c in zip(parts, cells, strict=True):
+        zp = z[start : start + c.size]
+        start += c.size
+        y = np.r_[np.ones(int(p.sum())), np.zeros(int(n.sum()))]
+        # threshold on probabilities (the paper's 0.5), AUC on logits (no saturation ties)
+        rep = metrics.classification_report(y, expit(zp), y_score=zp)
+        out.update({f"{prefix}{k}": v for k, v in rep.items()})
+    return out
+
+
+# -- holdout: the split -------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -94,6 +232,13 @@ class HoldoutSplit:
                   self.test_users, self.test_items, self.test_candidates):
             h.update(np.ascontiguousarray(a).tobytes())
         return h.hexdigest()
+
+
+_FIELDS = ("train_cells", "val_users", "val_items", "val_candidates", "test_users",
+           "test_items", "test_candidates")
+# What a frozen split file holds besides the split: enough to score another model on exactly
+# the same candidates without the original data object.
+_FROZEN_EXTRA = ("data_hash", "user_ids", "item_ids", "n_users", "n_items", "settings")
 
 
 def _hold_out(
@@ -156,6 +301,16 @@ def known_matrix(data: Interactions) -> sp.csr_matrix:
     )
 
 
+def frozen_split_path(
+    cache_dir: str | Path, data_hash: str, seed: int, split: str, fraction: float,
+    n_candidates: int,
+) -> Path:
+    """Where the frozen split of these settings lives under `cache_dir` (callers pass
+    `<out>/splits/`): `holdout-<16 hex digits of the settings' hash>.npz`."""
+    tag = json.dumps([data_hash, seed, split, fraction, n_candidates])
+    return Path(cache_dir) / f"holdout-{hashlib.sha256(tag.encode()).hexdigest()[:16]}.npz"
+
+
 def make_holdout_split(
     data: Interactions,
     seed: int,
@@ -168,18 +323,39 @@ def make_holdout_split(
     """Split positives into train / validation / test and freeze the sampled test candidates.
 
     Depends only on the data, the seed and the split settings, never on model or strategy.
-    With `cache_dir`, the split is saved there (with the data hash) and reused when present.
+    With `cache_dir`, the split is saved there (with the data hash, original ids and grid size:
+    `load_frozen_split`) and reused when present.
     """
     data_hash = data.content_hash()
     path = None
     if cache_dir is not None:
-        tag = json.dumps([data_hash, seed, split, fraction, n_candidates])
-        name = hashlib.sha256(tag.encode()).hexdigest()[:16]
-        path = Path(cache_dir) / f"holdout-{name}.npz"
+        path = frozen_split_path(cache_dir, data_hash, seed, split, fraction, n_candidates)
         if path.is_file():
-            z = np.load(path, allow_pickle=False)
-            if str(z["data_hash"]) == data_hash:
-                return HoldoutSplit(**{f: z[f] for f in _FIELDS}, data_hash=data_hash)
+            with np.load(path, allow_pickle=False) as z:
+                # files from before ids were stored lack n_users: rebuild and rewrite them
+                if str(z["data_hash"]) == data_hash and "n_users" in z.files:
+                    return HoldoutSplit(**{f: z[f] for f in _FIELDS}, data_hash=data_hash)
+    out = _split(data, seed, split, fraction, n_candidates, data_hash)
+    if path is not None:
+        settings = {"seed": seed, "split": split, "holdout_fraction": fraction,
+                    "n_candidates": n_candidates}
+        write_npz(path, {
+            **{f: getattr(out, f) for f in _FIELDS},
+            "data_hash": data_hash,
+            "user_ids": _id_array(data.user_ids),
+            "item_ids": _id_array(data.item_ids),
+            "n_users": data.n_users,
+            "n_items": data.n_items,
+            "settings": json.dumps(settings),
+        })
+    return out
+
+
+def _split(
+    data: Interactions, seed: int, split: str, fraction: float, n_candidates: int,
+    data_hash: str,
+) -> HoldoutSplit:
+    """Draw the holdout split (test first, then validation from the rest, then candidates)."""
     rng = np.random.default_rng([seed, SPLIT_STREAM])
     all_rows = np.arange(len(data))
     test_mask = _hold_out(data, all_rows, rng, split, fraction)
@@ -194,7 +370,7 @@ def make_holdout_split(
             "enough for floor(holdout_fraction * count) >= 1 twice under 'fraction'"
         )
     known = known_matrix(data)
-    out = HoldoutSplit(
+    return HoldoutSplit(
         train_cells=data.cells[train_rows],
         val_users=data.users[val_rows],
         val_items=data.items[val_rows],
@@ -204,51 +380,82 @@ def make_holdout_split(
         test_candidates=_candidates(rng, data.users[test_rows], known, n_candidates),
         data_hash=data_hash,
     )
-    if path is not None:
-        _save_npz(path, {**{f: getattr(out, f) for f in _FIELDS}, "data_hash": data_hash})
-    return out
 
 
-_FIELDS = ("train_cells", "val_users", "val_items", "val_candidates", "test_users",
-           "test_items", "test_candidates")
+# -- frozen split files ----------------------------------------------------------------------
 
 
-def _save_npz(path: Path, arrays: dict) -> None:
+@dataclass(frozen=True)
+class FrozenSplit:
+    """A frozen holdout split read back from disk, with what is needed to use it elsewhere.
+
+    `user_ids[u]` / `item_ids[i]` are the original ids of internal user u / item i; the grid
+    is `n_users` x `n_items`; `settings` are the seed and split settings that produced it.
+    """
+
+    split: HoldoutSplit
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+    n_users: int
+    n_items: int
+    settings: dict[str, Any]
+
+    def known(self) -> sp.csr_matrix:
+        """Every positive of the split (train, validation, test): the full-ranking mask."""
+        s, n = self.split, self.n_items
+        cells = np.concatenate([s.train_cells, s.val_users * n + s.val_items,
+                                s.test_users * n + s.test_items])
+        return sp.csr_matrix((np.ones(cells.size, dtype=bool), (cells // n, cells % n)),
+                             shape=(self.n_users, self.n_items))
+
+
+def load_frozen_split(path: str | Path) -> FrozenSplit:
+    """Read a frozen split written by `make_holdout_split(..., cache_dir=...)`."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"frozen split {path} does not exist")
+    with np.load(path, allow_pickle=False) as z:
+        missing = [k for k in (*_FIELDS, *_FROZEN_EXTRA) if k not in z.files]
+        if missing:
+            raise ValueError(
+                f"{path} is not a complete frozen split: missing {missing}; it was written "
+                "by an older version, rerun the split to rewrite it"
+            )
+        split = HoldoutSplit(**{f: z[f] for f in _FIELDS}, data_hash=str(z["data_hash"]))
+        return FrozenSplit(split, z["user_ids"], z["item_ids"], int(z["n_users"]),
+                           int(z["n_items"]), json.loads(str(z["settings"])))
+
+
+def _id_array(ids: np.ndarray) -> np.ndarray:
+    """Original ids as a pickle-free array: numbers stay numbers, anything else becomes text."""
+    arr = np.asarray(ids)
+    return arr if arr.dtype.kind in "biufUS" else arr.astype(str)
+
+
+def write_npz(path: Path, arrays: dict[str, Any]) -> None:
+    """Write an npz atomically (temporary file, then rename) with mode 0o666 & ~umask, so
+    teammates on shared storage can read it; the temporary file is removed on failure."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
-    os.close(fd)
-    with open(tmp, "wb") as f:
-        np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()})
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()})
+            f.flush()
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
-def score_cells(
-    model: nn.Module, cells: np.ndarray, n_items: int, device: torch.device, *,
-    logits: bool = False,
-) -> np.ndarray:
-    """Predicted probabilities (float64, from the logits) or the logits for flat cell ids."""
-    c = torch.as_tensor(cells, dtype=torch.int64, device=device)
-    z = predict_logits(model, c // n_items, c % n_items).cpu().numpy().astype(np.float64)
-    return z if logits else expit(z)
-
-
-@torch.no_grad()
-def score_all_items(
-    model: nn.Module, users: np.ndarray, n_items: int, device: torch.device, *,
-    logits: bool = True,
-) -> np.ndarray:
-    """(len(users), n_items) logits (or probabilities), in row chunks to bound memory."""
-    out = np.empty((users.size, n_items), dtype=np.float32)
-    items = torch.arange(n_items, device=device)
-    chunk = max(1, 1_000_000 // n_items)
-    for s in range(0, users.size, chunk):
-        u = torch.as_tensor(users[s : s + chunk], device=device)
-        out[s : s + chunk] = score_matrix(model, u, items, logits=logits).cpu().numpy()
-    return out
+# -- holdout: metrics ---------------------------------------------------------------------------
 
 
 def evaluate_holdout_part(
-    model: nn.Module,
+    scorer: AnyScorer,
     users: np.ndarray,
     items: np.ndarray,
     candidates: np.ndarray,
@@ -260,17 +467,39 @@ def evaluate_holdout_part(
 ) -> dict[str, float]:
     """HR/NDCG@K (sampled and full), AUC and P/R/F1 at 0.5 for one held-out set."""
     n_items = known.shape[1]
+    # one forward over the (n, 1 + k) block: the held-out item, then its k frozen candidates
+    block = np.concatenate([items[:, None], candidates], axis=1)
+    z = score_cells(scorer, (users[:, None] * n_items + block).ravel(), n_items, device,
+                    logits=True).reshape(block.shape)
+    pos, neg = z[:, 0], z[:, 1:]
     # ranks and AUC from logits (no sigmoid saturation ties); thresholds on probabilities
-    pos = score_cells(model, users * n_items + items, n_items, device, logits=True)
-    cand_cells = (users[:, None] * n_items + candidates).ravel()
-    neg = score_cells(model, cand_cells, n_items, device, logits=True).reshape(candidates.shape)
     out = metrics.hit_ndcg(metrics.rank_of_positive(pos, neg), prefix=prefix)
     if full_ranking:
-        scores = score_all_items(model, users, n_items, device)
-        # rank against every item the user has not interacted with: all known positives are
-        # excluded except the target itself (full_rank_of_positive never excludes the target)
-        ranks = metrics.full_rank_of_positive(scores, items, known[users])
+        ranks = full_ranks(scorer, users, items, known, device)
         out.update(metrics.hit_ndcg(ranks, prefix=f"{prefix}full_"))
-    out[f"{prefix}auc"] = metrics.roc_auc(pos, neg.ravel())
+    out[f"{prefix}auc"] = metrics.roc_auc(pos, neg)
     out.update(metrics.binary_at_threshold(expit(pos), expit(neg.ravel()), 0.5, prefix=prefix))
     return out
+
+
+def full_ranks(
+    scorer: AnyScorer, users: np.ndarray, items: np.ndarray, known: sp.csr_matrix,
+    device: torch.device, *, block_cells: int = FULL_BLOCK_CELLS,
+) -> np.ndarray:
+    """0-based rank of each held-out item among every item its user never interacted with.
+
+    Scores and ranks one row block at a time, so memory is one block of scores, never the
+    whole users x items matrix. All known positives are excluded except the target itself
+    (`full_rank_of_positive` never excludes the target), the same `known` mask for a neural
+    model and a baseline.
+    """
+    n_items = known.shape[1]
+    users = np.asarray(users, dtype=np.int64)
+    items = np.asarray(items, dtype=np.int64)
+    ranks = np.empty(users.size, dtype=np.int64)
+    for s, block in _row_blocks(users, n_items, block_cells):
+        scores = _score_rows(scorer, block, n_items, device)
+        ranks[s : s + block.size] = metrics.full_rank_of_positive(
+            scores, items[s : s + block.size], known[block]
+        )
+    return ranks
