@@ -70,6 +70,8 @@ def _color(model: Any, i: int) -> str:
 
 def _metric_panel(ax, terms: pd.DataFrame, best: pd.DataFrame, metric: str,  # noqa: ANN001
                   baselines: pd.DataFrame) -> None:
+    from matplotlib.ticker import MaxNLocator
+
     for i, (_, b) in enumerate(best.iterrows()):
         ids = str(b["trials"]).split(",")
         c = curve(terms[terms["trial_id"].astype(str).isin(ids)], metric)
@@ -77,11 +79,12 @@ def _metric_panel(ax, terms: pd.DataFrame, best: pd.DataFrame, metric: str,  # n
             _draw_curve(ax, c, f"{b['model']} ({int(c['n'].max())} seeds)",
                         _color(b["model"], i))
     for i, (_, b) in enumerate(baselines.iterrows()):
-        v = b.get(metric, math.nan)
+        v = b["mean"] if metric == b.get("objective") else b.get(metric, math.nan)
         if v is not None and math.isfinite(float(v)):
             ax.axhline(float(v), ls="--", lw=1.5, color=_color(b["model"], i),
                        label=f"{b['model']} (baseline, fitted once)")
     ax.set_title(metric)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # terms are whole numbers
     ax.set_xlabel(TERM_LABEL)
     ax.set_ylabel(metric)
     ax.grid(alpha=0.3)

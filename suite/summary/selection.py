@@ -22,8 +22,9 @@ import pandas as pd
 from ocfb.names import BASELINE_MODELS, THRESHOLD_FREE_STRATEGIES, test_counterpart
 from suite.summary.common import check_mode, col, is_baseline_row, is_missing, numeric, usable
 
-# Keys that never get blanked: they identify what ran (and seed is the replicate axis).
-_PROTECTED = frozenset({"seed", "model", "strategy", "protocol"})
+# Keys that never get blanked: they identify what ran (seed is the replicate axis). A
+# baseline's strategy is blanked: it draws no negatives.
+_PROTECTED = frozenset({"seed", "model", "protocol"})
 # Keys that only the OCF-B loop reads; a baseline is fitted once and ignores them.
 LOOP_KEYS: tuple[str, ...] = (
     "negatives", "threshold", "terms", "error", "strategy", "replace_fraction", "max_redraws",
@@ -41,7 +42,7 @@ def _fallback_dropped(model: str, strategy: str, protocol: str) -> set[str]:
     if model not in ("mlp", "neumf"):
         out |= {"user_dim", "item_dim", "layers"}
     if model in BASELINE_MODELS:
-        out |= set(LOOP_KEYS) - {"strategy"}
+        out |= set(LOOP_KEYS)
     if model != "ease":
         out.add("l2")
     if model != "als":

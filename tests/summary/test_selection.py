@@ -81,7 +81,7 @@ def test_canonicalize_blanks_keys_that_do_not_apply() -> None:
     assert c.loc["mlp", "config.mf_dim"] is None and c.loc["mlp", "config.user_dim"] == 16
     assert c.loc["neumf", "config.threshold"] is None  # static ignores the threshold
     assert c.loc["neumf", "config.mf_dim"] == 8
-    for k in ("mf_dim", "user_dim", "layers", "threshold", "lr"):
+    for k in ("mf_dim", "user_dim", "layers", "threshold", "lr", "strategy"):
         assert c.loc["popularity", f"config.{k}"] is None
     assert (c["config.seed"] == 0).all()
 
