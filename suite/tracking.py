@@ -15,7 +15,6 @@ import configparser
 import functools
 import hashlib
 import logging
-import math
 import os
 import re
 import shlex
@@ -26,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    import pandas as pd
+    pass
 
 _LOG = logging.getLogger(__name__)
 
@@ -47,9 +46,6 @@ SUPERSEDED = "superseded"
 # `.max` and `.last`, so dashboards can plot a trial at its best term (the objective's peak),
 # not only at its last one.
 SUMMARY_STATS = ("min", "max", "last")
-# Written next to the runs once the summary run is logged: what it holds (its tables and
-# plots), so the dashboard's report references exactly those keys.
-SUMMARY_MANIFEST = "summary-run.json"
 # Whether online W&B works with the credentials in effect (fingerprint -> None or why not):
 # probed once per process, so a sweep waits for an unreachable server once, not per trial.
 _VERDICTS: dict[str, str | None] = {}
@@ -162,7 +158,8 @@ def _redact(text: str) -> str:
     return text.replace(key, "***") if key else text
 
 
-def _short(exc: BaseException) -> str:
+def short_error(exc: BaseException) -> str:
+    """An exception as one line for a warning, the API key blanked out."""
     first = str(exc).strip().splitlines()
     return _redact(f"{type(exc).__name__}: {first[0] if first else ''}")
 
@@ -171,21 +168,6 @@ def _plain(value: Any) -> Any:
     """A plain Python value for W&B: NumPy scalars unwrapped (NaN stays NaN, as in the records)."""
     if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 1) == 0:
         return value.item()
-    return value
-
-
-def _cell(value: Any) -> Any:
-    """A table cell: plain, with every kind of missing value (NaN, None, NA, NaT) as None."""
-    value = _plain(value)
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    try:
-        import pandas as pd
-
-        if value is pd.NA or value is pd.NaT:
-            return None
-    except ImportError:  # pragma: no cover - pandas is a dependency
-        pass
     return value
 
 
@@ -250,24 +232,15 @@ def _online_problem() -> tuple[str | None, bool]:
             ok = wandb.login(verify=True, prompt=False)
             why = None if ok else "no W&B credentials found (WANDB_API_KEY or `wandb login`)"
         except Exception as exc:  # noqa: BLE001 - bad key, no network, server error
-            why = f"cannot use W&B online ({_short(exc)})"
+            why = f"cannot use W&B online ({short_error(exc)})"
         _VERDICTS[fingerprint] = why
         return why, why is not None
     return _VERDICTS[fingerprint], False
 
 
 def online_problem() -> str | None:
-    """Why online W&B cannot work with the credentials in effect (None: it can).
-
-    Asks the server once per process and credentials (bounded: no prompt, about 10 s without
-    network); call it only when a key is configured, or it reports the missing key.
-    """
+    """Why online W&B cannot work with the credentials in effect (None: it can); see below."""
     return _online_problem()[0]
-
-
-def short_error(exc: BaseException) -> str:
-    """An exception as one line for a warning, the API key blanked out."""
-    return _short(exc)
 
 
 class _Starter:
@@ -381,7 +354,8 @@ class TrialRunLogger:
             result = fn(*args)
         except Exception as exc:  # noqa: BLE001 - W&B must never fail the sweep
             self._disabled = True
-            self._warn(f"W&B logging disabled for the rest of the sweep ({what}: {_short(exc)})")
+            why = f"{what}: {short_error(exc)}"
+            self._warn(f"W&B logging disabled for the rest of the sweep ({why})")
             self._abandon()
             return None
         if self._starter.notice and not self._noticed:
@@ -510,107 +484,17 @@ def _callback_class() -> type:
 
 
 def __getattr__(name: str) -> Any:
-    """`suite.tracking.WandbTrialCallback`: the Ray Tune callback, built when first asked for."""
+    """`WandbTrialCallback`, the Ray Tune callback, built when first asked for; the summary
+    run's functions, which live in suite.wandb_summary."""
     if name == "WandbTrialCallback":
         return _callback_class()
+    if name in ("log_summary", "summary_manifest", "summary_run_id"):
+        from suite import wandb_summary
+
+        return getattr(wandb_summary, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-# -- the summary run ----------------------------------------------------------------------------
-
-
-def _table(wandb: Any, df: pd.DataFrame) -> Any:
-    """A wandb.Table from a data frame: a meaningful index becomes columns, missing -> None."""
-    import pandas as pd
-
-    if not isinstance(df.index, pd.RangeIndex) or df.index.name is not None:
-        df = df.reset_index()
-    columns = [" / ".join(map(str, c)) if isinstance(c, tuple) else str(c) for c in df.columns]
-    data = [[_cell(v) for v in row] for row in df.itertuples(index=False, name=None)]
-    return wandb.Table(columns=columns, data=data)
-
-
-def summary_manifest(out_dir: Path) -> dict[str, Any] | None:
-    """What the sweep's logged summary run holds (run id, tables, plot keys), or None when no
-    summary run was logged from this folder (W&B disabled, or logging failed)."""
-    import json
-
-    path = Path(out_dir) / "wandb" / SUMMARY_MANIFEST
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def summary_run_id(sweep_name: str) -> str:
-    """The W&B run id of a sweep's summary run: one per sweep, re-logged in place."""
-    return _sanitize_id(f"{sweep_name}-summary")
 
 
 def trial_run_id(sweep_name: str, trial_id: str) -> str:
     """The W&B run id of one trial (what `TrialRunLogger.run_id` gives)."""
     return _sanitize_id(f"{sweep_name}-{trial_id}")
-
-
-def _log_summary_row(wandb: Any, run: Any, tables: dict[str, pd.DataFrame],
-                     images: list[Path]) -> tuple[list[str], list[str]]:
-    """Log the tables and plots in one row; return the table keys and the image keys."""
-    row: dict[str, Any] = {name: _table(wandb, df) for name, df in tables.items()}
-    for path in map(Path, images):
-        if path.is_file():
-            row[f"plots/{path.stem}"] = wandb.Image(str(path))
-    if row:
-        run.log(row)
-    return list(tables), [k for k in row if k.startswith("plots/")]
-
-
-def log_summary(*, out_dir: Path, sweep_name: str, project: str, entity: str | None, mode: str,
-                tables: dict[str, pd.DataFrame], images: list[Path], files: list[Path],
-                init_timeout: float = 30.0, finish_timeout: float = 300.0,
-                skip_if_logged: bool = False) -> None:
-    """Log the sweep's summary run (job_type "summary", same group): tables, plots, results files.
-
-    Tables go in as wandb.Table under their names, PNGs as wandb.Image under "plots/<stem>", the
-    files as one artifact of type "results"; then DIR/wandb/summary-run.json records what the
-    run holds (for the dashboard). skip_if_logged: do nothing when that record exists (a resume
-    of a finished sweep must not log the summary again). A W&B error is logged (one line),
-    never raised.
-    """
-    if mode == "disabled":
-        return
-    if mode not in MODES:
-        raise ValueError(f"mode: {mode!r} is not one of {', '.join(MODES)}")
-    if skip_if_logged and summary_manifest(out_dir) is not None:
-        return
-    starter = _Starter(mode, Path(out_dir), init_timeout, finish_timeout)
-    run = None
-    try:
-        import wandb
-
-        from suite.results import write_json
-
-        run_id = summary_run_id(sweep_name)
-        run = starter.start(project=project, entity=entity, group=sweep_name,
-                            job_type="summary", name=run_id, id=run_id)
-        if starter.notice:
-            _LOG.warning(_redact(starter.notice))
-        table_keys, image_keys = _log_summary_row(wandb, run, tables, images)
-        present = [Path(f) for f in files if Path(f).is_file()]
-        if present:
-            artifact = wandb.Artifact(_sanitize_id(f"{sweep_name}-results"), type="results")
-            for path in present:
-                artifact.add_file(str(path), name=path.name)
-            run.log_artifact(artifact)
-        run.finish()
-        if starter.mode == "offline":
-            _supersede(_offline_dirs(Path(out_dir), run_id), keep=Path(run.dir).parent)
-        write_json({"run_id": run_id, "project": project, "entity": entity, "group": sweep_name,
-                    "mode": starter.mode, "tables": table_keys, "images": image_keys},
-                   Path(out_dir) / "wandb" / SUMMARY_MANIFEST)
-    except Exception as exc:  # noqa: BLE001 - W&B must never fail the sweep
-        _LOG.warning(f"W&B summary run not logged ({_short(exc)})")
-        if run is not None:
-            try:
-                run.finish(exit_code=1)
-            except Exception:  # noqa: BLE001 - already reported once
-                pass

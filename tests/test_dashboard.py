@@ -329,6 +329,7 @@ sys.exit(cmd_dashboard(parser.parse_args(["dashboard", sys.argv[1], "--wandb", "
 """
 
 
+@pytest.mark.slow  # a subprocess waiting out W&B's HTTP timeout: about 10 s
 def test_online_with_a_key_but_no_server_falls_back_in_bounded_time(wenv: Path):
     """A key, but the server unreachable (a closed local port): one warning line, exit 0, the
     specs written, the key in no file."""

@@ -26,6 +26,7 @@ from suite.tracking import (
     resolve_mode,
     sync_hint,
 )
+from suite.wandb_summary import summary_manifest
 from tests.wandb_offline import inspect_records, offline_run_dirs, read_offline_run, read_table
 
 REPO = Path(__file__).resolve().parents[1]
@@ -395,9 +396,9 @@ def test_summary_manifest_and_skip_if_logged(summary_inputs: dict):
     sweep (skip_if_logged) logs no second summary run."""
     out = summary_inputs["out_dir"]
     prepare_env(out)
-    assert tracking.summary_manifest(out) is None
+    assert summary_manifest(out) is None
     log_summary(mode="offline", **summary_inputs)
-    manifest = tracking.summary_manifest(out)
+    manifest = summary_manifest(out)
     assert manifest == {"run_id": "demo-sweep-summary", "project": "ocfb-test", "entity": None,
                         "group": "demo-sweep", "mode": "offline",
                         "tables": ["leaderboard", "negatives_x_model"],
@@ -443,6 +444,7 @@ def closed_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow  # a subprocess waiting out W&B's HTTP timeout: about 8 s
 @pytest.mark.parametrize("key", [CANARY, None], ids=["invalid-key", "no-key"])
 def test_online_without_working_credentials_never_blocks(wenv: Path, key: str | None):
     """`--wandb online`, stdin closed, no network, a bad key or none: no prompt, bounded time,

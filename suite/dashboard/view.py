@@ -85,7 +85,7 @@ def _axis_kinds(space: dict[str, Any], axes: list[str]) -> tuple[list[str], list
 def _summary_keys(out_dir: Path) -> tuple[list[str], list[str]]:
     """The summary run's table and plot keys: its manifest when it was logged, else what
     `log_summary` would log from this folder (tables/*.csv, plots/*.png)."""
-    from suite.tracking import summary_manifest
+    from suite.wandb_summary import summary_manifest
 
     manifest = summary_manifest(out_dir)
     if manifest is not None:
