@@ -547,3 +547,17 @@ def test_summary_with_baselines_lists_them_as_reference_rows(tmp_path: Path) -> 
     assert "popularity (baseline)" in s.markdown.split("## 2.")[1].split("## 3.")[0]
     # A baseline never looks trained for N terms: no row of it in the per-term tables.
     assert "popularity" not in s.markdown.split("## 3.")[1].split("## 4.")[0]
+
+
+def test_one_seed_sweep_states_why_no_test_ran(tmp_path: Path) -> None:
+    trials, terms = _make_sweep(tmp_path, strategies=("ocfb", "static"), seeds=1)
+    _write(tmp_path, trials, terms)
+    s = summarize_dir(tmp_path)
+    sec5 = s.markdown.split("## 5.")[1].split("## 6.")[0]
+    assert "- ocfb vs static at term 4: +0.0" in sec5
+    assert "no test (only 1 paired seed(s); a test needs >= 3 independent seeds)" in sec5
+    lines = [x for x in sec5.splitlines() if x.startswith("- ocfb vs static")]
+    assert len(lines) == 2  # the last term and the validation-selected term
+    assert all("Holm p" not in x and "better" not in x and "n/a" not in x for x in lines)
+    assert s.tables["strategies_by_term"]["t_p"].isna().all()
+    assert "Friedman" in sec5 and "not run" in sec5

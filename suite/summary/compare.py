@@ -145,7 +145,7 @@ def verdict_line(r: pd.Series | dict[str, Any], metric: str, what: str = "") -> 
     if what and budget == SELECTED:
         head = f"{what}: selected term vs term 0"
     diff = f"{'+' if r['diff'] > 0 else ''}{fmt(r['diff'])}"
-    ci = f" [{fmt(r['ci_low'])}, {fmt(r['ci_high'])}]"
+    ci = "" if pd.isna(r["ci_low"]) else f" [{fmt(r['ci_low'])}, {fmt(r['ci_high'])}]"
     if r["why_no_test"]:
         return f"{head}: {diff}{ci} {metric} over {int(r['n_pairs'])} seed(s); {r['verdict']}"
     return (f"{head}: {diff}{ci} {metric} ({int(r['n_pairs'])} seeds), Holm p "

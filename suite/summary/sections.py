@@ -23,15 +23,16 @@ from suite.summary.common import (
     col,
     config_label,
     fmt,
+    fmt_p,
     is_missing,
     label,
     md_table,
     ordered,
     pm,
 )
-from suite.summary.plots import plot_metrics_vs_term
+from suite.summary.plots import plot_heatmap, plot_metrics_vs_term
 from suite.summary.selection import report_metric
-from suite.summary.tables import best_per_model, leaderboard, to_grid
+from suite.summary.tables import axis_by_term, best_per_model, leaderboard, pivot, to_grid
 
 
 @dataclass
@@ -251,9 +252,6 @@ class ThresholdTermsSection:
 
     def build(self, ctx: Context) -> Part:
         """Table, and a heat map when more than one threshold ran."""
-        from suite.summary.plots import plot_heatmap
-        from suite.summary.tables import axis_by_term
-
         t, scope = threshold_scope(ctx)
         if t.empty or ctx.objective not in t.columns or cfg("threshold") not in t.columns:
             return Part("_Not applicable: no per-term history of a completed trial with "
@@ -285,8 +283,6 @@ class PivotsSection:
 
     def build(self, ctx: Context) -> Part:
         """One grid per pair of axes, each trial at its validation-selected term."""
-        from suite.summary.tables import pivot
-
         pairs: list[tuple[str, str]] = [("negatives", "model")]
         for pair in ctx.spec.get("pivots") or []:
             if isinstance(pair, list | tuple) and len(pair) == 2:
@@ -316,8 +312,6 @@ class PivotsSection:
 
 def comparison_table(rows: pd.DataFrame, metric: str, first: str) -> str:
     """Markdown of comparison rows: who vs whom, difference [CI], pairs, p-values, verdict."""
-    from suite.summary.common import fmt_p
-
     header = [first, "comparison", f"difference in {metric} [95% CI]", "seeds",
               "t p (Holm)", "Wilcoxon p (Holm)", "verdict"]
     body = []
