@@ -1,0 +1,37 @@
+"""One factory for every run: the OCF-B loop for neural models, a fitted baseline otherwise.
+
+`suite/trainable.py` and `ocfb-suite train` call `make_run`, never a run class directly, so a
+new kind of model is added here once. Both run kinds share one interface: iterate (or `step()`)
+for per-term records with "term", `done`, `term`, `history`, `state_dict()` /
+`load_state_dict()`, `save(path)` / `load(path)`, `cfg`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ocfb.config import RunConfig
+from ocfb.data import Interactions
+
+if TYPE_CHECKING:
+    from ocfb.algorithm import OCFBRun
+    from ocfb.baselines import BaselineRun
+
+
+def make_run(
+    cfg: RunConfig, data: Interactions, *, cache_dir: str | Path | None = None
+) -> OCFBRun | BaselineRun:
+    """The run for `cfg`: `BaselineRun` for popularity / ease / als, else `OCFBRun`.
+
+    `cache_dir` is where the frozen holdout split is written and reused (callers pass
+    `<out>/splits/`); the two kinds of run read the same file for the same data and seed.
+    """
+    if cfg.is_baseline:
+        from ocfb.baselines import BaselineRun
+
+        return BaselineRun(cfg, data, cache_dir=cache_dir)
+    # imported lazily: the loop pulls in its strategies and models only when needed
+    from ocfb.algorithm import OCFBRun
+
+    return OCFBRun(cfg, data, cache_dir=cache_dir)
