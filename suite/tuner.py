@@ -219,7 +219,8 @@ def unreadable_state_files(spec: Any, out: Path) -> list[Path]:
     if "://" in path:
         return []
     bad = []
-    for f in sorted(Path(path).glob("*.json")):
+    # only experiment_state-*.json is JSON; the searcher's *-state-*.json files are pickles
+    for f in sorted(Path(path).glob("experiment_state*.json")):
         try:
             json.loads(f.read_text())
         except (ValueError, UnicodeDecodeError):

@@ -193,3 +193,15 @@ def test_reaper_kills_what_a_killed_driver_started_and_nothing_else(tmp_path: Pa
         bystander.kill()
         for pid in descendants({driver.pid}):
             os.kill(pid, 9)
+
+
+def test_truncated_ray_state_is_found_and_pickled_searcher_state_is_not(tmp_path: Path) -> None:
+    from suite.tuner import experiment_path, unreadable_state_files
+
+    spec = SimpleNamespace(storage_path=None, name="x")
+    d = Path(experiment_path(spec, tmp_path))
+    d.mkdir(parents=True)
+    (d / "experiment_state-1.json").write_text('{"trial_data": [')  # cut off mid-write
+    (d / "experiment_state-2.json").write_text('{"trial_data": []}')
+    (d / "basic-variant-state-1.json").write_bytes(b"\x80\x05\x95")  # a pickle, by Ray's design
+    assert unreadable_state_files(spec, tmp_path) == [d / "experiment_state-1.json"]
