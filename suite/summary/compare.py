@@ -28,6 +28,14 @@ def strategy_order(values: Sequence[Any]) -> list[Any]:
     return sorted(ordered(values), key=lambda s: (known.get(s, len(known)), sort_key(s)))
 
 
+def on_validation(sel: pd.DataFrame) -> pd.DataFrame:
+    """Trials whose selected term was chosen by the validation objective (a trial without it
+    falls back to its final term, which is no "selected term" to compare)."""
+    if "selected_on" not in sel.columns:
+        return sel
+    return sel[sel["selected_on"] == "validation"]
+
+
 def arm_seed_table(rows: pd.DataFrame, arm_col: str, metric: str) -> pd.DataFrame:
     """seeds x arms matrix of `metric`, each cell the mean over the arm's rows at that seed
     (configurations are averaged, never paired)."""
@@ -48,7 +56,7 @@ def _budgets(terms: pd.DataFrame, sel: pd.DataFrame, arm_col: str,
             out.append((int(term), arm_seed_table(g, arm_col, metric)))
     sel_metric = f"sel.{metric}"
     if sel_metric in sel.columns:
-        out.append((SELECTED, arm_seed_table(sel, arm_col, sel_metric)))
+        out.append((SELECTED, arm_seed_table(on_validation(sel), arm_col, sel_metric)))
     return out
 
 
@@ -117,7 +125,8 @@ def threshold_verdicts(sel: pd.DataFrame, terms: pd.DataFrame, metric: str,
         for th in ordered(terms["config.threshold"].dropna()):
             z = arm_seed_table(zero[zero["config.threshold"] == th], "config.threshold", metric)
             if g is None:
-                s = sel[col(sel, "config.threshold") == th]
+                s = on_validation(sel)
+                s = s[col(s, "config.threshold") == th]
                 x = arm_seed_table(s, "config.threshold", f"sel.{metric}")
             else:
                 x = arm_seed_table(g[g["config.threshold"] == th], "config.threshold", metric)

@@ -102,7 +102,8 @@ class LeaderboardSection:
         """Top configurations in the text, every one in the CSV; baselines as reference rows."""
         board = leaderboard(ctx.sel, ctx.objective, ctx.mode, ctx.axes)
         if board.empty:
-            return Part("_Not applicable: no completed trial has a finite objective yet._")
+            return Part(f"_Not applicable: no completed trial has a finite `{ctx.objective}` "
+                        "(validation) yet._")
         full = leaderboard(ctx.sel, ctx.objective, ctx.mode, ctx.axes, top=None)
         return Part(render_leaderboard(board, ctx.objective, ctx.mode), {"leaderboard": full})
 
