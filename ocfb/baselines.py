@@ -204,14 +204,15 @@ class ALS(Baseline):
         from threadpoolctl import threadpool_limits
 
         cfg = self.cfg
-        model = AlternatingLeastSquares(
-            factors=cfg.als_factors, regularization=cfg.als_regularization,
-            alpha=cfg.als_alpha, iterations=cfg.als_iterations, num_threads=self.threads,
-            random_state=cfg.seed % 2**32, calculate_training_loss=False,
-        )
         # implicit runs its own threads; a multi-threaded BLAS underneath oversubscribes the
-        # cores (implicit warns about it) and makes the sums' order, so the factors, vary
+        # cores (implicit warns about it at construction) and makes the sums' order, so the
+        # factors, vary
         with threadpool_limits(limits=1, user_api="blas"):
+            model = AlternatingLeastSquares(
+                factors=cfg.als_factors, regularization=cfg.als_regularization,
+                alpha=cfg.als_alpha, iterations=cfg.als_iterations, num_threads=self.threads,
+                random_state=cfg.seed % 2**32, calculate_training_loss=False,
+            )
             model.fit(sp.csr_matrix(train, dtype=np.float32), show_progress=False)
         self.user_factors = np.asarray(model.user_factors, dtype=np.float64)
         self.item_factors = np.asarray(model.item_factors, dtype=np.float64)
