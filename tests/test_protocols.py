@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -337,3 +338,165 @@ def test_confident_scores_are_ranked_on_logits_not_saturated_probabilities() -> 
     assert got["t_full_ndcg@5"] == 1.0
     assert got["t_auc"] == 1.0
     assert float(torch.sigmoid(torch.tensor(20.0))) == 1.0  # the trap this avoids
+
+
+# -- paper: the validation part --------------------------------------------------------------
+
+
+def old_test_masks(n_pos: int, n_neg: int, frac: float, seed: int) -> tuple[Any, Any]:
+    """The test assignment as drawn before validation existed (same stream, same order)."""
+    rng = np.random.default_rng([seed, protocols.SPLIT_STREAM])
+
+    def mask(n: int) -> np.ndarray:
+        m = np.zeros(n, dtype=bool)
+        m[rng.permutation(n)[: int(round(frac * n))]] = True
+        return m
+
+    return mask(n_pos), mask(n_neg)
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_paper_validation_is_stratified_seeded_and_keeps_test(
+    influencer: Interactions, seed: int
+) -> None:
+    s = protocols.make_paper_split(influencer, 1500, 0.3, 0.1, seed)
+    pos_test, neg_test = old_test_masks(2000, 1500, 0.3, seed)
+    np.testing.assert_array_equal(s.pos_is_test, pos_test)  # unchanged by the val carve
+    np.testing.assert_array_equal(s.neg_slot_is_test, neg_test)
+    assert s.pos_is_val.sum() == 140 and s.neg_slot_is_val.sum() == 105  # 10 % of 1,400 / 1,050
+    assert not (s.pos_is_val & s.pos_is_test).any()
+    assert not (s.neg_slot_is_val & s.neg_slot_is_test).any()
+    assert s.train_pos.size == 2000 - 600 - 140 and s.train_slots.size == 1500 - 450 - 105
+    again = protocols.make_paper_split(influencer, 1500, 0.3, 0.1, seed)
+    np.testing.assert_array_equal(again.pos_is_val, s.pos_is_val)
+    other = protocols.make_paper_split(influencer, 1500, 0.3, 0.1, seed + 1)
+    assert (other.pos_is_val != s.pos_is_val).any()
+    with pytest.raises(ConfigError, match="^val_fraction: must lie strictly between 0 and 1"):
+        protocols.make_paper_split(influencer, 1500, 0.3, 1.0, seed)
+
+
+def test_evaluate_paper_reports_val_and_test(small: Interactions) -> None:
+    run = OCFBRun(run_cfg(terms=0), small)
+    rec = run.step()
+    s = run.paper
+    for prefix, p, n in (("val_", s.pos_is_val, s.neg_slot_is_val),
+                         ("test_", s.pos_is_test, s.neg_slot_is_test)):
+        cells = np.concatenate([s.pos_cells[p], run.negatives[n]])
+        y = np.r_[np.ones(p.sum()), np.zeros(n.sum())]
+        z = protocols.score_cells(run.model, cells, small.n_items, run.device, logits=True)
+        assert rec[f"{prefix}auc"] == pytest.approx(roc_auc_score(y, z), abs=1e-12)
+        assert rec[f"{prefix}support_pos"] == p.sum() and rec[f"{prefix}support_neg"] == n.sum()
+        assert rec[f"{prefix}accuracy"] == pytest.approx(np.mean((z >= 0) == y))
+
+
+# -- scoring a baseline, block sizes, frozen split files -----------------------------------------
+
+
+class TableScorer:
+    """A non-torch scorer (the baseline interface) over a fixed score table."""
+
+    def __init__(self, table: np.ndarray) -> None:
+        self.table = table
+
+    def score_cells(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Table entries of the pairs."""
+        return self.table[users, items]
+
+    def score_all_items(self, users: np.ndarray) -> np.ndarray:
+        """Table rows."""
+        return self.table[users]
+
+
+def test_baseline_scorer_gives_the_torch_model_metrics_at_any_block_size() -> None:
+    rng = np.random.default_rng(5)
+    n_users, n_items = 9, 30
+    logits = rng.integers(-3, 4, size=(n_users, n_items)).astype(np.float64)  # ties
+    known = rng.random((n_users, n_items)) < 0.2
+    users = np.arange(n_users)
+    items = np.array([int(rng.choice(np.flatnonzero(known[u]))) if known[u].any() else 0
+                      for u in users])
+    known[users, items] = True
+    cands = np.stack([rng.choice(np.flatnonzero(~known[u]), 8, replace=False) for u in users])
+    k = sp.csr_matrix(known)
+    torch_got = protocols.evaluate_holdout_part(TableModel(logits), users, items, cands, k,
+                                                torch.device("cpu"), "t_")
+    table_got = protocols.evaluate_holdout_part(TableScorer(logits), users, items, cands, k,
+                                                torch.device("cpu"), "t_")
+    assert table_got == pytest.approx(torch_got, abs=1e-12)
+    want = protocols.full_ranks(TableScorer(logits), users, items, k, torch.device("cpu"))
+    for block in (1, n_items, 7 * n_items, 10**9):  # one row, a row, several rows, everything
+        got = protocols.full_ranks(TableModel(logits), users, items, k, torch.device("cpu"),
+                                   block_cells=block)
+        np.testing.assert_array_equal(got, want)
+    with pytest.raises(TypeError, match="torch model or have score_cells"):
+        protocols.score_cells(object(), np.array([0]), n_items, torch.device("cpu"))
+
+
+def string_ids() -> Interactions:
+    """Users and items with text ids, 3+ positives per user."""
+    rng = np.random.default_rng(2)
+    users, items = [], []
+    for u in range(12):
+        for i in rng.choice(40, 6, replace=False):
+            users.append(f"user-{u}")
+            items.append(f"item-{i}")
+    return from_pairs(users, items)
+
+
+def test_frozen_split_file_has_ids_grid_and_loads(tmp_path) -> None:
+    data = string_ids()
+    old = os.umask(0o002)
+    try:
+        h = protocols.make_holdout_split(data, seed=4, n_candidates=10, cache_dir=tmp_path)
+    finally:
+        os.umask(old)
+    (path,) = tmp_path.glob("holdout-*.npz")
+    assert path.stat().st_mode & 0o777 == 0o664  # group-readable, not mkstemp's 0600
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary left
+    frozen = protocols.load_frozen_split(path)
+    assert frozen.split.key() == h.key() and frozen.split.data_hash == data.content_hash()
+    assert (frozen.n_users, frozen.n_items) == (data.n_users, data.n_items)
+    np.testing.assert_array_equal(frozen.user_ids, data.user_ids.astype(str))
+    np.testing.assert_array_equal(frozen.item_ids, data.item_ids.astype(str))
+    assert frozen.settings == {"seed": 4, "split": "loo", "holdout_fraction": 0.2,
+                               "n_candidates": 10}
+    assert (frozen.known() != protocols.known_matrix(data)).nnz == 0
+    # original ids of a held-out pair and its candidates name real, unobserved items
+    u = frozen.split.test_users[0]
+    seen = set(data.item_ids[data.items[data.users == u]])
+    assert str(frozen.item_ids[frozen.split.test_items[0]]) in seen
+    assert not seen & {str(x) for x in frozen.item_ids[frozen.split.test_candidates[0]]}
+
+
+def test_frozen_split_write_failure_keeps_old_file_and_no_temp(tmp_path, monkeypatch) -> None:
+    data = string_ids()
+    protocols.make_holdout_split(data, seed=0, n_candidates=10, cache_dir=tmp_path)
+    (path,) = tmp_path.glob("holdout-*.npz")
+    before = path.read_bytes()
+    path.unlink()
+
+    def full_disk(*a: Any, **k: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(protocols.np, "savez", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        protocols.make_holdout_split(data, seed=0, n_candidates=10, cache_dir=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    protocols.make_holdout_split(data, seed=0, n_candidates=10, cache_dir=tmp_path)
+    assert path.read_bytes() == before  # deterministic content
+
+
+def test_old_split_files_are_rewritten_and_refused_by_the_loader(tmp_path) -> None:
+    data = string_ids()
+    h = protocols.make_holdout_split(data, seed=0, n_candidates=10, cache_dir=tmp_path)
+    (path,) = tmp_path.glob("holdout-*.npz")
+    with np.load(path) as z:  # an older file: the split and the hash only
+        np.savez(path, **{k: z[k] for k in (*protocols._FIELDS, "data_hash")})
+    with pytest.raises(ValueError, match=r"not a complete frozen split: missing \['user_ids'"):
+        protocols.load_frozen_split(path)
+    again = protocols.make_holdout_split(data, seed=0, n_candidates=10, cache_dir=tmp_path)
+    assert again.key() == h.key()
+    assert protocols.load_frozen_split(path).n_items == data.n_items
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        protocols.load_frozen_split(tmp_path / "nope.npz")
