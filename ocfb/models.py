@@ -140,35 +140,91 @@ def reset_parameters(model: nn.Module, generator: torch.Generator | None = None)
     _init(model, generator)
 
 
-# Pairs per forward when scoring. Measured at MovieLens-1M shape (NeuMF, 1 thread, 2M pairs):
-# 8k-16k pairs 0.66-0.84 s, 262k pairs 1.4-2.8 s; the intermediates of a 16k chunk (16k x 64
-# floats, 4 MB) stay near the cache, a 262k chunk's do not.
+# Pairs per forward when scoring. Measured at MovieLens-1M shape (NeuMF, 1 thread): 8k-16k
+# pairs per forward 0.66-0.84 s per 2M pairs, 262k pairs 1.4-2.8 s (the intermediates of a
+# small chunk stay near the cache); the factored path below is fastest at 4k.
 PREDICT_CHUNK = 16_384
+FACTORED_CHUNK = 4_096
+
+
+def _factored_tables(
+    model: nn.Module,
+) -> tuple[torch.Tensor, torch.Tensor, int, list[nn.Module], torch.Tensor, torch.Tensor] | None:
+    """Per-user and per-item tables that turn scoring a pair into two row gathers.
+
+    The first MLP layer is linear in [p_u; q_i], so W [p; q] + b = (W_u p + b) + W_i q is
+    computed once per user and per item; GMF's output weight folds into the user factor. A pair
+    then costs two gathers, an add, the rest of the tower and a dot product: measured 0.30 s
+    against 0.44 s for the plain forward per 1M NeuMF pairs (1 thread). Returns (user table,
+    item table, MLP width h1, rest of the tower, MLP head weight, output bias), or None for a
+    model this does not know (scored by its own forward).
+    """
+    if type(model) is GMF:
+        w = model.out.weight[0]
+        return (model.user.weight * w, model.item.weight, 0, [], w[:0], model.out.bias)
+    if type(model) is MLP:
+        gmf, mlp, head, bias = None, model, model.out.weight[0], model.out.bias
+    elif type(model) is NeuMF:
+        gmf, mlp, bias = model.gmf, model.mlp, model.out.bias
+        mf = gmf.user.embedding_dim
+        head = model.out.weight[0][mf:]
+    else:
+        return None
+    first: nn.Linear = mlp.tower[0]
+    d_u = mlp.user.embedding_dim
+    user = [torch.addmm(first.bias, mlp.user.weight, first.weight[:, :d_u].T)]
+    item = [mlp.item.weight @ first.weight[:, d_u:].T]
+    if gmf is not None:
+        user.append(gmf.user.weight * model.out.weight[0][:mf])
+        item.append(gmf.item.weight)
+    return (torch.cat(user, 1).contiguous(), torch.cat(item, 1).contiguous(), first.out_features,
+            list(mlp.tower)[2:], head, bias)
 
 
 @torch.no_grad()
 def predict_logits(
-    model: nn.Module, users: torch.Tensor, items: torch.Tensor, batch_size: int = PREDICT_CHUNK
+    model: nn.Module, users: torch.Tensor, items: torch.Tensor,
+    batch_size: int | None = None,
 ) -> torch.Tensor:
     """Logits for many pairs, in chunks to bound memory: the one chunked prediction function.
 
-    Rank on logits, not probabilities: a float32 sigmoid is exactly 1.0 from a logit of about
-    17, which would turn confident, distinct scores into ties.
+    GMF, MLP and NeuMF are scored through their factored tables (equal to the forward up to
+    float rounding, about 1e-6); any other module through its forward. Rank on logits, not
+    probabilities: a float32 sigmoid is exactly 1.0 from a logit of about 17, which would turn
+    confident, distinct scores into ties.
     """
     was_training = model.training
     model.eval()
     out = torch.empty(users.shape[0], dtype=torch.float32, device=users.device)
-    for s in range(0, users.shape[0], batch_size):
-        chunk = slice(s, s + batch_size)
-        out[chunk] = model(users[chunk], items[chunk])
-    model.train(was_training)
-    return out
+    tables = _factored_tables(model)
+    try:
+        if tables is None:
+            step = batch_size or PREDICT_CHUNK
+            for s in range(0, users.shape[0], step):
+                chunk = slice(s, s + step)
+                out[chunk] = model(users[chunk], items[chunk])
+            return out
+        ut, it, h1, rest, head, bias = tables
+        step = batch_size or FACTORED_CHUNK
+        for s in range(0, users.shape[0], step):
+            chunk = slice(s, s + step)
+            a, b = ut.index_select(0, users[chunk]), it.index_select(0, items[chunk])
+            z = (a[:, h1:] * b[:, h1:]).sum(1) + bias
+            if h1:
+                h = torch.relu(a[:, :h1] + b[:, :h1])
+                for layer in rest:
+                    h = layer(h)
+                z = torch.addmv(z, h, head)
+            out[chunk] = z
+        return out
+    finally:
+        model.train(was_training)
 
 
 @torch.no_grad()
 def predict_cell_logits(
     model: nn.Module, cells: np.ndarray, n_items: int, device: torch.device | str = "cpu",
-    batch_size: int = PREDICT_CHUNK,
+    batch_size: int | None = None,
 ) -> torch.Tensor:
     """Logits (float32, on `device`) for flat cell ids `user * n_items + item`."""
     c = torch.as_tensor(np.asarray(cells, dtype=np.int64), device=device)
@@ -177,7 +233,7 @@ def predict_cell_logits(
 
 @torch.no_grad()
 def predict_proba(
-    model: nn.Module, users: torch.Tensor, items: torch.Tensor, batch_size: int = PREDICT_CHUNK
+    model: nn.Module, users: torch.Tensor, items: torch.Tensor, batch_size: int | None = None
 ) -> torch.Tensor:
     """Sigmoid scores for many pairs, in chunks to bound memory."""
     return torch.sigmoid(predict_logits(model, users, items, batch_size))

@@ -82,3 +82,36 @@ def test_score_matrix_equals_pairwise_scores(name: str) -> None:
     mat = score_matrix(m, users, items)
     pairs = predict_proba(m, users.repeat_interleave(7), items.repeat(3)).view(3, 7)
     torch.testing.assert_close(mat, pairs, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["gmf", "mlp", "neumf"])
+@pytest.mark.parametrize("chunk", [None, 5])
+def test_predict_logits_factored_path_equals_the_forward(name: str, chunk: int | None) -> None:
+    from ocfb.models import predict_cell_logits, predict_logits
+
+    g = torch.Generator().manual_seed(4)
+    m = build_model(name, 11, 13, mf_dim=3, user_dim=4, item_dim=6, layers=(5, 3), generator=g)
+    for p in m.parameters():  # away from the near-zero initialisation: logits of several units
+        torch.nn.init.normal_(p, 0, 0.7, generator=g)
+    users = torch.randint(0, 11, (57,), generator=g)
+    items = torch.randint(0, 13, (57,), generator=g)
+    m.train()
+    with torch.no_grad():
+        ref = m(users, items)
+    got = predict_logits(m, users, items, chunk)
+    assert float(ref.abs().max()) > 1.0
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
+    assert m.training  # the mode is restored
+    cells = (users * 13 + items).numpy()
+    torch.testing.assert_close(predict_cell_logits(m, cells, 13, "cpu", chunk), got)
+
+
+def test_predict_logits_scores_any_pair_module_by_its_forward() -> None:
+    from ocfb.models import predict_logits
+
+    class Sum(torch.nn.Module):
+        def forward(self, u: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
+            return (u * 10 + i).float()
+
+    out = predict_logits(Sum(), torch.arange(5), torch.arange(5), 2)
+    torch.testing.assert_close(out, torch.tensor([0.0, 11.0, 22.0, 33.0, 44.0]))
