@@ -251,6 +251,79 @@ class RunConfig(_Strict):
         ratio = float(RATIO.match(self.negatives).group(1))  # type: ignore[union-attr]
         return max(1, int(round(ratio * n_positives)))
 
+    def inapplicable_keys(self) -> dict[str, str]:
+        """Keys whose value changes nothing this run computes, each with the reason (interface 7).
+
+        Two configs that differ only in these keys are the same run: a sweep that crosses them
+        makes bit-identical pseudo-replicates. Conservative on purpose: a key is listed only when
+        no code path of this model / strategy / protocol reads it.
+        """
+        return _inapplicable_keys(self)
+
+    def canonical(self) -> dict[str, Any]:
+        """The keys that apply to this run, as plain JSON values (`inapplicable_keys` dropped).
+
+        Equal canonical dicts mean the same run; sweeps dedupe and summaries group on it.
+        """
+        out = self.model_dump(mode="json")
+        for k in self.inapplicable_keys():
+            out.pop(k, None)
+        if not self.data.is_synthetic:  # the generator's sizes say nothing about a file
+            for k in ("n_users", "n_items", "n_interactions", "data_seed"):
+                out["data"].pop(k, None)
+        return out
+
+
+_ALS_KEYS = ("als_factors", "als_iterations", "als_regularization", "als_alpha")
+# Keys only the OCF-B loop reads; a baseline fits once and never sees them.
+_LOOP_KEYS = (
+    "mf_dim", "user_dim", "item_dim", "layers", "threshold", "terms", "error", "strategy",
+    "replace_fraction", "max_redraws", "dns_candidates", "refit", "exclude_removed", "epochs",
+    "epochs_per_term", "batch_size", "lr", "weight_decay", "select_metric", "max_loss",
+)
+
+
+def _inapplicable_keys(cfg: RunConfig) -> dict[str, str]:
+    """RunConfig.inapplicable_keys: the model's, the strategy's and the protocol's rules."""
+    m = cfg.model
+    if cfg.is_baseline:
+        out = {k: f"{m} is a baseline fitted once (no OCF-B loop)" for k in _LOOP_KEYS}
+        if cfg.protocol == "holdout":
+            out["negatives"] = f"{m} under holdout never uses the drawn negatives"
+    else:
+        out = _strategy_keys(cfg)
+        if m not in ("gmf", "neumf"):
+            out["mf_dim"] = f"mf_dim (the GMF branch) does not apply to {m}"
+        if m not in ("mlp", "neumf"):
+            for k in ("user_dim", "item_dim", "layers"):
+                out[k] = f"{k} (the MLP branch) does not apply to {m}"
+    if m != "ease":
+        out["l2"] = f"l2 (EASE's weight) does not apply to {m}"
+    if m != "als":
+        out.update({k: f"{k} does not apply to {m}" for k in _ALS_KEYS})
+    unused = (("test_fraction", "val_fraction") if cfg.protocol == "holdout"
+              else ("split", "holdout_fraction", "n_candidates"))
+    out.update({k: f"{k} does not apply to protocol {cfg.protocol}" for k in unused})
+    return out
+
+
+def _strategy_keys(cfg: RunConfig) -> dict[str, str]:
+    """The strategy parameters a neural run's strategy never reads."""
+    out: dict[str, str] = {}
+    s = cfg.strategy
+    uses_threshold = s in ("ocfb", "ocfb-resample") or (
+        s == "random-replace" and cfg.replace_fraction is None)
+    if not uses_threshold:
+        why = "random-replace with replace_fraction set" if s == "random-replace" else s
+        out["threshold"] = f"threshold does not apply to {why}"
+    for key, owner in (("replace_fraction", "random-replace"), ("max_redraws", "ocfb-resample"),
+                       ("dns_candidates", "dns")):
+        if s != owner:
+            out[key] = f"{key} does not apply to strategy {s}"
+    if s not in ("ocfb", "ocfb-resample"):  # only these two add to the removed set
+        out["exclude_removed"] = f"exclude_removed does not apply to strategy {s}"
+    return out
+
 
 def format_validation_error(err: ValidationError, prefix: str = "") -> str:
     """One line per problem: the dotted key path, what is wrong, and the value given."""
