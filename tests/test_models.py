@@ -64,10 +64,12 @@ def test_mlp_and_neumf_learn(influencer, model: str) -> None:
 def test_gmf_learns_at_small_latent_sizes(influencer, mf_dim: int) -> None:
     # The paper reports GMF "did not converge" at sizes 2-5; ours must learn at every size.
     # GMF starts at the saddle of p*q near 0 (N(0, 0.01) embeddings): at lr 1e-3 it barely
-    # leaves it in 20 epochs, so it gets a larger step. Measured over 6 seeds: AUC 0.55-0.68.
+    # leaves it in 20 epochs, so it gets a larger step. Measured over 6 seeds since the paper
+    # protocol carves 10 % validation from the training side: AUC 0.53-0.63 (mf_dim 2, seed 0
+    # is the low one, 0.529; 40 epochs give 0.533, so it is the data, not the budget).
     aucs = [_held_out_auc(influencer, "gmf", s, mf_dim=mf_dim, lr=1e-2) for s in range(3)]
-    assert min(aucs) > 0.54, aucs
-    assert np.mean(aucs) > 0.58, aucs
+    assert min(aucs) > 0.52, aucs
+    assert np.mean(aucs) > 0.56, aucs
 
 
 @pytest.mark.parametrize("name", ["gmf", "mlp", "neumf"])
