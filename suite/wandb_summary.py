@@ -52,7 +52,9 @@ def _table(wandb: Any, df: pd.DataFrame) -> Any:
         df = df.reset_index()
     columns = [" / ".join(map(str, c)) if isinstance(c, tuple) else str(c) for c in df.columns]
     data = [[_cell(v) for v in row] for row in df.itertuples(index=False, name=None)]
-    return wandb.Table(columns=columns, data=data)
+    # a column may mix numbers and words (e.g. a budget of 5 terms or "final"): W&B's type
+    # inference would refuse the whole table
+    return wandb.Table(columns=columns, data=data, allow_mixed_types=True)
 
 
 def summary_manifest(out_dir: Path) -> dict[str, Any] | None:

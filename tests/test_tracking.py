@@ -346,6 +346,7 @@ def summary_inputs(wenv: Path) -> dict:
         "config.model": ["gmf", "mlp", None],
         "best.test_auc": [0.81, np.nan, 0.62],
         "terms_done": pd.Series([5, 4, None], dtype="Int64"),
+        "budget": [5, "final", 2],  # numbers and words in one column (W&B infers one type)
     })
     pivot = pd.DataFrame({"gmf": [0.7, 0.8], "mlp": [0.6, 0.75]},
                          index=pd.Index(["1:1", "1:4"], name="negatives"))
@@ -353,8 +354,9 @@ def summary_inputs(wenv: Path) -> dict:
     ax.plot([0, 1, 2], [0.5, 0.6, 0.7])
     fig.savefig(out / "auc_vs_term.png")
     plt.close(fig)
-    leaderboard.to_parquet(out / "trials.parquet")
-    leaderboard.to_parquet(out / "terms.parquet")
+    files = leaderboard.drop(columns="budget")  # parquet wants one type per column
+    files.to_parquet(out / "trials.parquet")
+    files.to_parquet(out / "terms.parquet")
     return dict(out_dir=out, sweep_name="demo-sweep", project="ocfb-test", entity=None,
                 tables={"leaderboard": leaderboard, "negatives_x_model": pivot},
                 images=[out / "auc_vs_term.png"], files=[out / "trials.parquet",
@@ -380,6 +382,7 @@ def test_log_summary_offline_holds_tables_plots_and_artifact(
     assert board["config.model"].tolist()[:2] == ["gmf", "mlp"]
     assert board["best.test_auc"].iloc[0] == 0.81 and pd.isna(board["best.test_auc"].iloc[1])
     assert board["terms_done"].iloc[:2].tolist() == [5, 4] and pd.isna(board["terms_done"][2])
+    assert board["budget"].tolist() == [5, "final", 2]
     pivot = read_table(run, "negatives_x_model")
     assert pivot.to_dict("list") == {"negatives": ["1:1", "1:4"], "gmf": [0.7, 0.8],
                                      "mlp": [0.6, 0.75]}

@@ -23,6 +23,8 @@ from tests.test_sweep import sweep_yaml
 from tests.wandb_offline import offline_run_dirs, read_offline_run, read_table
 
 REPO = Path(__file__).resolve().parents[1]
+# Real sweeps in subprocesses (Ray start, two trials, W&B runs): about 30-90 s each.
+pytestmark = pytest.mark.slow
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -135,3 +137,27 @@ def test_disabled_writes_no_wandb_files(tmp_path: Path, how: str) -> None:
     assert (out / "trials.parquet").is_file()
     assert not (out / "wandb").exists()
     assert not list(out.rglob("*.wandb"))
+
+
+@pytest.mark.xfail(strict=False, reason="until suite.sweep calls suite.dashboard.build_dashboard "
+                   "at the end of sweep and resume (the lead's wiring)")
+def test_no_key_sweep_leaves_publishable_dashboard_specs(tmp_path: Path) -> None:
+    """No key, W&B's server a closed local port: the sweep exits 0, writes both dashboard specs,
+    the report naming exactly the summary run's tables, and prints the publish command."""
+    from suite.dashboard import load_spec
+    from suite.wandb_summary import summary_manifest
+
+    cfg, out = _two_trials(tmp_path, "wb-dash")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    p = _sweep(cfg, _env(HOME=str(tmp_path / "home"), WANDB_BASE_URL=f"http://127.0.0.1:{port}"),
+               timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    report = load_spec((out / "dashboard" / "report.json").read_text())
+    load_spec((out / "dashboard" / "workspace.json").read_text())
+    tables = [p.table_name for b in report.blocks for p in getattr(b, "panels", [])
+              if type(p).__name__ == "WeavePanelSummaryTable" and not p.table_name.startswith(
+                  "plots/")]
+    assert tables == summary_manifest(out)["tables"]
+    assert f"ocfb-suite dashboard {out} --wandb online" in p.stdout
