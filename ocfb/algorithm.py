@@ -128,14 +128,12 @@ class OCFBRun:
         if cfg.protocol == "paper":
             self.n_neg = cfg.n_negatives(len(data))
             self._check_free(self.n_neg, positives)
-            self.paper = _make_paper_split(
-                data, self.n_neg, cfg.test_fraction, cfg.val_fraction, cfg.seed
+            self.paper = protocols.make_paper_split(
+                data, self.n_neg, cfg.test_fraction, val_fraction=cfg.val_fraction, seed=cfg.seed
             )
+            # train on the positives and negative slots that are neither test nor validation
             self.train_pos = self.paper.train_pos
-            # train on the negative slots that are neither test nor validation
-            self.train_slots = np.flatnonzero(
-                ~(self.paper.neg_slot_is_test | self.paper.neg_slot_is_val)
-            )
+            self.train_slots = self.paper.train_slots
             return positives
         if isinstance(cfg.negatives, int):
             self._check_free(cfg.negatives, positives)  # before the split is computed and cached
@@ -328,7 +326,7 @@ class OCFBRun:
         if full_ranking is None:
             full_ranking = self.cfg.full_ranking == "every"
         if self.paper is not None:
-            return _evaluate_paper(
+            return protocols.evaluate_paper(
                 model, self.paper, self.pool.negatives, self.data.n_items, self.device
             )
         h = self.holdout
@@ -410,36 +408,6 @@ class OCFBRun:
     def load(self, path: str | Path) -> None:
         """Restore from a file written by `save`."""
         self.load_state_dict(torch.load(path, map_location="cpu", weights_only=False))
-
-
-# TRANSITION: remove once ocfb/protocols.py has the val split (interface 2).
-def _make_paper_split(data, n_neg, test_fraction, val_fraction, seed):  # type: ignore[no-untyped-def]
-    import inspect
-    from types import SimpleNamespace
-    if "val_fraction" in inspect.signature(protocols.make_paper_split).parameters:
-        return protocols.make_paper_split(data, n_neg, test_fraction, val_fraction, seed)
-    sp = protocols.make_paper_split(data, n_neg, test_fraction, seed)
-    rng = np.random.default_rng([seed, 7_002])
-
-    def carve(is_test):  # type: ignore[no-untyped-def]
-        rest = np.flatnonzero(~is_test)
-        m = np.zeros(is_test.size, dtype=bool)
-        m[rng.permutation(rest)[: int(round(val_fraction * rest.size))]] = True
-        return m
-
-    pv, nv = carve(sp.pos_is_test), carve(sp.neg_slot_is_test)
-    return SimpleNamespace(pos_cells=sp.pos_cells, pos_is_test=sp.pos_is_test, pos_is_val=pv,
-                           neg_slot_is_test=sp.neg_slot_is_test, neg_slot_is_val=nv,
-                           train_pos=sp.pos_cells[~(sp.pos_is_test | pv)])
-
-
-def _evaluate_paper(model, split, negatives, n_items, device):  # type: ignore[no-untyped-def]
-    out = protocols.evaluate_paper(model, split, negatives, n_items, device)
-    if any(k.startswith("val_") for k in out):
-        return out
-    view = protocols.PaperSplit(split.pos_cells, split.pos_is_val, split.neg_slot_is_val)
-    val = protocols.evaluate_paper(model, view, negatives, n_items, device)
-    return {**{"val_" + k[5:]: v for k, v in val.items()}, **out}
 
 
 def best_record(history: list[dict[str, Any]], metric: str, mode: str = "max") -> dict[str, Any]:
