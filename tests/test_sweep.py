@@ -109,7 +109,8 @@ def test_smoke_grid_matches_train_runs(tmp_path: Path, local_ray) -> None:
     assert (out / "sweep.json").is_file()
     md = (out / "summary.md").read_text()
     heads = [line for line in md.splitlines() if line.startswith("## ")]
-    assert [h.split(".")[0] for h in heads if h[3].isdigit()] == [f"## {i}" for i in range(1, 7)]
+    numbered = [h.split(".")[0] for h in heads if h[3].isdigit()]
+    assert numbered[:6] == [f"## {i}" for i in range(1, 7)]  # the summary may add sections
     assert "| term | threshold=0.3 | threshold=0.7 |" in md  # threshold x terms, from history
     assert "Every trial completed" in md
     assert (out / "plots" / "threshold_x_terms.png").stat().st_size > 10_000
@@ -250,7 +251,7 @@ def test_resume_after_driver_killed(tmp_path: Path) -> None:
     trials = pd.read_parquet(out / "trials.parquet")
     assert len(trials) == 4 and trials.trial_id.is_unique
     assert set(trials.status) == {"completed"}
-    starts = [m.name for m in markers.iterdir()]
+    starts = [m.name for m in markers.iterdir() if m.suffix == ".start"]
     for tid in done_before:  # finished trials are not rerun
         assert len([s for s in starts if s.startswith(tid)]) == 1, starts
     # the trial running at the kill continued from its last term checkpoint, not from term 0
