@@ -190,6 +190,18 @@ Top 2 of 2 configuration(s) by `val_hr@10`.
 
 The winner (threshold=0.3) leads the runner-up by 0.0096; their 95% CIs overlap.
 
+## 2. Best per model type
+
+Protocol `holdout`: each model type's best configuration.
+
+| metric | neumf |
+|---|---|
+
+Protocol `paper`: each model type's best configuration.
+
+| metric | neumf |
+|---|---|
+
 ## 4. Negatives x model and other pivots
 
 ### negatives x model

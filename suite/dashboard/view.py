@@ -115,30 +115,32 @@ def _baseline_runs(out_dir: Path, name: str) -> list[str]:
 def parse_summary_md(text: str) -> tuple[list[str], list[tuple[str, str]]]:
     """summary.md's opening bullet lines, and its verdict lines with their section titles.
 
-    A verdict is a prose line that follows a table or a code block in its section (e.g. "The
-    winner ... leads the runner-up by ...", "Best cell ...", "ocfb beats static by ..."); the
-    lines before the first table only describe what the table holds.
+    A verdict is a prose line after a table or a code block that no further table follows
+    before the next heading (e.g. "The winner ... leads the runner-up by ...", "Best cell ...",
+    "ocfb beats static by ..."); a line that a table follows only describes that table.
     """
     header: list[str] = []
     verdicts: list[tuple[str, str]] = []
+    pending: list[str] = []  # prose after a table: a verdict unless another table follows
     section, after_table, in_fence = "", False, False
-    for raw in text.splitlines():
+    for raw in [*text.splitlines(), "## end"]:
         line = raw.strip()
         if line.startswith("```"):
-            in_fence, after_table = not in_fence, True
+            in_fence, after_table, pending = not in_fence, True, []
             continue
         if in_fence or not line:
             continue
-        if line.startswith("## "):
-            section, after_table = re.sub(r"^\d+\.\s*", "", line[3:]), False
+        if line.startswith("#"):  # a heading ends the section's (or sub-section's) prose
+            verdicts += [(section, v) for v in pending]
+            pending, after_table = [], False
+            if line.startswith("## "):
+                section = re.sub(r"^\d+\.\s*", "", line[3:])
         elif not section and line.startswith("- "):
             header.append(line[2:])
-        elif line.startswith("#"):
-            after_table = False  # a sub-heading (### pivot): its own description follows
         elif line.startswith("|"):
-            after_table = True
+            after_table, pending = True, []
         elif section and after_table and not _NOT_VERDICT.match(line):
-            verdicts.append((section, line))
+            pending.append(line)
     return header, verdicts
 
 
