@@ -269,6 +269,45 @@ def test_activity_cap_rejects_bad_reserves() -> None:
         synthetic_influencer(min_unobserved=-1)
 
 
+def test_successive_sampling_has_the_plackett_luce_law() -> None:
+    # Two distinct items from weights w: P({a, b}) = w_a w_b / (1 - w_a) + w_b w_a / (1 - w_b),
+    # the law of Gumbel-top-2. A sampler that ignored weights after the first draw, or let a
+    # slot hold an item twice, fails this.
+    from itertools import combinations
+
+    from scipy.stats import chisquare
+
+    from ocfb.data.successive import _draw_distinct
+
+    w = np.array([0.5, 0.2, 0.15, 0.1, 0.05])
+    cdf = np.cumsum(w) / w.sum()
+    slots = 20_000
+    items = _draw_distinct(np.random.default_rng(7), cdf, 5, np.zeros(slots, np.int64),
+                           np.full(slots, 2)).reshape(slots, 2)
+    assert np.all(items[:, 0] != items[:, 1])
+    pairs = list(combinations(range(5), 2))
+    index = {p: n for n, p in enumerate(pairs)}
+    observed = np.bincount([index[tuple(sorted(r))] for r in items.tolist()], minlength=10)
+    expected = np.array([w[a] * w[b] / (1 - w[a]) + w[b] * w[a] / (1 - w[b]) for a, b in pairs])
+    assert expected.sum() == pytest.approx(1.0)
+    assert chisquare(observed, expected * slots).pvalue > 1e-3
+
+
+def test_taste_type_path_keeps_every_invariant(monkeypatch: pytest.MonkeyPatch) -> None:
+    # ML-20M-sized grids take the taste-type path; shrink its threshold to test it in small.
+    from ocfb.data import synthetic
+
+    monkeypatch.setattr(synthetic, "_EXACT_CELLS", 4_000)  # 20 taste types for 200 items
+    d = synthetic_influencer(300, 200, 6_000, seed=5)
+    assert (d.n_users, d.n_items, len(d)) == (300, 200, 6_000)
+    assert len(np.unique(d.cells)) == 6_000
+    per_user = np.bincount(d.users, minlength=300)
+    assert per_user.min() >= 1 and per_user.max() <= activity_cap(300, 200, 6_000) == 100
+    assert np.bincount(d.items, minlength=200).min() >= 1
+    assert synthetic_influencer(300, 200, 6_000, seed=5).content_hash() == d.content_hash()
+    assert _share_of_top_tenth(per_user) > 0.3
+
+
 # --------------------------------------------------------------------------------------------
 # Interactions and from_pairs
 # --------------------------------------------------------------------------------------------

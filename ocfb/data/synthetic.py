@@ -4,6 +4,16 @@ Shaped like the paper's influencer data by default (407 users x 462 items x 2,00
 and realistic at MovieLens sizes: per-user activity follows a capped power law that always
 leaves each user a share of the catalogue unobserved (the holdout protocol needs unobserved
 items to sample candidates from), and item popularity follows a power law.
+
+Without the cap, the Zipf head at MovieLens-1M's shape (6,040 x 3,706 x 1M) gave some users
+every item, and the holdout protocol could not sample candidates for them. With it (reserve
+max(100, 20 %) = 742 items) the paper's shape is unchanged bit for bit, since no user there
+comes near its cap of 362.
+
+Grids up to 2**26 cells (ML-1M is 22M) draw every user's items by Gumbel-top-k with its own
+taste vector. Larger grids (ML-20M: 138,493 x 26,744 = 3.7e9 cells, where one Gumbel number per
+cell took ~400 s) give users one of 2**26 // n_items taste types and draw most of them by
+successive sampling (:mod:`ocfb.data.successive`), which has the same law.
 """
 
 from __future__ import annotations
@@ -13,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ocfb.data.interactions import Interactions
+from ocfb.data.successive import successive_by_type
 
 SYNTHETIC_SOURCE = "synthetic-influencer"
 
@@ -22,6 +33,11 @@ _SYNTH_T0 = 1_577_836_800
 _SYNTH_SPAN = 2 * 365 * 86_400
 # Bound on the logits block held in memory at once (entries, float64): ~64 MB.
 _SYNTH_BLOCK = 8_000_000
+# Grids up to this many cells give every user its own taste vector and draw by Gumbel-top-k
+# (the paper's 0.19M cells, ML-1M's 22M, the 1,900 x 17,600 real-data shape's 33M). Larger
+# grids give users one of _EXACT_CELLS // n_items taste types (2,509 at ML-20M's 26,744 items)
+# and draw light users by successive sampling: one Gumbel per cell would take ~400 s there.
+_EXACT_CELLS = 1 << 26
 
 
 def _power_law_weights(rng: np.random.Generator, n: int, exponent: float) -> np.ndarray:
@@ -93,28 +109,26 @@ def synthetic_influencer(
 
     Planted structure: user and item taste vectors ``N(0, I_dim)`` and Zipf item popularity
     ``rank**-popularity_exponent``. User ``u`` picks its ``k_u`` items without replacement with
-    probabilities proportional to ``exp(u.v / (sqrt(dim) * temperature)) * popularity``
-    (Gumbel-top-k), where ``k_u`` follows a Zipf activity law (``rank**-activity_exponent``),
-    is >= 1, sums exactly to n_interactions, and is capped so that every user leaves at least
-    ``max(min_unobserved, ceil(min_unobserved_share * n_items))`` items unobserved whenever the
-    sizes allow it (else as many as they allow; see :func:`activity_cap`). Without that cap the
-    Zipf head at MovieLens-1M's shape gave some users every item, and the holdout protocol
-    could not sample candidates for them. The default temperature makes
-    tastes dominate popularity (planted logits rank held-out positives at AUC ~0.97), yet
-    leaves sampling noise; lower is sharper.
-    When n_interactions >= n_items every item also gets >= 1 positive (an item left empty
-    takes over the pair whose user likes it best relative to that pair's own item, from an
-    item with >= 2 positives), so the set round-trips through a file unchanged. Timestamps are
-    distinct seeded random integer seconds in 2020-2021, unrelated to tastes, so leave-one-out
-    by time holds out a random positive per user. Original ids are ``arange``.
+    probabilities proportional to ``exp(u.v / (sqrt(dim) * temperature)) * popularity``, where
+    ``k_u`` follows a Zipf activity law (``rank**-activity_exponent``), is >= 1, sums exactly
+    to n_interactions and leaves every user ``max(min_unobserved, ceil(min_unobserved_share *
+    n_items))`` items unobserved where the sizes allow (:func:`activity_cap`). The default
+    temperature makes tastes dominate popularity (planted logits rank held-out positives at
+    AUC ~0.97), yet leaves sampling noise; lower is sharper. Above ``_EXACT_CELLS`` cells users
+    share taste types (module docstring). When n_interactions >= n_items every item also gets
+    >= 1 positive (an empty item takes over the pair whose user likes it best relative to that
+    pair's own item), so the set round-trips through a file unchanged. Timestamps are distinct
+    seeded random seconds in 2020-2021, unrelated to tastes. Original ids are ``arange``.
     """
     n_users, n_items, n_interactions = int(n_users), int(n_items), int(n_interactions)
     _check_sizes(n_users, n_items, n_interactions, int(dim), temperature)
     cap = activity_cap(n_users, n_items, n_interactions, min_unobserved, min_unobserved_share)
 
     rng = np.random.default_rng(seed)
+    exact = n_users * n_items <= _EXACT_CELLS
+    tastes = rng.standard_normal((n_users if exact else _EXACT_CELLS // n_items, int(dim)))
     planted = _Planted(
-        user_factors=rng.standard_normal((n_users, int(dim))),
+        user_factors=tastes,
         item_factors=rng.standard_normal((n_items, int(dim))),
         log_popularity=np.log(_power_law_weights(rng, n_items, popularity_exponent)),
         scale=1.0 / (np.sqrt(int(dim)) * temperature),
@@ -122,23 +136,45 @@ def synthetic_influencer(
     counts = _activity_counts(
         rng, _power_law_weights(rng, n_users, activity_exponent), n_interactions, cap
     )
-    users, items = _pick_items(rng, planted, counts)
+    if exact:
+        users, items = _pick_items(rng, planted, counts, np.arange(n_users))
+    else:
+        planted, users, items = _pick_items_by_type(rng, planted, counts)
     if n_interactions >= n_items:
         _cover_items(users, items, planted)
-
     cells = users * np.int64(n_items) + items
     order = np.argsort(cells)
     return Interactions(
-        users=users[order],
-        items=items[order],
-        n_users=n_users,
-        n_items=n_items,
-        user_ids=np.arange(n_users, dtype=np.int64),
-        item_ids=np.arange(n_items, dtype=np.int64),
-        timestamps=_timestamps(rng, n_interactions),
-        name=SYNTHETIC_SOURCE,
+        users=users[order], items=items[order], n_users=n_users, n_items=n_items,
+        user_ids=np.arange(n_users, dtype=np.int64), item_ids=np.arange(n_items, dtype=np.int64),
+        timestamps=_timestamps(rng, n_interactions), name=SYNTHETIC_SOURCE,
         n_duplicates_dropped=0,
     )
+
+
+def _pick_items_by_type(
+    rng: np.random.Generator, types_planted: _Planted, counts: np.ndarray
+) -> tuple[_Planted, np.ndarray, np.ndarray]:
+    """Large grids: users get a uniformly drawn taste type; returns the per-user model + pairs.
+
+    Users whose successive sampling would cost more than a Gumbel row draw by Gumbel-top-k on
+    their type's logits, the rest by successive sampling; both are sampling without
+    replacement proportional to the same weights.
+    """
+    tastes = types_planted.user_factors
+    types = rng.integers(len(tastes), size=len(counts))
+    planted = _Planted(tastes[types], types_planted.item_factors,
+                       types_planted.log_popularity, types_planted.scale)
+
+    def type_logits(rows: slice) -> np.ndarray:
+        return (tastes[rows] @ planted.item_factors.T) * planted.scale + planted.log_popularity
+
+    light_users, light_items, heavy = successive_by_type(
+        rng, type_logits, len(tastes), planted.n_items, np.arange(len(counts)), types, counts
+    )
+    heavy_users, heavy_items = _pick_items(rng, planted, counts, np.sort(heavy))
+    return (planted, np.concatenate([heavy_users, light_users]).astype(np.int64),
+            np.concatenate([heavy_items, light_items]).astype(np.int64))
 
 
 def _check_sizes(
@@ -177,18 +213,18 @@ class _Planted:
 
 
 def _pick_items(
-    rng: np.random.Generator, planted: _Planted, counts: np.ndarray
+    rng: np.random.Generator, planted: _Planted, counts: np.ndarray, users: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Each user's ``counts[u]`` items without replacement, by Gumbel-top-k on its logits.
+    """Each of ``users``' ``counts[u]`` items without replacement, by Gumbel-top-k on logits.
 
     Heaviest users first, in blocks: a block's users need similar k, so one argpartition at
     the block's largest k serves all of them.
     """
     n_items = planted.n_items
-    by_count = np.argsort(-counts, kind="stable")
+    by_count = users[np.argsort(-counts[users], kind="stable")]
     block = max(1, _SYNTH_BLOCK // n_items)
-    pair_users, pair_items = [], []
-    for start in range(0, len(counts), block):
+    pair_users, pair_items = [np.empty(0, np.int64)], [np.empty(0, np.int64)]
+    for start in range(0, len(by_count), block):
         rows = by_count[start:start + block]
         k = counts[rows]
         k_max = int(k.max())
