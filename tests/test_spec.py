@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from ocfb.config import ConfigError, RunConfig
+from ocfb.names import SMOKE_SETTINGS as DEFAULT_SMOKE
 from suite.spec import (
-    DEFAULT_SMOKE,
     SpecError,
     SweepSpec,
     load_sweep,
@@ -318,12 +318,13 @@ MALFORMED = [
     ("cpus-negative", "name: t\nresources: {cpus: -1}\n",
      ["resources.cpus", "greater than 0"]),
     ("objective-not-produced", "name: t\nprotocol: paper\nobjective: {metric: val_hr@10}\n",
-     ["objective.metric", "not produced by protocol 'paper'", "test_auc", "test_f1_weighted"]),
+     ["objective.metric", "not produced by protocol 'paper'", "val_auc", "val_f1_weighted"]),
     ("objective-typo", "name: t\nobjective: {metric: val_hr@11}\n",
      ["objective.metric", "'val_hr@11'", "val_hr@10", "val_ndcg@20"]),
     ("objective-needs-full-ranking",
      "name: t\nfixed: {full_ranking: false}\nobjective: {metric: val_full_hr@10}\n",
-     ["objective.metric", "full_ranking false"]),
+     ["objective.metric: 'val_full_hr@10' needs fixed.full_ranking: every",
+      "full_ranking 'off'", "select on 'val_hr@10'"]),
     ("objective-bad-mode", "name: t\nobjective: {metric: val_hr@10, mode: maximize}\n",
      ["objective.mode", "'max' or 'min'"]),
     ("uniform-lo-ge-hi",
@@ -347,9 +348,10 @@ MALFORMED = [
      ["seeds[1]", "greater than or equal to 0"]),
     ("empty-seeds", "name: t\nseeds: []\n", ["seeds: expected a non-empty list"]),
     ("unknown-model-in-grid", "name: t\nspace: {model: {grid: [gmf, svd]}}\n",
-     ["space.model.grid[1]", "'gmf', 'mlp' or 'neumf'", "'svd'"]),
+     ["space.model.grid[1]", "'gmf', 'mlp', 'neumf', 'popularity', 'ease' or 'als'", "'svd'"]),
     ("unknown-strategy", "name: t\nfixed: {strategy: boost}\n",
-     ["fixed.strategy", "'ocfb', 'random-replace', 'resample-all' or 'static'"]),
+     ["fixed.strategy",
+      "'ocfb', 'random-replace', 'resample-all', 'static', 'ocfb-resample' or 'dns'"]),
     ("terms-negative", "name: t\nfixed: {terms: -1}\n",
      ["fixed.terms: Input should be greater than or equal to 0"]),
     ("num-samples-0", "name: t\nsearch: {num_samples: 0}\n",

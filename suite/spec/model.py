@@ -1,0 +1,440 @@
+"""The sweep file as a pydantic model: its sections, and `SweepSpec` whose validators carry
+every rule (via `rules` and `checks`), so building it is validating it.
+
+pydantic validates fields in the order they are declared and hands each validator the fields
+validated so far (`info.data`): a block's rules that need another block (e.g. `fixed` needs
+`data` and `protocol`) sit after it, and the rules across blocks sit on the last field, so they
+still run when an unrelated block is broken and one pass reports every problem.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any, Literal
+
+from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
+
+from ocfb.config import DataConfig, RunConfig, make_run_config
+from ocfb.names import PROTOCOLS, SMOKE_SETTINGS, ProtocolName
+from suite.spec import checks, combos, rules
+from suite.spec.dims import Dim, SearchDim, Section
+from suite.spec.errors import field_names, problems_error, short
+from suite.spec.keys import PIVOT_KEYS, parse_layers
+from suite.spec.search_space import GRID_POINT
+
+# Storage URI schemes Ray (pyarrow filesystems) can write checkpoints to.
+STORAGE_SCHEMES = ("file", "s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss", "az")
+_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+_URI = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+# Optuna's TPESampler seeds numpy's RandomState, which takes seeds below 2**32.
+MAX_SEARCH_SEED = 2**32 - 1
+
+
+class SearchConfig(Section):
+    """How trials are generated: grid enumeration, random draws or Optuna TPE (seeded)."""
+
+    algorithm: Literal["grid", "random", "optuna"] = "grid"
+    # grid / random: Ray's num_samples (repeats of the grid, or random draws per grid point);
+    # optuna: trials per seed.
+    num_samples: int = Field(1, ge=1)
+    # seeds the random / optuna searcher, so the same file draws the same trials.
+    seed: int = Field(0, ge=0, le=MAX_SEARCH_SEED)
+
+
+class SchedulerConfig(Section):
+    """Trial scheduler: FIFO (run everything) or ASHA early stopping on the term axis."""
+
+    type: Literal["fifo", "asha"] = "fifo"
+    # ASHA: terms a trial always runs before it can be stopped (Ray's default 1).
+    grace_period: int = Field(1, ge=1)
+    # ASHA: keep the best 1/reduction_factor of trials at each rung (Ray's default 4).
+    reduction_factor: int = Field(4, ge=2)
+
+
+class ObjectiveConfig(Section):
+    """The validation (or loop) metric that ranks trials and that ASHA / Optuna optimise."""
+
+    metric: str
+    mode: Literal["max", "min"] = "max"
+
+
+class ResourcesConfig(Section):
+    """Resources one trial reserves: CPUs (torch threads) and a fraction of one GPU."""
+
+    cpus: float = Field(1.0, gt=0)
+    gpus: float = Field(0.0, ge=0, le=1)
+
+
+class WandbConfig(Section):
+    """Weights & Biases logging: auto = online with an API key, else offline files."""
+
+    mode: Literal["auto", "online", "offline", "disabled"] = "auto"
+    project: str = Field("ocfb-suite", min_length=1)
+    entity: str | None = None
+    tags: list[str] = []
+
+
+class _Conflict:
+    """A top-level protocol given while protocol is also searched (reported by its validator)."""
+
+
+def _base(d: dict[str, Any]) -> dict[str, Any]:
+    """RunConfig values shared by every trial, from the fields validated so far."""
+    seeds = d.get("seeds") or [0]
+    return {"data": d.get("data", DataConfig()), "protocol": d.get("protocol", "holdout"),
+            "seed": seeds[0]}
+
+
+class SweepSpec(Section):
+    """A validated sweep file: what to run, what to search, and how Ray should schedule it.
+
+    Build it with `load_sweep` or `SweepSpec.from_dict`, which turn validation errors into one
+    SpecError listing every problem; `SweepSpec.model_validate` raises pydantic's error.
+    """
+
+    name: str
+    data: DataConfig = DataConfig()
+    protocol: ProtocolName = "holdout"
+    seeds: list[int] = [0]
+    search: SearchConfig = SearchConfig()
+    scheduler: SchedulerConfig = SchedulerConfig()
+    resources: ResourcesConfig = ResourcesConfig()
+    max_concurrent_trials: int | None = None
+    wandb: WandbConfig = WandbConfig()
+    output: str = Field("", validate_default=True)
+    storage_path: str | None = None
+    # checkpoint every k terms (and always the last): cheaper sweeps, resume re-runs <= k-1 terms
+    checkpoint_every: int = Field(1, ge=1)
+    fixed: dict[str, Any] = {}
+    smoke: dict[str, Any] = Field(dict(SMOKE_SETTINGS), validate_default=True)
+    space: dict[str, SearchDim] = {}
+    # per-model sub-spaces: {gmf: {mf_dim: {grid: [...]}}, mlp: {...}}; crossed with `space`
+    per_model: dict[str, dict[str, SearchDim]] = {}
+    objective: ObjectiveConfig = Field(None, validate_default=True)  # type: ignore[assignment]
+    pivots: list[list[str]] = []
+    # run each distinct configuration once instead of refusing grid points that repeat a run
+    drop_duplicates: bool = Field(False, validate_default=True)
+    _cache: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, raw: Any, where: str = "<sweep>") -> SweepSpec:
+        """Validate a parsed sweep mapping fully; raise SpecError listing every problem.
+
+        Accepts `to_json` output: its derived keys (axes, expected_trials) are dropped."""
+        from suite.spec.loader import validate
+
+        return validate(raw, where, derived_ok=True)
+
+    # -- validators (in field order) ----------------------------------------------------------
+
+    @model_validator(mode="before")
+    @classmethod
+    def _mark_protocol_conflict(cls, raw: Any) -> Any:
+        if isinstance(raw, dict) and "protocol" in raw and isinstance(raw.get("space"), dict) \
+                and "protocol" in raw["space"]:
+            raw = {**raw, "protocol": _Conflict()}
+        return raw
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _name(cls, v: Any) -> Any:
+        if not isinstance(v, str) or not _NAME.fullmatch(v) or set(v) == {"."}:
+            raise ValueError(f"must be a slug of letters, digits, '_', '.', '-' (got {short(v)})")
+        return v
+
+    @field_validator("protocol", mode="before")
+    @classmethod
+    def _protocol(cls, v: Any) -> Any:
+        if isinstance(v, _Conflict):
+            raise ValueError("also searched in space.protocol; set one or the other")
+        if v not in PROTOCOLS:
+            raise ValueError(f"must be one of {', '.join(PROTOCOLS)} (got {short(v)})")
+        return v
+
+    @field_validator("seeds", mode="before")
+    @classmethod
+    def _seeds(cls, v: Any) -> Any:
+        lines = rules.check_seeds(v)
+        if lines:
+            raise problems_error(lines)
+        return v
+
+    @field_validator("max_concurrent_trials", mode="before")
+    @classmethod
+    def _mct(cls, v: Any) -> Any:
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+            raise ValueError(f"must be an integer >= 1 or null (no limit) (got {short(v)})")
+        return v
+
+    @field_validator("output", mode="before")
+    @classmethod
+    def _output(cls, v: Any, info: ValidationInfo) -> Any:
+        if v == "" and "name" in info.data:
+            return f"results/{info.data['name']}"
+        if v == "":  # no name: the missing name is the problem to report
+            return "results/unnamed"
+        if not isinstance(v, str) or not v.strip():
+            raise ValueError(f"must be a non-empty folder path (got {short(v)})")
+        return v
+
+    @field_validator("storage_path", mode="before")
+    @classmethod
+    def _storage(cls, v: Any) -> Any:
+        if v is None:
+            return v
+        if not isinstance(v, str) or not v.strip():
+            raise ValueError(f"must be a local folder or a URI like s3://bucket/dir "
+                             f"(got {short(v)})")
+        m = _URI.match(v)
+        if m and m.group(1).lower() not in STORAGE_SCHEMES:
+            raise ValueError(f"unsupported URI scheme {m.group(1)!r}; allowed: "
+                             f"{', '.join(STORAGE_SCHEMES)} or a local folder")
+        return v
+
+    @field_validator("fixed", mode="before")
+    @classmethod
+    def _fixed(cls, v: Any, info: ValidationInfo) -> Any:
+        lines = rules.check_run_params(v, "fixed", _base(info.data))
+        if lines:
+            raise problems_error(lines)
+        return dict(v)
+
+    @field_validator("smoke", mode="before")
+    @classmethod
+    def _smoke(cls, v: Any, info: ValidationInfo) -> Any:
+        lines = rules.check_run_params(v, "smoke", _base(info.data))
+        if lines:
+            raise problems_error(lines)
+        return {**SMOKE_SETTINGS, **v}
+
+    @field_validator("space", mode="before")
+    @classmethod
+    def _space(cls, v: Any, info: ValidationInfo) -> Any:
+        d = info.data
+        search = d.get("search")
+        base = {**_base(d), **d.get("fixed", {})}
+        dims, lines = rules.check_space(v, "space", d.get("fixed", {}), base,
+                                        search.algorithm if search else None)
+        if lines:
+            raise problems_error(lines)
+        return dims
+
+    @field_validator("per_model", mode="before")
+    @classmethod
+    def _per_model(cls, v: Any, info: ValidationInfo) -> Any:
+        d = info.data
+        if "space" not in d or "fixed" not in d:
+            return {}  # judged once the space is valid
+        search = d.get("search")
+        base = {**_base(d), **d["fixed"]}
+        subs, lines = rules.check_per_model(v, d["space"], d["fixed"], base,
+                                            search.algorithm if search else None)
+        if lines:
+            raise problems_error(lines)
+        return subs
+
+    @field_validator("objective", mode="before")
+    @classmethod
+    def _objective(cls, v: Any, info: ValidationInfo) -> Any:
+        d = info.data
+        if v is not None and not isinstance(v, dict):
+            raise ValueError(f"expected a mapping with keys "
+                             f"{', '.join(field_names(ObjectiveConfig))} (got {short(v)})")
+        protocols = rules.protocol_axis(d.get("protocol"), d.get("space", {}))
+        obj = rules.objective_defaults(v, protocols)
+        fixed = d.get("fixed", {})
+        schedule = RunConfig.model_validate({"full_ranking": fixed.get(
+            "full_ranking", RunConfig.model_fields["full_ranking"].default)}).full_ranking
+        lines = rules.check_objective(obj.get("metric"), protocols, schedule)
+        chosen = fixed.get("select_metric")
+        if chosen is not None and chosen != obj.get("metric"):
+            lines.append(f"fixed.select_metric: {chosen!r} differs from objective.metric "
+                         f"{obj.get('metric')!r}; the sweep's objective is what trials select on")
+        if lines:
+            raise problems_error(lines)
+        return obj
+
+    @field_validator("pivots", mode="before")
+    @classmethod
+    def _pivots(cls, v: Any) -> Any:
+        if not isinstance(v, list):
+            raise ValueError(f"expected a list of [axis_a, axis_b] pairs (got {short(v)})")
+        lines = []
+        for i, pair in enumerate(v):
+            if not isinstance(pair, list) or len(pair) != 2 or not all(
+                    isinstance(a, str) for a in pair):
+                lines.append(f"pivots[{i}]: expected a pair of run parameters like "
+                             f"[threshold, terms] (got {short(pair)})")
+                continue
+            lines += [f"pivots[{i}][{j}]: {a!r} is not a run parameter; allowed: "
+                      f"{', '.join(PIVOT_KEYS)}" for j, a in enumerate(pair) if a not in PIVOT_KEYS]
+            if pair[0] == pair[1]:
+                lines.append(f"pivots[{i}]: the two axes must differ (got {pair})")
+        if lines:
+            raise problems_error(lines)
+        return v
+
+    @field_validator("drop_duplicates", mode="after")
+    @classmethod
+    def _cross_block_rules(cls, v: bool, info: ValidationInfo) -> bool:
+        # the last field: every block validated so far is in info.data
+        d = info.data
+        fixed = d.get("fixed")
+        lines = checks.device_lines(d.get("resources"), fixed or {})
+        if fixed is not None and "space" in d and "per_model" in d:
+            base = _base(d)
+            spaces = combos.sub_spaces(d["space"], d["per_model"], fixed)
+            lines += checks.combination_lines(base, fixed, spaces, d.get("smoke"))
+            lines += checks.scheduler_lines(d.get("scheduler"), fixed, spaces)
+            search = d.get("search")
+            if not lines and search is not None and search.algorithm != "optuna":
+                lines += checks.duplicate_lines({**base, **fixed}, spaces, v)
+        if lines:
+            raise problems_error(lines)
+        return v
+
+    # -- what the sweep runs --------------------------------------------------------------------
+
+    def base_config(self) -> dict[str, Any]:
+        """The RunConfig values every trial shares: data, protocol, the fixed keys, and the
+        objective as `select_metric` when it is a validation metric (interface 7)."""
+        out = {"data": self.data.model_dump(), "protocol": self.protocol, **self.fixed}
+        if self.objective.metric.startswith("val_"):
+            out.setdefault("select_metric", self.objective.metric)
+        return out
+
+    def run_config(self, params: dict[str, Any]) -> RunConfig:
+        """The trial's RunConfig: base values overlaid with Tune's sampled params (incl. seed).
+
+        Accepts layers as "32,16,8" strings (as `param_space` emits them), numpy scalars and an
+        enumerated grid point. Raises ocfb.config.ConfigError for a value the sweep file could
+        not have produced."""
+        values: dict[str, Any] = {"seed": self.seeds[0], **self.base_config()}
+        params = dict(params)
+        params.update(params.pop(GRID_POINT, None) or {})
+        index = params.pop("__trial_index__", None)
+        if index is not None:  # Optuna + Repeater: the i-th repeat of a configuration
+            values["seed"] = self.seeds[int(index) % len(self.seeds)]
+        for k, v in params.items():
+            if hasattr(v, "item") and not isinstance(v, list | tuple | str):
+                v = v.item()  # numpy scalar from a Ray sampler
+            values[k] = v
+        if "layers" in values:
+            values["layers"] = parse_layers(values["layers"])
+        return make_run_config(values)
+
+    def sub_spaces(self) -> list[dict[str, Dim]]:
+        """The search space of each model (one space without `per_model`)."""
+        return combos.sub_spaces(self.space, self.per_model, self.fixed)
+
+    def grid_points(self) -> list[dict[str, Any]]:
+        """The grid points the sweep runs, each once (duplicates dropped with drop_duplicates)."""
+        if "points" not in self._cache:
+            points = combos.grid_points(self.sub_spaces())
+            if self.drop_duplicates:
+                base = {**self.base_config(), "seed": self.seeds[0]}
+                dropped = {i for g in combos.duplicate_groups(base, points) for i in g[1:]}
+                points = [p for i, p in enumerate(points) if i not in dropped]
+            self._cache["points"] = points
+        return self._cache["points"]
+
+    def distinct_configs(self) -> list[dict[str, Any]]:
+        """The canonical config (keys that apply, seed left out) of every grid point run."""
+        out = []
+        for p in self.grid_points():
+            canon = self.run_config(p).canonical()
+            canon.pop("seed", None)
+            out.append(canon)
+        return out
+
+    def enumerates_grid(self) -> bool:
+        """True when Ray gets explicit grid points (per-model spaces, dropped duplicates)."""
+        if self.search.algorithm == "optuna":
+            return False
+        if self.per_model:
+            return True
+        return self.drop_duplicates and len(self.grid_points()) < combos.n_grid_points(
+            self.sub_spaces())
+
+    def values_of(self, key: str) -> list[tuple[str, Any]]:
+        """(where, value) for every value a key takes: its searched values, else the fixed
+        value, else RunConfig's default (for pre-flight checks against the data)."""
+        places = checks.dims_of(key, self.space, self.per_model)
+        if places:
+            return [(f"{p}.{d.kind}[{i}]", v) for p, d in places
+                    for i, v in enumerate(d.candidates())]
+        if key == "protocol":
+            return [("protocol", self.protocol)]
+        return [(f"fixed.{key}", self.base_config().get(key, RunConfig.model_fields[key].default))]
+
+    def axes(self) -> list[str]:
+        """Config keys that vary between trials: searched keys (file order), then seed."""
+        keys = dict.fromkeys(k for s in [self.space, *self.per_model.values()] for k in s)
+        out = [k for k in keys if any(d.n_values() != 1 for _, d in
+                                      checks.dims_of(k, self.space, self.per_model))]
+        if self.per_model and "model" in self.space and "model" not in out:
+            out.insert(0, "model")
+        if len(self.seeds) > 1:
+            out.append("seed")
+        return out
+
+    def grid_size(self) -> int:
+        """How many grid points the sweep runs (1 without grid dims)."""
+        if self.enumerates_grid():
+            return len(self.grid_points())
+        return math.prod(len(d.candidates()) for d in self.space.values() if d.kind == "grid")
+
+    def expected_trials(self) -> int | None:
+        """How many trials the sweep runs (before early stopping).
+
+        grid / random: num_samples x grid points x seeds; optuna: num_samples x seeds (Optuna
+        draws every dim, grid ones included, so the grid does not multiply)."""
+        n = self.search.num_samples * len(self.seeds)
+        if self.search.algorithm == "optuna":
+            return n
+        return n * self.grid_size()
+
+    def tune_num_samples(self) -> int:
+        """The `num_samples` for `tune.TuneConfig` so that Ray runs `expected_trials()`."""
+        if self.search.algorithm == "optuna":
+            return self.search.num_samples * len(self.seeds)
+        return self.search.num_samples
+
+    def max_terms(self) -> int:
+        """The largest term count any trial runs (ASHA's max_t on the term axis)."""
+        return max(checks.terms_values(self.fixed, self.sub_spaces()))
+
+    def with_smoke(self) -> SweepSpec:
+        """The `--smoke` version: smoke overrides become fixed (dropping searches over the same
+        keys), one seed, num_samples capped at 2 and an ASHA grace period at the smoke terms."""
+        raw = self.to_json()
+        raw["fixed"] = {**self.fixed, **self.smoke}
+        raw["space"] = {k: v for k, v in raw["space"].items() if k not in self.smoke}
+        raw["per_model"] = {m: {k: v for k, v in sub.items() if k not in self.smoke}
+                            for m, sub in raw["per_model"].items()}
+        raw["search"]["num_samples"] = min(self.search.num_samples, 2)
+        raw["seeds"] = list(self.seeds[:1])  # one seed: smoke checks plumbing, not statistics
+        if self.scheduler.type == "asha":
+            t = int(self.smoke.get("terms", self.max_terms()))
+            if t < 1:
+                raw["scheduler"] = {"type": "fifo"}
+            elif t < self.scheduler.grace_period:
+                raw["scheduler"]["grace_period"] = t
+        return SweepSpec.from_dict(raw, f"{self.name} (smoke)")
+
+    def param_space(self) -> dict[str, Any]:
+        """Ray Tune's param_space (see `suite.spec.search_space`; imports Ray)."""
+        from suite.spec.search_space import param_space
+
+        return param_space(self)
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON of the spec plus the derived `axes` and `expected_trials`: everything
+        DIR/sweep.json needs; `from_dict` of it gives the spec back."""
+        out = self.model_dump(mode="json", by_alias=True)
+        if "protocol" in self.space:
+            del out["protocol"]  # searched: the top-level default would contradict the axis
+        out["axes"] = self.axes()
+        out["expected_trials"] = self.expected_trials()
+        return out
