@@ -24,109 +24,32 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 from scipy.special import expit
-from torch import nn
 
 from ocfb import metrics
 from ocfb.config import ConfigError
 from ocfb.data import Interactions
-from ocfb.models import predict_cell_logits, score_matrix
+from ocfb.scoring import (  # noqa: F401  (re-exported: callers use protocols.score_cells)
+    FULL_BLOCK_CELLS,
+    AnyScorer,
+    Scorer,
+    block_logits,
+    row_blocks,
+    score_all_items,
+    score_cells,
+    score_rows,
+)
 
 # Separate seed streams, so the split never depends on model, strategy or sampling draws.
 SPLIT_STREAM = 7_001
 # The paper protocol's validation carve has its own stream: adding it left the test assignment
 # of every seed exactly as it was before validation existed.
 PAPER_VAL_STREAM = 7_002
-
-# Full ranking scores and ranks row blocks of about this many (user, item) cells, so memory is
-# bounded by the block, not by users x items. Measured with benchmarks/bench_metrics.py (NeuMF
-# 8 / 32-32 / [32, 16, 8], 1,900 x 17,600, one thread, full ranking of 1,900 users):
-# numbers in the comment of FULL_BLOCK_CELLS are filled in from the benchmark.
-FULL_BLOCK_CELLS = 1 << 20
-
-
-@runtime_checkable
-class Scorer(Protocol):
-    """A fitted non-torch model (a baseline): logit-like scores for cells and whole rows."""
-
-    def score_cells(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """Scores (float64) of the given (user, item) pairs."""
-        ...
-
-    def score_all_items(self, users: np.ndarray) -> np.ndarray:
-        """Scores (float32 or float64) of every item for each user: (len(users), n_items)."""
-        ...
-
-
-AnyScorer = nn.Module | Scorer
-
-
-# -- scoring: a torch model or a baseline ----------------------------------------------------
-
-
-def score_cells(
-    scorer: AnyScorer, cells: np.ndarray, n_items: int, device: torch.device, *,
-    logits: bool = False,
-) -> np.ndarray:
-    """Probabilities (float64, from the logits) or the logits of flat cell ids.
-
-    One call scores the whole block: torch models go through the models' one chunked
-    prediction function (`ocfb.models.predict_cell_logits`), baselines through their own.
-    """
-    cells = np.asarray(cells, dtype=np.int64)
-    if isinstance(scorer, nn.Module):
-        z = predict_cell_logits(scorer, cells, n_items, device).cpu().numpy().astype(np.float64)
-    elif isinstance(scorer, Scorer):
-        z = np.asarray(scorer.score_cells(cells // n_items, cells % n_items), dtype=np.float64)
-    else:
-        raise TypeError(
-            f"scorer must be a torch model or have score_cells/score_all_items, got "
-            f"{type(scorer).__name__}"
-        )
-    return z if logits else expit(z)
-
-
-@torch.no_grad()
-def score_all_items(
-    scorer: AnyScorer, users: np.ndarray, n_items: int, device: torch.device, *,
-    logits: bool = True, block_cells: int = FULL_BLOCK_CELLS,
-) -> np.ndarray:
-    """(len(users), n_items) logits (or probabilities), scored in row blocks of bounded size."""
-    users = np.asarray(users, dtype=np.int64)
-    out = np.empty((users.size, n_items), dtype=np.float32)
-    for s, block in _row_blocks(users, n_items, block_cells):
-        out[s : s + block.size] = _score_rows(scorer, block, n_items, device)
-    return out if logits else expit(out)
-
-
-def _row_blocks(
-    users: np.ndarray, n_items: int, block_cells: int
-) -> list[tuple[int, np.ndarray]]:
-    """(start, users) blocks of about `block_cells` cells each (at least one row)."""
-    rows = max(1, block_cells // max(n_items, 1))
-    return [(s, users[s : s + rows]) for s in range(0, users.size, rows)]
-
-
-def _score_rows(
-    scorer: AnyScorer, users: np.ndarray, n_items: int, device: torch.device
-) -> np.ndarray:
-    """Logits of every item for a block of users (float32 for torch models)."""
-    if isinstance(scorer, nn.Module):
-        u = torch.as_tensor(users, device=device)
-        items = torch.arange(n_items, device=device)
-        return score_matrix(scorer, u, items, logits=True).cpu().numpy()
-    if isinstance(scorer, Scorer):
-        return np.asarray(scorer.score_all_items(users))
-    raise TypeError(
-        f"scorer must be a torch model or have score_cells/score_all_items, got "
-        f"{type(scorer).__name__}"
-    )
-
 
 # -- paper ------------------------------------------------------------------------------------
 
@@ -469,8 +392,7 @@ def evaluate_holdout_part(
     n_items = known.shape[1]
     # one forward over the (n, 1 + k) block: the held-out item, then its k frozen candidates
     block = np.concatenate([items[:, None], candidates], axis=1)
-    z = score_cells(scorer, (users[:, None] * n_items + block).ravel(), n_items, device,
-                    logits=True).reshape(block.shape)
+    z = block_logits(scorer, users, block, n_items, device)
     pos, neg = z[:, 0], z[:, 1:]
     # ranks and AUC from logits (no sigmoid saturation ties); thresholds on probabilities
     out = metrics.hit_ndcg(metrics.rank_of_positive(pos, neg), prefix=prefix)
@@ -497,9 +419,10 @@ def full_ranks(
     users = np.asarray(users, dtype=np.int64)
     items = np.asarray(items, dtype=np.int64)
     ranks = np.empty(users.size, dtype=np.int64)
-    for s, block in _row_blocks(users, n_items, block_cells):
-        scores = _score_rows(scorer, block, n_items, device)
+    for s, block in row_blocks(users, n_items, block_cells):
+        scores = score_rows(scorer, block, n_items, device)
         ranks[s : s + block.size] = metrics.full_rank_of_positive(
             scores, items[s : s + block.size], known[block]
         )
     return ranks
+

@@ -500,3 +500,25 @@ def test_old_split_files_are_rewritten_and_refused_by_the_loader(tmp_path) -> No
     assert protocols.load_frozen_split(path).n_items == data.n_items
     with pytest.raises(FileNotFoundError, match="does not exist"):
         protocols.load_frozen_split(tmp_path / "nope.npz")
+
+
+@pytest.mark.parametrize("name", ["gmf", "mlp", "neumf"])
+def test_block_logits_equal_the_forward_and_full_ranking_scores(name: str, monkeypatch) -> None:
+    from ocfb import scoring
+    from ocfb.models import build_model
+
+    model = build_model(name, 50, 80, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(30)  # away from the near-zero init, so differences would show
+    users = np.arange(50)
+    items = np.random.default_rng(0).integers(0, 80, (50, 11))
+    monkeypatch.setattr(scoring, "_BLOCK_ROWS", 7)  # several row blocks
+    got = protocols.block_logits(model, users, items, 80, torch.device("cpu"))
+    forward = protocols.score_cells(model, (users[:, None] * 80 + items).ravel(), 80,
+                                    torch.device("cpu"), logits=True).reshape(items.shape)
+    full = protocols.score_all_items(model, users, 80, torch.device("cpu"))
+    scale = np.abs(forward).max()
+    np.testing.assert_allclose(got, forward, atol=1e-6 * scale)
+    np.testing.assert_allclose(got, np.take_along_axis(full, items, 1), atol=1e-6 * scale)
+    assert model.training  # the caller's mode is restored
