@@ -15,6 +15,7 @@ import pytest
 
 from ocfb.config import ConfigError, RunConfig
 from ocfb.names import SMOKE_SETTINGS as DEFAULT_SMOKE
+from ocfb.names import STRATEGIES, default_objective
 from suite.spec import (
     SpecError,
     SweepSpec,
@@ -28,13 +29,16 @@ ML_PLACEHOLDER = "/data/ml-100k/u.data"
 
 # Trials per shipped config, worked out by hand from the files.
 EXPECTED = {
-    "quickstart": 2 * 2 * 2 * 2 * 3,  # model x mf_dim x negatives x threshold x 3 seeds
-    "paper": 3 * 4 * 4 * 4 * 2 * 3,  # model x mf_dim x user_dim x item_dim x negatives x 3 seeds
-    "ablation-threshold": 7 * 3,  # 7 thresholds x 3 seeds
-    "ablation-terms": 2 * 2 * 3,  # model x threshold x 3 seeds
-    "strategies": 4 * 5,  # 4 strategies x 5 seeds
+    # (2 models x mf_dim x negatives x threshold + 3 baselines, repeats dropped) x 3 seeds
+    "quickstart": (2 * 2 * 2 * 2 + 3) * 3,
+    # per-model sizes (GMF 4, MLP 4x4, NeuMF 4x4x4) + 3 baselines, x 2 negatives x 3 seeds
+    "paper": (4 + 16 + 64 + 3) * 2 * 3,
+    "ablation-threshold": (7 + 3) * 5,  # 7 NeuMF thresholds + 3 baselines, x 5 seeds
+    "ablation-terms": (2 * 2 + 3) * 5,  # 2 models x 2 thresholds + 3 baselines, x 5 seeds
+    "strategies": (6 + 3) * 5,  # 6 NeuMF strategies + 3 baselines, x 5 seeds
     "movielens-100k": 24 * 1,  # optuna: num_samples x seeds
-    "protocol-gap": 2 * 2 * 5,  # protocol x strategy x seeds
+    "movielens-100k-strategies": (6 + 3) * 5,  # 6 strategies + 3 baselines, x 5 seeds
+    "protocol-gap": 2 * (2 + 3) * 5,  # protocol x (MLP x 2 strategies + 3 baselines) x seeds
 }
 
 
@@ -83,23 +87,33 @@ def test_shipped_config_details():
     assert q.objective.metric == "val_hr@10" and q.objective.mode == "max"
 
     p = _load("paper")
-    assert p.protocol == "paper" and p.objective.metric == "test_auc"
+    assert p.protocol == "paper" and p.objective.metric == "val_auc"
     assert p.fixed["terms"] == 15 and p.seeds == [0, 1, 2]
-    assert [d.candidates() for d in p.space.values()] == [
-        ["gmf", "mlp", "neumf"], [2, 3, 4, 5], [2, 3, 4, 5], [2, 3, 4, 5], [2000, 3000]]
-    assert p.axes()[-1] == "seed"
+    assert p.space["model"].candidates() == ["gmf", "mlp", "neumf", "popularity", "ease", "als"]
+    assert {m: list(sub) for m, sub in p.per_model.items()} == {
+        "gmf": ["mf_dim"], "mlp": ["user_dim", "item_dim"],
+        "neumf": ["mf_dim", "user_dim", "item_dim"]}
+    # 504 distinct neural runs (the old cross of every size with every model ran 1,152)
+    neural = [c for c in p.distinct_configs() if c["model"] in ("gmf", "mlp", "neumf")]
+    assert len(neural) * len(p.seeds) == 504
+    assert len({json.dumps(c, sort_keys=True) for c in p.distinct_configs()}) == 174
+    assert p.axes() == ["model", "negatives", "mf_dim", "user_dim", "item_dim", "seed"]
+    assert p.run_config({"model": "gmf"}).select_metric == "val_auc"
 
     t = _load("ablation-threshold")
     assert t.pivots == [["threshold", "terms"]] and t.fixed["terms"] == 15
 
     s = _load("strategies")
-    assert s.space["strategy"].candidates() == ["ocfb", "random-replace", "resample-all", "static"]
+    assert s.space["strategy"].candidates() == list(STRATEGIES)
     assert s.protocol == "holdout" and len(s.seeds) == 5
+    assert sorted(p["model"] for p in s.grid_points()) == ["als", "ease"] + ["neumf"] * 6 + [
+        "popularity"]
 
     m = _load("movielens-100k")
     assert m.data.source == ML_PLACEHOLDER and m.data.format == "movielens-100k"
     assert (m.search.algorithm, m.scheduler.type) == ("optuna", "asha")
     assert m.max_terms() == 10 and m.tune_num_samples() == 24
+    assert {"lr", "weight_decay", "epochs", "negatives", "batch_size"} <= set(m.axes())
     # the placeholder itself loads too (the runner, not the spec, refuses a missing data file)
     assert load_sweep(CONFIGS / "movielens-100k.yaml").data.source == "path/to/u.data"
 
@@ -108,7 +122,12 @@ def test_cli_overrides(tmp_path):
     spec = _load("quickstart", output=str(tmp_path / "out"))
     assert spec.output == str(tmp_path / "out")
     spec = load_sweep(CONFIGS / "quickstart.yaml", data_source="some/file.csv")
-    assert spec.data.source == "some/file.csv" and spec.data.data_seed == 0
+    assert spec.data.source == "some/file.csv" and spec.data.data_seed is None
+    # data_seed follows the replicate seed unless the file fixes it (issue 9, item 4)
+    q = _load("quickstart")
+    assert [q.run_config({"seed": s}).data.data_seed for s in (0, 1, 2)] == [0, 1, 2]
+    fixed = SweepSpec.from_dict({"name": "t", "data": {"data_seed": 7}, "seeds": [0, 1]})
+    assert fixed.run_config({"seed": 1}).data.data_seed == 7
 
 
 # -- the spec's methods -----------------------------------------------------------------------
@@ -149,8 +168,6 @@ def test_expected_trials_random_and_optuna(tmp_path):
 
 
 def test_objective_defaults_follow_protocol(tmp_path):
-    from ocfb.algorithm import default_objective
-
     for protocol in ("paper", "holdout"):
         spec = load_sweep(_write(tmp_path, f"name: t\nprotocol: {protocol}\n"))
         assert spec.objective.metric == default_objective(protocol)
@@ -177,9 +194,10 @@ def test_produced_metrics_match_the_loop():
                    "time_score", "time_resample", "time_eval"}
     for protocol in ("paper", "holdout"):
         cfg = RunConfig(protocol=protocol, model="gmf", negatives=300, terms=0, epochs=1,
-                        batch_size=512, n_candidates=20)
+                        batch_size=512, n_candidates=20, full_ranking="every")
         rec = next(iter(OCFBRun(cfg, data)))
-        assert set(rec) - bookkeeping == set(produced_metrics(protocol)), protocol
+        metrics = {k for k in rec if k not in bookkeeping and not k.startswith(("sel_", "time_"))}
+        assert metrics == set(produced_metrics(protocol)), protocol
 
 
 def test_with_smoke_shrinks(tmp_path):
@@ -227,24 +245,37 @@ def test_param_space_for_ray():
     from ray.tune.search.optuna import OptunaSearch
     from ray.tune.search.variant_generator import generate_variants
 
-    q = _load("quickstart")
+    # a plain grid maps dim by dim
+    q = SweepSpec.from_dict({**_load("quickstart").to_json(), "drop_duplicates": False,
+                             "space": {"model": {"grid": ["gmf", "neumf"]},
+                                       "threshold": {"grid": [0.3, 0.6]}}})
     ps = q.param_space()
     assert ps["model"] == {"grid_search": ["gmf", "neumf"]}
     assert ps["threshold"] == {"grid_search": [0.3, 0.6]}
     assert ps["seed"] == {"grid_search": [0, 1, 2]}
     assert "terms" not in ps  # fixed keys stay in the spec
     variants = [cfg for _, cfg in generate_variants(ps)]
-    assert len(variants) == q.expected_trials()
+    assert len(variants) == q.expected_trials() == 2 * 2 * 3
     assert len({json.dumps(v, sort_keys=True) for v in variants}) == len(variants)
     for v in variants:
         assert q.run_config(v).terms == 5
 
+    # dropped duplicates and per-model spaces: Ray gets the explicit grid points, and the
+    # trials it generates are exactly the distinct runs, each once per seed
+    for name in ("quickstart", "paper", "strategies"):
+        spec = _load(name)
+        assert spec.enumerates_grid()
+        variants = [cfg for _, cfg in generate_variants(spec.param_space())]
+        assert len(variants) == spec.expected_trials() == EXPECTED[name], name
+        runs = {json.dumps(spec.run_config(v).canonical(), sort_keys=True) for v in variants}
+        assert len(runs) == len(variants), name
+
     m = _load("movielens-100k")
     mps = m.param_space()
-    assert mps["mf_dim"].lower == 4 and mps["mf_dim"].upper == 33  # int [4, 32], hi inclusive
+    assert mps["epochs"].lower == 2 and mps["epochs"].upper == 9  # int [2, 8], hi inclusive
     assert "seed" not in mps  # seeds are replicated by a Repeater, never searched by TPE
     dists = OptunaSearch.convert_search_space(mps)
-    assert dists["mf_dim"].high == 32 and dists["lr"].log
+    assert dists["epochs"].high == 8 and dists["lr"].log
 
     # layers as strings; grid dims become choices under optuna
     spec = SweepSpec.from_dict({
@@ -475,13 +506,13 @@ def test_from_dict_validates_like_a_file():
 
 def test_protocol_can_be_searched_for_the_protocol_gap(tmp_path):
     spec = load_sweep(CONFIGS / "protocol-gap.yaml")
-    assert spec.axes() == ["protocol", "strategy", "seed"]
-    assert spec.objective.metric == "test_auc"  # the only metric both protocols produce
-    assert spec.expected_trials() == 2 * 2 * 5
+    assert spec.axes() == ["protocol", "strategy", "model", "seed"]
+    assert spec.objective.metric == "val_auc"  # the validation metric both protocols produce
+    assert spec.expected_trials() == EXPECTED["protocol-gap"]
     assert spec.run_config({"protocol": "paper", "strategy": "ocfb", "seed": 3}).protocol == "paper"
     both = "name: t\nspace:\n  protocol: {grid: [paper, holdout]}\n"
     with pytest.raises(SpecError, match=r"objective.metric: 'val_hr@10' is not produced by "
-                                        r"protocol 'paper' and 'holdout'.*allowed: .*test_auc"):
+                                        r"protocol 'paper' and 'holdout'.*allowed: .*val_auc"):
         load_sweep(_write(tmp_path, both + "objective: {metric: val_hr@10}\n"))
     with pytest.raises(SpecError, match="protocol: also searched in space.protocol"):
         load_sweep(_write(tmp_path, both + "protocol: paper\n"))

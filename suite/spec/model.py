@@ -115,7 +115,16 @@ class SweepSpec(Section):
     pivots: list[list[str]] = []
     # run each distinct configuration once instead of refusing grid points that repeat a run
     drop_duplicates: bool = Field(False, validate_default=True)
+    # derived values (grid points) computed once; not part of the spec's identity
     _cache: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    def __eq__(self, other: object) -> bool:
+        """Same fields, same spec (the private cache of derived values does not count)."""
+        if not isinstance(other, SweepSpec):
+            return NotImplemented
+        return self.model_dump() == other.model_dump()
+
+    __hash__ = None  # type: ignore[assignment]  # dict fields: a spec is not hashable
 
     @classmethod
     def from_dict(cls, raw: Any, where: str = "<sweep>") -> SweepSpec:
