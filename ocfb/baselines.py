@@ -154,9 +154,10 @@ class EASE(Baseline):
         g = (self.train.T @ self.train).toarray()
         g[np.diag_indices_from(g)] += self.l2
         p = np.linalg.inv(g)
-        b = p / (-np.diag(p))
-        b[np.diag_indices_from(b)] = 0.0
-        self.weights = b
+        del g  # peak memory two n_items^2 float64 matrices, not three
+        p /= -np.diag(p)  # column j divided by -P_jj: B = -P diagMat(1 / diag(P)) in place
+        p[np.diag_indices_from(p)] = 0.0
+        self.weights = p
         return self
 
     def raw_cells(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
