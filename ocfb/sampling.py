@@ -46,18 +46,51 @@ def blocked_cells(*cell_sets: Iterable[int] | np.ndarray | None) -> np.ndarray:
 
 
 def merge_sorted(blocked: np.ndarray, new: np.ndarray) -> np.ndarray:
-    """`blocked` (sorted, unique) plus `new` cells that are not in it (any order, distinct)."""
+    """`blocked` (sorted, unique) plus `new` cells that are not in it (any order, distinct).
+
+    A stable sort of the two concatenated sorted runs is one linear merge (timsort finds the
+    runs): 0.27 s for 4M into 1M where `np.insert` at 4M positions took 1.36 s.
+    """
     if new.size == 0:
         return blocked
-    new = np.sort(np.asarray(new, dtype=np.int64))
-    return np.insert(blocked, np.searchsorted(blocked, new), new)
+    out = np.concatenate([blocked, np.sort(np.asarray(new, dtype=np.int64))])
+    out.sort(kind="stable")
+    return out
+
+
+def searchsorted_many(
+    sorted_set: np.ndarray, queries: np.ndarray, side: str = "left"
+) -> np.ndarray:
+    """`np.searchsorted` for many unsorted queries, in sorted order and then put back.
+
+    A binary search per random query misses the cache at every level: 400k random queries into
+    1M ids took 1.06 s on this machine, 4M sorted ones 0.72 s. The queries are sorted with their
+    positions packed into the low bits, because `np.sort` is vectorised and `np.argsort` is
+    not (0.23 s against 3.5 s for 4M int64).
+    """
+    queries = np.asarray(queries, dtype=np.int64)
+    n = queries.size
+    if n < 65_536:
+        return np.searchsorted(sorted_set, queries, side=side)  # type: ignore[call-overload]
+    pos_bits = (n - 1).bit_length()
+    if int(queries.min()) >= 0 and int(queries.max()).bit_length() + pos_bits <= 62:
+        packed = (queries << pos_bits) | np.arange(n, dtype=np.int64)
+        packed.sort()
+        order = packed & ((1 << pos_bits) - 1)
+        ordered = packed >> pos_bits
+    else:
+        order = np.argsort(queries, kind="stable")
+        ordered = queries[order]
+    out = np.empty(n, dtype=np.int64)
+    out[order] = np.searchsorted(sorted_set, ordered, side=side)  # type: ignore[call-overload]
+    return out
 
 
 def remove_sorted(blocked: np.ndarray, cells: np.ndarray) -> np.ndarray:
     """`blocked` (sorted, unique) without `cells`, each of which must be in it."""
     if cells.size == 0:
         return blocked
-    idx = np.searchsorted(blocked, np.asarray(cells, dtype=np.int64))
+    idx = searchsorted_many(blocked, np.asarray(cells, dtype=np.int64))
     if idx.size and (idx.max() >= blocked.size or not np.array_equal(blocked[idx], cells)):
         raise ValueError("remove_sorted: some cells to remove are not in the blocked set")
     return np.delete(blocked, idx)
@@ -67,7 +100,7 @@ def isin_sorted(cells: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
     """Membership of each cell in a sorted unique array (binary search, no re-sort)."""
     if sorted_set.size == 0:
         return np.zeros(np.shape(cells), dtype=bool)
-    idx = np.minimum(np.searchsorted(sorted_set, cells), sorted_set.size - 1)
+    idx = np.minimum(searchsorted_many(sorted_set, cells), sorted_set.size - 1)
     return sorted_set[idx] == cells
 
 
@@ -110,7 +143,7 @@ def rank_to_cell(ranks: np.ndarray, blocked: np.ndarray) -> np.ndarray:
     """The r-th free cell for each rank r, given the sorted unique blocked cells."""
     # The r-th free cell is r + j, where j counts blocked cells b with b - (its index) <= r.
     shifted = blocked - np.arange(blocked.size, dtype=np.int64)
-    return ranks + np.searchsorted(shifted, ranks, side="right").astype(np.int64)
+    return ranks + searchsorted_many(shifted, ranks, side="right").astype(np.int64)
 
 
 def sample_negatives(

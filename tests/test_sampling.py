@@ -15,6 +15,7 @@ from ocfb.sampling import (
     merge_sorted,
     remove_sorted,
     sample_negatives,
+    searchsorted_many,
     sorted_unique,
     split_cells,
 )
@@ -199,3 +200,13 @@ def test_incremental_bookkeeping_gives_the_old_negatives(case: tuple, strategy: 
         )
     np.testing.assert_array_equal(pool.negatives, old.negatives)
     assert (old.removed.size > 0) == (cfg.strategy == "ocfb" and cfg.exclude_removed)
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+@pytest.mark.parametrize("big", [False, True])
+def test_searchsorted_many_equals_numpy(rng: np.random.Generator, side: str, big: bool) -> None:
+    sorted_set = np.sort(rng.choice(10**7, 50_000, replace=False))
+    queries = rng.integers(0, 2**62 if big else 10**7, 100_000)  # big: the argsort fallback
+    queries[:1000] = sorted_set[:1000]  # exact hits, where left and right differ
+    np.testing.assert_array_equal(searchsorted_many(sorted_set, queries, side),
+                                  np.searchsorted(sorted_set, queries, side=side))
