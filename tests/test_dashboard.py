@@ -56,10 +56,11 @@ SPECS = {
         "space": {"strategy": {"grid": ["ocfb", "random-replace", "resample-all", "static"]}},
         "pivots": [["strategy", "terms"]],
     },
-    "tuned": {  # a random search with a log-uniform lr, baselines in the model grid
-        "axes": ["model", "lr", "seed"],
+    "tuned": {  # a random search with a log-uniform lr, baselines, a per-model sub-space
+        "axes": ["model", "lr", "mf_dim", "seed"],
         "space": {"model": {"choice": ["neumf", "popularity", "ease"]},
                   "lr": {"loguniform": [1e-4, 1e-2]}},
+        "per_model": {"neumf": {"mf_dim": {"grid": [4, 8]}}},
         "pivots": [], "protocol": "paper", "objective": {"metric": "val_auc", "mode": "max"},
     },
 }
@@ -70,7 +71,7 @@ EXPECTED = {
                    ["mf_dim", "negatives", "threshold"], []),
     "ablation-terms": (["model", "threshold"], ["threshold", "model"], ["threshold"], []),
     "strategies": (["strategy"], ["strategy"], [], []),
-    "tuned": (["model", "lr"], ["model"], ["lr"], ["lr"]),
+    "tuned": (["model", "lr", "mf_dim"], ["model"], ["lr", "mf_dim"], ["lr"]),
 }
 
 

@@ -82,6 +82,19 @@ def _axis_kinds(space: dict[str, Any], axes: list[str]) -> tuple[list[str], list
     return numeric, log
 
 
+def _dims(meta: dict[str, Any]) -> dict[str, Any]:
+    """Every searched dimension in sweep.json: the shared `space` and each model's `per_model`
+    sub-space (a key a model lacks is searched only for the models that have it)."""
+    space = meta.get("space") if isinstance(meta.get("space"), dict) else {}
+    dims = dict(space)
+    per_model = meta.get("per_model") if isinstance(meta.get("per_model"), dict) else {}
+    for sub in per_model.values():
+        if isinstance(sub, dict):
+            for key, dim in sub.items():
+                dims.setdefault(key, dim)
+    return dims
+
+
 def _summary_keys(out_dir: Path) -> tuple[list[str], list[str]]:
     """The summary run's table and plot keys: its manifest when it was logged, else what
     `log_summary` would log from this folder (tables/*.csv, plots/*.png)."""
@@ -163,7 +176,7 @@ def load_view(out_dir: Path) -> SweepView:
     objective = meta.get("objective") or {}
     wandb_cfg = meta.get("wandb") or {}
     axes = [str(a).removeprefix("config.") for a in meta.get("axes") or [] if a != "seed"]
-    numeric, log = _axis_kinds(meta.get("space") or {}, axes)
+    numeric, log = _axis_kinds(_dims(meta), axes)
     tables, images = _summary_keys(out_dir)
     summary_md = out_dir / "summary.md"
     header, verdicts = parse_summary_md(summary_md.read_text()) if summary_md.is_file() else (
