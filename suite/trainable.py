@@ -26,14 +26,8 @@ START_MARKER_ENV = "OCFB_TRIAL_START_DIR"
 
 def make_run(cfg: RunConfig, data: Any, cache_dir: str | None) -> Any:
     """The run for a config: `ocfb.runs.make_run` (an OCF-B loop or a reference baseline)."""
-    try:
-        from ocfb.runs import make_run as _make_run
-    except ModuleNotFoundError as err:  # until ocfb/runs.py (EVAL) lands: neural models only
-        if err.name != "ocfb.runs":
-            raise
-        from ocfb.algorithm import OCFBRun
+    from ocfb.runs import make_run as _make_run
 
-        return OCFBRun(cfg, data, cache_dir=cache_dir)
     return _make_run(cfg, data, cache_dir=cache_dir)
 
 
