@@ -209,7 +209,8 @@ def check_per_model(
         path = f"per_model.{m}"
         if m not in models:
             where = "space.model" if "model" in space else "fixed.model"
-            lines.append(f"{path}: {m!r} is not a model of this sweep{hint(m, MODELS)}; "
+            near = "" if m in MODELS else hint(m, MODELS)
+            lines.append(f"{path}: {m!r} is not a model of this sweep{near}; "
                          f"{where} has: {', '.join(models)}")
             continue
         mbase = {**base, "model": m}
