@@ -209,6 +209,7 @@ def test_random_search_over_per_model_spaces_replicates_each_draw_over_the_seeds
     by_seed: dict[int, list[str]] = {}
     for v in variants:
         cfg = spec.run_config(v).canonical()
+        assert cfg["data"].pop("data_seed") == cfg["seed"]  # the data follows the replicate
         by_seed.setdefault(cfg.pop("seed"), []).append(json.dumps(cfg, sort_keys=True))
     assert by_seed[0] == by_seed[1] == by_seed[2]
     assert len(set(by_seed[0])) == 3
