@@ -28,6 +28,7 @@ import numpy as np
 from ocfb.config import RunConfig
 from ocfb.negatives import NegativePool
 from ocfb.sampling import (
+    first_occurrences,
     isin_sorted,
     merge_sorted,
     sample_free_cells,
@@ -151,25 +152,26 @@ def dns(
 def dns_choose(cand: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per row, the highest-scored candidate not taken by another row; distinct across rows.
 
-    Vectorised over rows, one pass per candidate rank (dns_candidates passes, not one per
-    slot). Within a pass a cell wanted by several rows goes to the lowest row; rows that lose
-    try their next-best candidate in the next pass. Returns (chosen cells with -1 where a row
-    got none, indices of those rows).
+    Vectorised over rows, at most one pass per candidate (dns_candidates passes, not one per
+    slot). In each pass every row still pending proposes its best remaining candidate (ties:
+    the earlier column); a cell proposed by several rows goes to the lowest row, and a cell
+    taken in an earlier pass is refused. Losing rows drop that candidate and try again. Returns
+    (chosen cells with -1 where a row got none, indices of those rows).
     """
     n, c = cand.shape
-    order = np.argsort(-scores, axis=1, kind="stable")
-    ranked = np.take_along_axis(cand, order, axis=1)
+    scores = np.array(scores, dtype=np.float64)  # a copy: refused candidates become -inf
     chosen = np.full(n, -1, dtype=np.int64)
     taken = np.empty(0, dtype=np.int64)
     pending = np.arange(n)
-    for p in range(c):
-        prop = ranked[pending, p]
-        by_cell = np.argsort(prop, kind="stable")  # stable: lower rows first within a cell
-        first = np.ones(prop.size, dtype=bool)
-        first[by_cell[1:]] = prop[by_cell[1:]] != prop[by_cell[:-1]]
-        keep = first & ~isin_sorted(prop, taken)
+    for _ in range(c):
+        sub = scores if pending.size == n else scores[pending]
+        best = np.argmax(sub, axis=1)
+        prop = cand[pending, best]
+        # `pending` is in row order, so the first occurrence of a cell is its lowest row
+        keep = first_occurrences(prop) & ~isin_sorted(prop, taken)
         chosen[pending[keep]] = prop[keep]
         taken = merge_sorted(taken, prop[keep])
+        scores[pending[~keep], best[~keep]] = -np.inf
         pending = pending[~keep]
         if pending.size == 0:
             break
