@@ -295,7 +295,8 @@ def test_loading_a_sweep_does_not_import_ray():
     code = (
         "import sys; import suite.spec as s; "
         "spec = s.load_sweep(sys.argv[1]); spec.run_config({}); spec.with_smoke(); "
-        "assert 'ray' not in sys.modules, 'ray imported'; print(spec.expected_trials())"
+        "assert 'ray' not in sys.modules, 'ray imported'; "
+        "assert 'torch' not in sys.modules, 'torch imported'; print(spec.expected_trials())"
     )
     out = subprocess.run([sys.executable, "-c", code, str(CONFIGS / "quickstart.yaml")],
                          cwd=REPO, capture_output=True, text=True, timeout=60)
