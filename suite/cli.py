@@ -345,12 +345,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser: every subcommand sets its handler as `func`."""
     from suite.commands import register_cli
+    from suite.dashboard import register_cli as register_dashboard_cli
 
     p = argparse.ArgumentParser(prog="ocfb-suite", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
     _data_parser(sub)
     _train_parser(sub)
     register_cli(sub)
+    register_dashboard_cli(sub)
     return p
 
 

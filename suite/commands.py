@@ -130,10 +130,12 @@ def _close(spec: Any, out: Path, writer: Any, mode: str, wall: float, verbose: b
               f"results files in {out} are complete; rebuild it with: ocfb-suite summarize "
               f"{out}", file=sys.stderr)
         return 1
-    if mode == "offline" and verbose:
-        from suite import tracking
+    if mode != "disabled":
+        # workspace and report as code; offline it writes DIR/dashboard/*.json and prints the
+        # one-line publish command (which includes `wandb sync`); it never fails a sweep
+        from suite.dashboard import build_dashboard
 
-        print(tracking.sync_hint(out))
+        build_dashboard(out, mode, verbose=verbose)
     unfinished = sum(s in ("running", "pending") for s in statuses)
     expected = spec.expected_trials()
     if unfinished or (expected is not None and len(statuses) < expected):
@@ -153,7 +155,7 @@ def _close(spec: Any, out: Path, writer: Any, mode: str, wall: float, verbose: b
 
 # Results of an earlier sweep in the same folder, moved aside (never mixed, never deleted).
 _PREVIOUS = ("sweep.json", "trials.parquet", "terms.parquet", "summary.md", "tables", "plots",
-             "ray", "splits", "wandb")
+             "ray", "splits", "wandb", "dashboard")
 
 
 def archive_previous(out: Path) -> Path | None:
@@ -188,7 +190,7 @@ def print_leaderboard(writer: Any, spec: Any, top: int = 10) -> None:
 
 def finish(out: Path, spec: Any, mode: str) -> None:
     """Summarize the results folder and log the summary run to W&B."""
-    from suite.summarize import summarize_dir
+    from suite.summary import summarize_dir
 
     log_summary_run(out, spec, mode, summarize_dir(out))
 
@@ -232,7 +234,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         os.environ["RAY_TMPDIR"] = args.ray_temp_dir
     address = args.address or os.environ.get("RAY_ADDRESS") or None
     try:
-        spec = load_sweep(args.config, output=args.out, data_source=args.data)
+        spec = load_sweep(args.config, output=args.out, data_source=args.data,
+                          drop_duplicates=True if args.drop_duplicates else None)
         if args.smoke:
             spec = spec.with_smoke()
             if args.out is None:  # smoke results never replace a real sweep's
@@ -339,7 +342,7 @@ def spec_from_json(meta: dict[str, Any]) -> Any:
 
 def cmd_summarize(args: argparse.Namespace) -> int:
     """`ocfb-suite summarize DIR`: rebuild summary.md, tables and plots from the results."""
-    from suite.summarize import summarize_dir
+    from suite.summary import summarize_dir
 
     out = Path(args.dir)
     if not (out / "trials.parquet").is_file():
@@ -374,6 +377,8 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--out", default=None, help="output folder (default: the file's output)")
     s.add_argument("--data", default=None, help="data file, overriding data.source")
     s.add_argument("--smoke", action="store_true", help="shrink to a few seconds of work")
+    s.add_argument("--drop-duplicates", action="store_true",
+                   help="run one of each group of identical configurations instead of refusing")
     s.set_defaults(func=cmd_sweep)
     r = sub.add_parser("resume", parents=[common], help="continue an interrupted sweep")
     r.add_argument("dir", help="the sweep's output folder")

@@ -135,14 +135,10 @@ def data_key(dc: Any) -> tuple:
 
 
 def _places(spec: Any, key: str, default: Any) -> list[tuple[str, Any]]:
-    """(where, value) for every value a key takes in the sweep: its space candidates, or the
-    fixed value, or the RunConfig default."""
-    if key in spec.space:
-        dim = spec.space[key]
-        return [(f"space.{key}.{dim.kind}[{i}]", v) for i, v in enumerate(dim.candidates())]
-    if key == "protocol":
-        return [("protocol", spec.protocol)]
-    return [(f"fixed.{key}", spec.base_config().get(key, default))]
+    """(where, value) for every value a key takes in the sweep, per-model sub-spaces included
+    (`SweepSpec.values_of`); `default` is kept for callers, RunConfig's own default applies."""
+    del default
+    return spec.values_of(key)
 
 
 def check_data(spec: Any, datasets: dict[tuple, Any]) -> None:

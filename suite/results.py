@@ -261,7 +261,11 @@ class ResultsWriter:
 
     def _progress_line(self, tid: str, t: dict[str, Any]) -> None:
         cols = t["config_cols"]
-        desc = " ".join(f"{a}={cols.get('config.' + a)}" for a in self.spec.axes())
+        # keys that do not apply to this run (mf_dim for mlp, threshold for a baseline) would
+        # suggest a difference that is not there
+        skip = t["config"].inapplicable_keys() if t.get("config") is not None else {}
+        desc = " ".join(f"{a}={cols.get('config.' + a)}" for a in self.spec.axes()
+                        if a not in skip)
         best = self._best(tid)
         score = (f"{self.metric}={best[self.metric]:.4f} @ term {best['term']}"
                  if best else "no result")
