@@ -90,7 +90,7 @@ def fetch_movielens(name: str, cache_dir: Path) -> Path:
         archive.unlink(missing_ok=True)
         raise DataError(
             f"could not download {url}: {exc}; without a network, place the archive's "
-            f"{member} under {cache_dir} and load it with load_file"
+            f"{member} under {cache_dir} and pass it as --source"
         ) from exc
     try:
         if expected is None:

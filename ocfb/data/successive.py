@@ -1,9 +1,10 @@
 """Sampling without replacement at MovieLens-20M size, where Gumbel-top-k per user is too slow.
 
 Gumbel-top-k draws one Gumbel number per (user, item): 3.7e9 at 138,493 x 26,744, about
-400 s here. Successive sampling (draw with replacement, keep the first k distinct items in
-draw order) has exactly the same law, the Plackett-Luce order of the weights, and costs about
-the number of draws. Users share one of a fixed number of taste types, so the per-item
+400 s here (0.87 s measured per block of 299 users, 463 blocks). Successive sampling (draw
+with replacement, keep the first k distinct items in draw order) has exactly the same law,
+the Plackett-Luce order of the weights, and costs about the number of draws. Users share one
+of a fixed number of taste types, so the per-item
 weights are computed once per type rather than once per user.
 
 Successive sampling gets expensive deep into a concentrated table: at the default
@@ -127,3 +128,32 @@ def _draw_distinct(
         factor *= 2.0
     held.sort()  # slot-major, so slot j's items are contiguous and in slot order
     return held % n_items
+
+
+def race_top_k(
+    rng: np.random.Generator,
+    logits: Callable[[np.ndarray], np.ndarray],
+    n_items: int,
+    users: np.ndarray,
+    counts: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(users, items): ``counts[u]`` distinct items per user by an exponential race.
+
+    The k smallest ``log(E) - logit`` with ``E ~ Exp(1)`` are Gumbel-top-k in another
+    spelling; in float32 this is 3.7x faster than float64 Gumbel numbers plus argpartition
+    (0.36 s against 1.32 s for 299 x 26,744 here). Used for the users that successive
+    sampling hands back; the exact path keeps float64 Gumbel so that its output never changes.
+    """
+    block = max(1, _BLOCK // n_items)
+    out_users, out_items = [np.empty(0, np.int64)], [np.empty(0, np.int64)]
+    tiny = np.finfo(np.float32).tiny  # log(0) would make a key -inf, picked unconditionally
+    for start in range(0, len(users), block):
+        rows = users[start:start + block]
+        k = counts[rows]
+        draws = rng.standard_exponential(size=(len(rows), n_items), dtype=np.float32)
+        keys = np.log(np.maximum(draws, tiny)) - logits(rows)
+        part = np.argpartition(keys, int(k.max()) - 1, axis=1)
+        take = np.arange(n_items)[None, :] < k[:, None]
+        out_users.append(np.broadcast_to(rows[:, None], part.shape)[take])
+        out_items.append(part[take])
+    return np.concatenate(out_users), np.concatenate(out_items)

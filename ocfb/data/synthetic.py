@@ -12,7 +12,7 @@ comes near its cap of 362.
 
 Grids up to 2**26 cells (ML-1M is 22M) draw every user's items by Gumbel-top-k with its own
 taste vector. Larger grids (ML-20M: 138,493 x 26,744 = 3.7e9 cells, where one Gumbel number per
-cell took ~400 s) give users one of 2**26 // n_items taste types and draw most of them by
+cell would take ~400 s) give users one of 2**26 // n_items taste types and draw most of them by
 successive sampling (:mod:`ocfb.data.successive`), which has the same law.
 """
 
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ocfb.data.interactions import Interactions
-from ocfb.data.successive import successive_by_type
+from ocfb.data.successive import race_top_k, successive_by_type
 
 SYNTHETIC_SOURCE = "synthetic-influencer"
 
@@ -157,9 +157,9 @@ def _pick_items_by_type(
 ) -> tuple[_Planted, np.ndarray, np.ndarray]:
     """Large grids: users get a uniformly drawn taste type; returns the per-user model + pairs.
 
-    Users whose successive sampling would cost more than a Gumbel row draw by Gumbel-top-k on
-    their type's logits, the rest by successive sampling; both are sampling without
-    replacement proportional to the same weights.
+    Users whose successive sampling would cost more than a Gumbel row draw by an exponential
+    race (Gumbel-top-k in float32) on their type's logits, the rest by successive sampling;
+    both are sampling without replacement proportional to the same weights.
     """
     tastes = types_planted.user_factors
     types = rng.integers(len(tastes), size=len(counts))
@@ -172,7 +172,15 @@ def _pick_items_by_type(
     light_users, light_items, heavy = successive_by_type(
         rng, type_logits, len(tastes), planted.n_items, np.arange(len(counts)), types, counts
     )
-    heavy_users, heavy_items = _pick_items(rng, planted, counts, np.sort(heavy))
+    factors32 = planted.item_factors.T.astype(np.float32)
+    shift32 = planted.log_popularity.astype(np.float32)
+
+    def user_logits(rows: np.ndarray) -> np.ndarray:
+        return (planted.user_factors[rows].astype(np.float32) @ factors32) * np.float32(
+            planted.scale) + shift32
+
+    heavy = np.sort(heavy)
+    heavy_users, heavy_items = race_top_k(rng, user_logits, planted.n_items, heavy, counts)
     return (planted, np.concatenate([heavy_users, light_users]).astype(np.int64),
             np.concatenate([heavy_items, light_items]).astype(np.int64))
 
