@@ -19,10 +19,13 @@ from torch import nn
 from ocfb.models import GMF, MLP, NeuMF, predict_cell_logits, score_matrix
 
 # Full ranking scores and ranks row blocks of about this many (user, item) cells, so memory is
-# bounded by the block, not by users x items. Measured with benchmarks/bench_metrics.py (NeuMF
-# 8 / 32-32 / [32, 16, 8], 1,900 x 17,600, one thread, full ranking of 1,900 users):
-# numbers in the comment of FULL_BLOCK_CELLS are filled in from the benchmark.
-FULL_BLOCK_CELLS = 1 << 20
+# bounded by the block (NeuMF's (rows, items, 32) hidden tensor: 16 MB at 2^17), never by
+# users x items. benchmarks/bench_metrics.py, NeuMF 8 / 32-32 / [32, 16, 8], 1,900 x 17,600,
+# validation + test (3,795 users), one thread, three runs on a shared 2-core machine:
+# 2^15 cells 58 s, 2^16 24 s / 12.4 s, 2^17 19 s / 15.3 s, 2^18 26 s / 29 s / 14.1 s,
+# 2^20 52 s, 2^22 79 s. 2^16-2^18 is a flat optimum (the hidden tensor fits the caches);
+# 2^20 and up is 2-3x slower. 2^17 sits in the middle of it.
+FULL_BLOCK_CELLS = 1 << 17
 
 
 @runtime_checkable
