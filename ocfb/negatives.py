@@ -55,11 +55,6 @@ class NegativePool:
             self._blocked = merge_sorted(self.fixed, self.negatives)
         return self._blocked
 
-    @property
-    def n_free(self) -> int:
-        """Cells a whole new negative set may be drawn from (grid minus `fixed`)."""
-        return self.n_users * self.n_items - int(self.fixed.size)
-
     # -- draws ------------------------------------------------------------------------------
 
     def draw_fresh(self, rng: np.random.Generator, k: int) -> np.ndarray:
@@ -85,7 +80,7 @@ class NegativePool:
         """
         if not self.exclude_removed or cells.size == 0:
             return
-        self.blocked  # noqa: B018  (materialise it first: afterwards `fixed` overlaps negatives)
+        _ = self.blocked  # materialise it first: afterwards `fixed` overlaps the negatives
         self.removed = merge_sorted(self.removed, cells)
         self.fixed = merge_sorted(self.fixed, cells)
 
