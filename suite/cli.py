@@ -103,7 +103,12 @@ def cmd_data(args: argparse.Namespace) -> int:
         print(json.dumps(info))
     else:
         for k, v in info.items():
-            print(f"{k:>14}: {v:.4%}" if k == "sparsity" else f"{k:>14}: {v}")
+            if k == "sparsity":
+                print(f"{k:>23}: {v:.4%}")
+            elif k == "duplicates_dropped" and v:
+                print(f"{k:>23}: {v:,} rows merged (a pair counts once)")
+            else:
+                print(f"{k:>23}: {v}")
     return 0
 
 
