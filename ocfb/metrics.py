@@ -76,16 +76,8 @@ def _sparse_exclude(exclude: sp.spmatrix | sp.sparray, shape: tuple[int, int]) -
     return ex
 
 
-def full_rank_of_positive(
-    scores: np.ndarray,
-    pos_items: np.ndarray,
-    exclude: sp.spmatrix | sp.sparray | np.ndarray,
-) -> np.ndarray:
-    """0-based rank of each held-out item against the whole catalogue (full-ranking protocol).
-
-    rank[i] = #items j != pos_items[i], not excluded in row i, with scores[i, j] >= scores[i, pos].
-    `exclude` (dense bool or sparse, shape of `scores`) marks the user's other known positives.
-    """
+def _check_full_inputs(scores: np.ndarray, pos_items: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Validate full-ranking inputs; return scores and int64 positive item indices."""
     scores = np.asarray(scores)
     if scores.dtype.kind not in "biuf":
         raise TypeError(f"scores must be a numeric array, got dtype {scores.dtype}")
@@ -102,7 +94,21 @@ def full_rank_of_positive(
         raise ValueError(
             f"pos_items must lie in [0, {n_items}), got range [{pos.min()}, {pos.max()}]"
         )
+    return scores, pos
 
+
+def full_rank_of_positive(
+    scores: np.ndarray,
+    pos_items: np.ndarray,
+    exclude: sp.spmatrix | sp.sparray | np.ndarray,
+) -> np.ndarray:
+    """0-based rank of each held-out item against the whole catalogue (full-ranking protocol).
+
+    rank[i] = #items j != pos_items[i], not excluded in row i, with scores[i, j] >= scores[i, pos].
+    `exclude` (dense bool or sparse, shape of `scores`) marks the user's other known positives.
+    """
+    scores, pos = _check_full_inputs(scores, pos_items)
+    n, n_items = scores.shape
     sparse = sp.issparse(exclude)
     if sparse:
         ex_sp = _sparse_exclude(exclude, (n, n_items))
