@@ -149,9 +149,11 @@ class RunConfig(_Strict):
     # baselines: EASE's L2 weight (Steck 2019 tunes it in the hundreds for ML-size data).
     l2: float = Field(500.0, gt=0.0)
     # baselines: implicit's ALS (Hu et al. 2008) factors, sweeps, regularisation, confidence.
-    als_factors: int = Field(64, ge=1, le=4096)
+    # 16 factors / reg 1.0, chosen on validation: ML-100K val HR@10 0.690 vs 0.637 at implicit's
+    # 64 / 0.01, which also overfits the paper-shape data to AUC 0.50 (16 / 1.0: 0.73).
+    als_factors: int = Field(16, ge=1, le=4096)
     als_iterations: int = Field(15, ge=1, le=1000)
-    als_regularization: float = Field(0.01, ge=0.0)
+    als_regularization: float = Field(1.0, ge=0.0)
     als_alpha: float = Field(1.0, gt=0.0)
 
     @model_validator(mode="before")
