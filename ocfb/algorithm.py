@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,10 +28,10 @@ import torch
 import torch.nn.functional as F
 
 from ocfb import protocols
+from ocfb.atomicio import atomic_write
 from ocfb.config import ConfigError, RunConfig
 from ocfb.data import Interactions
 from ocfb.models import build_model, predict_cell_logits, reset_parameters
-from ocfb.names import default_objective  # noqa: F401  (re-exported: older imports use it)
 from ocfb.negatives import NegativePool
 from ocfb.sampling import blocked_cells
 from ocfb.strategies import replace_negatives
@@ -391,19 +389,8 @@ class OCFBRun:
 
     def save(self, path: str | Path) -> None:
         """Write the state atomically (temporary file, then rename), group-readable."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        os.close(fd)
-        try:
-            torch.save(self.state_dict(), tmp)
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; teammates read checkpoints too
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        state = self.state_dict()
+        atomic_write(path, lambda f: torch.save(state, f))
 
     def load(self, path: str | Path) -> None:
         """Restore from a file written by `save`."""

@@ -22,8 +22,6 @@ cells the neural term 0 sees: training positives against the same term-0 negativ
 from __future__ import annotations
 
 import copy
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -33,6 +31,7 @@ import scipy.sparse as sp
 import torch
 
 from ocfb import protocols
+from ocfb.atomicio import atomic_write
 from ocfb.config import ConfigError, RunConfig
 from ocfb.data import Interactions
 from ocfb.names import BASELINE_MODELS
@@ -404,19 +403,8 @@ class BaselineRun:
 
     def save(self, path: str | Path) -> None:
         """Write the state atomically (temporary file, then rename), group-readable."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        os.close(fd)
-        try:
-            torch.save(self.state_dict(), tmp)
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; teammates read checkpoints too
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        state = self.state_dict()
+        atomic_write(path, lambda f: torch.save(state, f))
 
     def load(self, path: str | Path) -> None:
         """Restore from a file written by `save`."""

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +30,7 @@ import torch
 from scipy.special import expit
 
 from ocfb import metrics
+from ocfb.atomicio import atomic_write
 from ocfb.config import ConfigError
 from ocfb.data import Interactions
 from ocfb.scoring import (  # noqa: F401  (re-exported: callers use protocols.score_cells)
@@ -358,20 +357,7 @@ def _id_array(ids: np.ndarray) -> np.ndarray:
 def write_npz(path: Path, arrays: dict[str, Any]) -> None:
     """Write an npz atomically (temporary file, then rename) with mode 0o666 & ~umask, so
     teammates on shared storage can read it; the temporary file is removed on failure."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()})
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()}))
 
 
 # -- holdout: metrics ---------------------------------------------------------------------------

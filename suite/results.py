@@ -17,14 +17,14 @@ import errno as errno_mod
 import io
 import json
 import math
-import os
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pandas as pd
+
+from ocfb.atomicio import atomic_write
 
 # -- the one atomic writer ----------------------------------------------------------------------
 
@@ -33,44 +33,7 @@ class ResultsWriteError(OSError):
     """A results file could not be written; the message names the path and the errno."""
 
 
-def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> None:
-    """Write `path` atomically: `write(f)` fills a temporary binary file, which is fsynced and
-    renamed over `path`. On any failure the temporary file is removed and `path` is untouched.
-
-    stdlib-only on purpose, so `ocfb/` (which must not import `suite`) can use the same code.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    # os.open applies the umask to 0o666 itself: group-readable where the umask allows it
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(d: Path) -> None:
-    # the rename is durable only once the directory entry is; best effort (not every FS allows it)
-    try:
-        fd = os.open(d, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+__all__ = ["atomic_write"]  # the writer lives in ocfb.atomicio; suite code imports it from here
 
 
 def write_bytes(data: bytes, path: str | Path) -> None:
