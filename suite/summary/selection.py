@@ -157,7 +157,9 @@ def _from_terms(terms: pd.DataFrame, objective: str, mode: str) -> pd.DataFrame:
     sel_idx = sel_idx.fillna(final_idx).astype("int64")
     sel = t.loc[sel_idx.to_numpy(), metrics].add_prefix("sel.").set_index(final_idx.index)
     fin = t.loc[final_idx.to_numpy(), metrics].add_prefix("final.").set_index(final_idx.index)
-    out = pd.concat([sel, fin], axis=1)
+    # concat, then .copy(): a few hundred metric columns in one block, so adding the columns
+    # below does not fragment the frame (pandas' PerformanceWarning on every summary)
+    out = pd.concat([sel, fin], axis=1).copy()
     out["sel_term"] = t.loc[sel_idx.to_numpy(), "term"].to_numpy()
     out["final_term"] = t.loc[final_idx.to_numpy(), "term"].to_numpy()
     out["selected_on"] = np.where(on_val.to_numpy(), "validation", "final term")
@@ -185,7 +187,7 @@ def _fill_selected_full(out: pd.DataFrame, last: pd.DataFrame) -> pd.DataFrame:
         vals = numeric(last[c]).reindex(out.index)
         cur = numeric(out[key]) if key in out.columns else pd.Series(np.nan, index=out.index)
         out[key] = cur.where(cur.notna() | ~same, vals)
-    return out
+    return out.copy()
 
 
 def _from_trials(trials: pd.DataFrame) -> pd.DataFrame:
@@ -227,7 +229,7 @@ def select(trials: pd.DataFrame, terms: pd.DataFrame | None, objective: str,
     if len(rest):
         parts.append(_from_trials(rest))
     sel = pd.concat(parts, axis=0) if parts else pd.DataFrame(index=ids)
-    out = base.join(sel, how="left").reset_index(drop=True)
+    out = base.join(sel, how="left").reset_index(drop=True).copy()
     out["kind"] = np.where(is_baseline_row(out), "baseline", "trained")
     out.attrs.update(objective=objective, mode=mode)
     return out
