@@ -195,9 +195,13 @@ def usable(trials: pd.DataFrame) -> pd.DataFrame:
 
 
 def varying_axes(frame: pd.DataFrame) -> list[str]:
-    """Config keys (without the 'config.' prefix) that take more than one value in `frame`."""
+    """Config keys (without the 'config.' prefix) that take more than one value in `frame`.
+
+    Blank values (a key that does not apply to a run: every loop key of a baseline, mf_dim of
+    an MLP) do not count as a value: otherwise one baseline row makes all 26 keys "axes".
+    """
     return [bare(c) for c in frame.columns
-            if c.startswith("config.") and frame[c].nunique(dropna=False) > 1]
+            if c.startswith("config.") and frame[c].nunique(dropna=True) > 1]
 
 
 def group_cols(frame: pd.DataFrame, axes: Iterable[str] | None, drop: Iterable[str]) -> list[str]:
