@@ -7,10 +7,18 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from ocfb.names import (
     BASELINE_MODELS,
@@ -35,6 +43,18 @@ class _Strict(BaseModel):
     # allow_inf_nan=False: `lr: .inf` or `threshold: .nan` is refused at validation, not found
     # as a diverged trial minutes later.
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, v: Any, info: ValidationInfo) -> Any:
+        # lax mode turns YAML's `terms: true` into terms=1 without a word; a boolean is never
+        # meant as a number
+        if isinstance(v, bool) and info.field_name is not None:
+            ann = cls.model_fields[info.field_name].annotation
+            args = get_args(ann) or (ann,)
+            if bool not in args and any(a in (int, float) for a in args):
+                raise ValueError(f"expected a number, got the boolean {v!r}")
+        return v
 
 
 class DataConfig(_Strict):
