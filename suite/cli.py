@@ -308,6 +308,11 @@ def _train_setup(args: argparse.Namespace) -> tuple[RunConfig, Any]:
     if args.threads < 1:
         raise ConfigError(f"threads: must be >= 1 (got {args.threads})")
     inter = D.load_source(cfg.data.source, **cfg.data.load_kwargs())
+    dup = getattr(inter, "n_duplicates_dropped", 0) or 0
+    if dup:
+        # 9,000 rows that are 3,000 distinct pairs must not pass as 9,000 interactions
+        print(f"note: {cfg.data.source}: {dup:,} duplicate (user, item) rows merged; "
+              f"{len(inter):,} distinct interactions remain", file=sys.stderr)
     problem = _small_count_problem(args, cfg, len(inter))
     if problem:
         raise ConfigError(problem)

@@ -10,6 +10,7 @@ loaded here once, and the same objects are shipped to the trials through Ray's o
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -126,6 +127,10 @@ def load_datasets(spec: Any) -> dict[tuple, Any]:
             out[key] = load_source(dc.source, **dc.load_kwargs())
         except (DataError, ValueError) as err:
             raise _spec_error(f"data.source: {err}") from None
+        dup = getattr(out[key], "n_duplicates_dropped", 0) or 0
+        if dup:
+            print(f"note: {dc.source}: {dup:,} duplicate (user, item) rows merged; "
+                  f"{len(out[key]):,} distinct interactions remain", file=sys.stderr)
     return out
 
 

@@ -168,3 +168,17 @@ def test_data_fetch_unknown_archive_exits_2_naming_the_choices(capsys) -> None:
     assert main(["data", "fetch", "ml-5m", "--cache", "/nonexistent-cache"]) == 2
     err = capsys.readouterr().err
     assert "unknown MovieLens archive 'ml-5m'" in err and "ml-100k" in err
+
+
+def test_train_names_merged_duplicate_rows(tmp_path, capsys):
+    """9,000 rows that are 3,000 pairs must not pass silently as 9,000 interactions."""
+    from suite.cli import main
+
+    rows = [f"{u},{i}" for u in range(40) for i in range(0, 30, 2)]
+    path = tmp_path / "dup.csv"
+    path.write_text("user,item\n" + "\n".join(rows * 3) + "\n")
+    main(["train", "--data", str(path), "--smoke", "--negatives", "1x", "--n-candidates", "5",
+          "--out", str(tmp_path / "run"), "--quiet"])
+    err = capsys.readouterr().err
+    assert f"{2 * len(rows):,} duplicate (user, item) rows merged" in err
+    assert f"{len(rows):,} distinct interactions remain" in err
