@@ -1,4 +1,4 @@
-"""The `ocfb-suite` command line: data, train, sweep, resume, summarize."""
+"""The `ocfb-suite` command line: data, train, sweep, resume, summarize, dashboard, bench."""
 
 from __future__ import annotations
 
