@@ -66,7 +66,7 @@ def test_shipped_config_loads_with_hand_counted_trials(name):
     spec = _load(name)
     assert spec.name == name
     assert spec.expected_trials() == EXPECTED[name]
-    assert spec.output == f"results/{name}"
+    assert spec.output == f"runs/{name}"
     # every grid point / range end is a valid run: the base config builds too
     cfg = spec.run_config({})
     assert cfg.protocol == spec.protocol

@@ -179,10 +179,12 @@ class SweepSpec(Section):
     @field_validator("output", mode="before")
     @classmethod
     def _output(cls, v: Any, info: ValidationInfo) -> Any:
+        # runs/ is git-ignored: a sweep never dirties a checkout; results/ holds only what the
+        # team publishes, written by an explicit --out results/<name>
         if v == "" and "name" in info.data:
-            return f"results/{info.data['name']}"
+            return f"runs/{info.data['name']}"
         if v == "":  # no name: the missing name is the problem to report
-            return "results/unnamed"
+            return "runs/unnamed"
         if not isinstance(v, str) or not v.strip():
             raise ValueError(f"must be a non-empty folder path (got {short(v)})")
         return v
