@@ -1,0 +1,428 @@
+"""`ocfb-suite bench`: where the time goes, measured in one run on one machine.
+
+Writes `DIR/bench.json` (every number) and `DIR/bench.md` (a short table with the machine
+description). Everything in one file comes from one process on one machine, so the ratios in it
+are comparable; numbers from different runs or machines are not. Measured, in order:
+
+1. training loops at batch 256 on the same NeuMF and the same samples: the trainer
+   (`ocfb.train.train_epochs`), a bare tensor loop (randperm slices, no checks), and the
+   per-sample `DataLoader` loop most NCF code uses; then the trainer at 1,024 / 4,096 / 65,536;
+2. one OCF-B term split into train / score / resample / eval (the loop's own `time_*` keys);
+3. cost per million samples of one term at three sizes (positives x 5 cells each), which stays
+   flat if a term costs no more than the cells it touches;
+4. the sweep's fixed cost and marginal CPU use, from `configs/quickstart.yaml` run at 3 and
+   6 seeds (subprocesses; skipped with --smoke);
+5. peak resident memory of this process.
+
+Scales: `small` (the paper's 407 x 462 grid; series on the MovieLens-1M grid), `ml1m`
+(6,040 x 3,706 x 1M), `ml20m` (138,493 x 26,744 x 20M: minutes and tens of GB). `--smoke`
+shrinks every size so the whole bench takes seconds (what CI runs). One torch thread unless
+`--threads` says otherwise, as a 1-CPU trial runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+EXIT_USAGE = 2
+DEVICES = ("cpu", "cuda")
+LOOP_BATCHES = (1_024, 4_096, 65_536)
+MODEL_KW = {"mf_dim": 8, "user_dim": 32, "item_dim": 32, "layers": (32, 16, 8)}
+
+
+@dataclass(frozen=True)
+class Scale:
+    """The sizes one `--scale` measures at."""
+
+    grid: tuple[int, int]  # users x items of the loop comparison and the term split
+    positives: int  # positives of the term split (4x as many negatives)
+    loop_samples: int  # samples per timed trainer / bare-loop epoch
+    dataloader_samples: int  # samples for the (about 10x slower) per-sample DataLoader loop
+    series_grid: tuple[int, int]  # grid of the cost-per-million series
+    series: tuple[int, ...]  # positives of the cost-per-million series
+
+
+SCALES: dict[str, Scale] = {
+    "small": Scale((407, 462), 2_000, 200_000, 20_000, (6_040, 3_706),
+                   (10_000, 100_000, 1_000_000)),
+    "ml1m": Scale((6_040, 3_706), 1_000_000, 1_000_000, 100_000, (138_493, 26_744),
+                  (100_000, 1_000_000, 10_000_000)),
+    "ml20m": Scale((138_493, 26_744), 20_000_000, 2_000_000, 100_000, (138_493, 26_744),
+                   (100_000, 1_000_000, 10_000_000)),
+}
+SMOKE = Scale((407, 462), 2_000, 4_096, 1_024, (407, 462), (500, 1_000, 2_000))
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def _timed(fn: Any, device: str) -> tuple[Any, float]:
+    _sync(device)
+    t = time.perf_counter()
+    out = fn()
+    _sync(device)
+    return out, time.perf_counter() - t
+
+
+def _model(grid: tuple[int, int], device: str) -> tuple[Any, Any]:
+    import torch
+
+    from ocfb.models import build_model
+    from ocfb.train import make_optimizer
+
+    model = build_model("neumf", *grid, **MODEL_KW,
+                        generator=torch.Generator().manual_seed(0)).to(device)
+    return model, make_optimizer(model, 1e-3)
+
+
+def _samples(grid: tuple[int, int], n: int, device: str) -> tuple[Any, Any, Any]:
+    """`n` random cells of the grid, half labelled positive (seeded)."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    users = torch.randint(0, grid[0], (n,), generator=g)
+    items = torch.randint(0, grid[1], (n,), generator=g)
+    labels = (torch.arange(n) % 2).to(torch.float32)
+    return users.to(device), items.to(device), labels.to(device)
+
+
+def _bare_loop(model: Any, opt: Any, users: Any, items: Any, labels: Any, batch: int) -> None:
+    """The least a training epoch can do: shuffled slices, forward, BCE, backward, step."""
+    import torch
+
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    perm = torch.randperm(users.shape[0], generator=torch.Generator().manual_seed(1))
+    perm = perm.to(users.device)
+    for s in range(0, users.shape[0], batch):
+        idx = perm[s:s + batch]
+        loss = loss_fn(model(users[idx], items[idx]), labels[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+
+def _dataloader_loop(model: Any, opt: Any, users: Any, items: Any, labels: Any,
+                     batch: int) -> None:
+    """The usual NCF recipe: a Dataset of (user, item, label) triples, collated per sample."""
+    import torch
+    from torch.utils.data import DataLoader, Dataset
+
+    class Triples(Dataset):
+        def __len__(self) -> int:
+            return int(users.shape[0])
+
+        def __getitem__(self, k: int) -> tuple[Any, Any, Any]:
+            return users[k], items[k], labels[k]
+
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    loader = DataLoader(Triples(), batch_size=batch, shuffle=True,
+                        generator=torch.Generator().manual_seed(1))
+    for u, i, y in loader:
+        loss = loss_fn(model(u, i), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+
+def bench_loops(scale: Scale, device: str) -> dict[str, Any]:
+    """Samples per second of the three loops at batch 256, and of the trainer at larger
+    batches; ratios trainer / bare and trainer / DataLoader."""
+    import torch
+
+    from ocfb.train import train_epochs
+
+    data = _samples(scale.grid, scale.loop_samples, device)
+    small = tuple(t[:scale.dataloader_samples].cpu() for t in data)
+    rates: dict[str, float] = {}
+    model, opt = _model(scale.grid, device)
+    _bare_loop(model, opt, *(t[:2_048] for t in data), 256)  # warm-up (allocator, kernels)
+
+    def trainer(d: tuple[Any, Any, Any], batch: int) -> Any:
+        return lambda: train_epochs(model, opt, *d, epochs=1, batch_size=batch,
+                                    generator=torch.Generator().manual_seed(1), max_loss=None)
+
+    rates["trainer_b256"] = scale.loop_samples / _timed(trainer(data, 256), device)[1]
+    rates["bare_b256"] = scale.loop_samples / _timed(
+        lambda: _bare_loop(model, opt, *data, 256), device)[1]
+    if device == "cpu":  # a per-sample DataLoader feeds CPU tensors; on cuda it is moot
+        rates["dataloader_b256"] = scale.dataloader_samples / _timed(
+            lambda: _dataloader_loop(model, opt, *small, 256), device)[1]
+    for b in LOOP_BATCHES:
+        rates[f"trainer_b{b}"] = scale.loop_samples / _timed(trainer(data, b), device)[1]
+    out: dict[str, Any] = {"samples_per_s": rates, "samples": scale.loop_samples,
+                           "dataloader_samples": scale.dataloader_samples, "grid": scale.grid}
+    out["trainer_over_bare_b256"] = rates["trainer_b256"] / rates["bare_b256"]
+    if "dataloader_b256" in rates:
+        out["trainer_over_dataloader_b256"] = rates["trainer_b256"] / rates["dataloader_b256"]
+    return out
+
+
+def _grid_data(grid: tuple[int, int], positives: int, seed: int = 0) -> Any:
+    """`positives` distinct uniform cells on a fixed grid (ids 0..n-1): the series needs the
+    same grid, hence the same model size, at every size, which the generator does not give."""
+    from ocfb.data import Interactions
+
+    n_users, n_items = grid
+    rng = np.random.default_rng(seed)
+    cells = np.unique(rng.integers(0, n_users * n_items, int(positives * 1.05) + 16))
+    cells = np.sort(rng.choice(cells, positives, replace=False))
+    return Interactions(users=cells // n_items, items=cells % n_items, n_users=n_users,
+                        n_items=n_items, user_ids=np.arange(n_users),
+                        item_ids=np.arange(n_items), name=f"uniform-{positives}")
+
+
+def _term_data(scale: Scale) -> Any:
+    """Generated interactions at the scale's shape (the generator's own structure)."""
+    from ocfb.data import synthetic_influencer
+
+    return synthetic_influencer(*scale.grid, scale.positives, seed=0)
+
+
+def one_term(data: Any, device: str) -> dict[str, Any]:
+    """Term 0 (untimed: the initial fit) then term 1 of an OCF-B run; term 1's record plus the
+    seconds term 1 took. Paper protocol, NeuMF, 4x negatives, batch 4,096, one epoch a term."""
+    from ocfb.config import make_run_config
+    from ocfb.runs import make_run
+
+    cfg = make_run_config({
+        "protocol": "paper", "model": "neumf", "negatives": "4x", "terms": 1, "epochs": 1,
+        "epochs_per_term": 1, "batch_size": 4_096, "strategy": "ocfb", "threshold": 0.5,
+        "seed": 0, "device": device, **{k: list(v) if isinstance(v, tuple) else v
+                                         for k, v in MODEL_KW.items()},
+    })
+    run = make_run(cfg, data)
+    run.step()
+    rec, wall = _timed(run.step, device)
+    out = {k: float(v) for k, v in rec.items() if k.startswith("time_")}
+    out["n_replaced"] = float(rec.get("n_replaced", 0))
+    out["wall_s"] = wall
+    return out
+
+
+def bench_term(scale: Scale, device: str) -> dict[str, Any]:
+    """The term split at the scale's shape and the OCF-B overhead (score + resample) / train."""
+    data = _term_data(scale)
+    rec = one_term(data, device)
+    rec["grid"] = scale.grid
+    rec["positives"] = int(len(data.users))
+    train = rec.get("time_train", float("nan"))
+    rec["overhead_over_train"] = (rec.get("time_score", 0) + rec.get("time_resample", 0)) / train
+    rec["eval_over_train"] = rec.get("time_eval", float("nan")) / train
+    return rec
+
+
+def bench_series(scale: Scale, device: str) -> dict[str, Any]:
+    """Seconds per million cells (positives + 4x negatives) of one term at each size; the
+    spread (max / min) is 1.0 when the cost grows exactly with the cells."""
+    rows = []
+    for n_pos in scale.series:
+        rec = one_term(_grid_data(scale.series_grid, n_pos), device)
+        cells = 5 * n_pos
+        rows.append({"positives": n_pos, "cells": cells,
+                     "term_s_per_m": rec["wall_s"] / cells * 1e6,
+                     "train_s_per_m": rec.get("time_train", float("nan")) / cells * 1e6})
+    per_m = [r["term_s_per_m"] for r in rows]
+    return {"grid": scale.series_grid, "rows": rows, "spread": max(per_m) / min(per_m)}
+
+
+def _sweep_file(src: Path, seeds: int, dest: Path, out: Path) -> Path:
+    import yaml
+
+    doc = yaml.safe_load(src.read_text())
+    doc.update(seeds=list(range(seeds)), output=str(out), wandb={"mode": "disabled"})
+    dest.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return dest
+
+
+def _run_sweep(cfg: Path, out: Path) -> dict[str, float]:
+    """Wall seconds of an `ocfb-suite sweep` subprocess and the trials' summed compute (the
+    loop's time_* seconds of every term, from terms.parquet)."""
+    import pandas as pd
+
+    t = time.perf_counter()
+    p = subprocess.run([sys.executable, "-m", "suite.cli", "sweep", str(cfg), "--out", str(out),
+                        "--wandb", "disabled"], capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    if p.returncode != 0:
+        raise RuntimeError(f"sweep {cfg} exited {p.returncode}: {p.stderr[-2000:]}")
+    terms = pd.read_parquet(out / "terms.parquet")
+    cols = [c for c in terms.columns if c.startswith("time_")]
+    return {"wall_s": wall, "compute_s": float(terms[cols].sum().sum()),
+            "trials": int(terms.trial_id.nunique())}
+
+
+def bench_sweep(work: Path, config: Path) -> dict[str, Any]:
+    """Fixed cost and marginal CPU use of a sweep, from the same grid at 3 and 6 seeds.
+
+    wall = fixed + compute / (cpus x use): two runs give the marginal use
+    (extra compute / (cpus x extra wall)) and the fixed cost (wall3 minus what its compute
+    takes at that use)."""
+    cpus = os.cpu_count() or 1
+    runs = {}
+    for seeds in (3, 6):
+        out = work / f"sweep-{seeds}seeds"
+        runs[seeds] = _run_sweep(_sweep_file(config, seeds, work / f"sweep-{seeds}.yaml", out),
+                                 out)
+    d_wall = runs[6]["wall_s"] - runs[3]["wall_s"]
+    d_compute = runs[6]["compute_s"] - runs[3]["compute_s"]
+    use = d_compute / (cpus * d_wall) if d_wall > 0 else float("nan")
+    fixed = runs[3]["wall_s"] - runs[3]["compute_s"] / (cpus * use) if use > 0 else float("nan")
+    return {"config": str(config), "cpus": cpus, "runs": {str(k): v for k, v in runs.items()},
+            "marginal_cpu_use": use, "fixed_cost_s": fixed}
+
+
+def machine(device: str, threads: int) -> dict[str, Any]:
+    """What the numbers were measured on."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    out = {"cpu": cpu, "cpus": os.cpu_count(), "memory_gib": round(mem, 1),
+           "os": platform.platform(), "python": platform.python_version(),
+           "torch": torch.__version__, "numpy": np.__version__, "device": device,
+           "torch_threads": threads, "load_avg_1m": os.getloadavg()[0]}
+    if device == "cuda":
+        out["gpu"] = torch.cuda.get_device_name(0)
+    return out
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_bench(scale_name: str, device: str, out: Path, *, smoke: bool = False,
+              threads: int = 1, sweep_config: Path | None = None) -> dict[str, Any]:
+    """Measure everything for one scale and device; write DIR/bench.json and DIR/bench.md."""
+    import torch
+
+    from suite.results import write_json, write_text
+
+    scale = SMOKE if smoke else SCALES[scale_name]
+    torch.set_num_threads(threads)
+    started = time.perf_counter()
+    report: dict[str, Any] = {"scale": scale_name, "smoke": smoke, "sizes": asdict(scale),
+                              "machine": machine(device, threads)}
+    report["loops"] = bench_loops(scale, device)
+    report["term"] = bench_term(scale, device)
+    report["per_million"] = bench_series(scale, device)
+    if smoke:
+        report["sweep"] = {"skipped": "--smoke"}
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        config = sweep_config or Path(__file__).resolve().parents[1] / "configs/quickstart.yaml"
+        report["sweep"] = bench_sweep(out / "work", config)
+    report["peak_rss_mib"] = peak_rss_mib()
+    report["bench_wall_s"] = time.perf_counter() - started
+    write_json(report, out / "bench.json")
+    write_text(markdown(report), out / "bench.md")
+    return report
+
+
+def _fmt(x: Any, spec: str = ".3g") -> str:
+    return format(x, spec) if isinstance(x, (int, float)) else str(x)
+
+
+def markdown(r: dict[str, Any]) -> str:
+    """The short table of bench.md."""
+    m, loops, term, pm = r["machine"], r["loops"], r["term"], r["per_million"]
+    lines = [f"# ocfb-suite bench: scale {r['scale']}{' (smoke)' if r['smoke'] else ''}", "",
+             f"{m['cpu']}, {m['cpus']} CPUs, {m['memory_gib']} GiB, {m['os']}; Python "
+             f"{m['python']}, torch {m['torch']}, {m['torch_threads']} thread(s), device "
+             f"{m['device']}{' (' + m['gpu'] + ')' if 'gpu' in m else ''}; load "
+             f"{m['load_avg_1m']:.2f} at start. All numbers from one run.", "",
+             "| measure | value |", "| --- | --- |"]
+    for k, v in loops["samples_per_s"].items():
+        lines.append(f"| {k} samples/s (NeuMF, grid {loops['grid'][0]} x {loops['grid'][1]}) "
+                     f"| {v:,.0f} |")
+    for k in ("trainer_over_bare_b256", "trainer_over_dataloader_b256"):
+        if k in loops:
+            lines.append(f"| {k} | {loops[k]:.2f}x |")
+    for k in ("time_train", "time_score", "time_resample", "time_eval"):
+        lines.append(f"| term: {k.removeprefix('time_')} s ({term['positives']:,} positives) "
+                     f"| {_fmt(term.get(k))} |")
+    lines.append(f"| term: (score + resample) / train | {term['overhead_over_train']:.1%} |")
+    lines.append(f"| term: eval / train | {term['eval_over_train']:.1%} |")
+    for row in pm["rows"]:
+        lines.append(f"| term s per million cells at {row['positives']:,} positives | "
+                     f"{row['term_s_per_m']:.3f} |")
+    lines.append(f"| per-million spread (max / min) | {pm['spread']:.2f}x |")
+    sw = r["sweep"]
+    if "skipped" in sw:
+        lines.append(f"| sweep fixed cost / marginal CPU use | skipped ({sw['skipped']}) |")
+    else:
+        for k, run in sw["runs"].items():
+            lines.append(f"| sweep {k} seeds: wall / trial compute s ({run['trials']} trials) "
+                         f"| {run['wall_s']:.1f} / {run['compute_s']:.1f} |")
+        lines.append(f"| sweep fixed cost s | {_fmt(sw['fixed_cost_s'], '.1f')} |")
+        lines.append(f"| sweep marginal CPU use ({sw['cpus']} CPUs) | "
+                     f"{_fmt(sw['marginal_cpu_use'], '.1%')} |")
+    lines.append(f"| peak RSS MiB | {r['peak_rss_mib']:,.0f} |")
+    lines.append(f"| bench wall s | {r['bench_wall_s']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """`ocfb-suite bench`: refuse an unusable device (exit 2), else measure and write."""
+    import torch
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("ocfb-suite: error: --device cuda: no CUDA device here (torch "
+              f"{torch.__version__}, cuda available: False); use --device cpu",
+              file=sys.stderr)
+        return EXIT_USAGE
+    if args.threads < 1:
+        print(f"ocfb-suite: error: --threads {args.threads}: must be >= 1", file=sys.stderr)
+        return EXIT_USAGE
+    out = Path(args.out)
+    report = run_bench(args.scale, args.device, out, smoke=args.smoke, threads=args.threads)
+    print(markdown(report), end="")
+    print(f"wrote {out / 'bench.json'} and {out / 'bench.md'}")
+    return 0
+
+
+def register_cli(sub: argparse._SubParsersAction) -> None:
+    """Add `ocfb-suite bench` to the CLI."""
+    b = sub.add_parser("bench", help="measure where the time goes (writes bench.json, bench.md)")
+    b.add_argument("--scale", choices=tuple(SCALES), default="small",
+                   help="data sizes: small (seconds to a minute or two), ml1m, ml20m")
+    b.add_argument("--device", choices=DEVICES, default="cpu")
+    b.add_argument("--out", default="results/bench", help="output folder (default: %(default)s)")
+    b.add_argument("--smoke", action="store_true",
+                   help="tiny sizes and no sweeps: checks the plumbing in seconds")
+    b.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
+    b.set_defaults(func=cmd_bench)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m suite.bench ...` until the lead wires `bench` into suite/cli.py."""
+    p = argparse.ArgumentParser(prog="ocfb-suite")
+    register_cli(p.add_subparsers(dest="cmd", required=True))
+    args = p.parse_args(["bench", *(argv if argv is not None else sys.argv[1:])])
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""`ocfb-suite bench --scale small --smoke` runs in seconds and writes well-formed results:
+every section present, every measured number finite and positive, the table next to it.
+Timings themselves are not asserted (they depend on the machine and its load)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from suite import bench
+
+
+@pytest.fixture(scope="module")
+def smoke_report(tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("bench")
+    assert bench.main(["--scale", "small", "--smoke", "--out", str(out)]) == 0
+    return out, json.loads((out / "bench.json").read_text())
+
+
+def _positive(x: float, what: str) -> None:
+    assert isinstance(x, (int, float)) and math.isfinite(x) and x > 0, f"{what} = {x!r}"
+
+
+def test_smoke_writes_every_section(smoke_report) -> None:
+    out, r = smoke_report
+    assert {"machine", "loops", "term", "per_million", "sweep", "peak_rss_mib", "sizes",
+            "bench_wall_s"} <= set(r)
+    assert r["scale"] == "small" and r["smoke"] is True
+    assert r["machine"]["cpus"] >= 1 and r["machine"]["device"] == "cpu"
+    assert r["machine"]["torch_threads"] == 1
+    assert r["sweep"] == {"skipped": "--smoke"}
+    md = (out / "bench.md").read_text()
+    assert md.startswith("# ocfb-suite bench: scale small (smoke)")
+    assert "| trainer_b256 samples/s" in md and "| peak RSS MiB |" in md
+
+
+def test_smoke_numbers_are_positive_and_consistent(smoke_report) -> None:
+    _, r = smoke_report
+    rates = r["loops"]["samples_per_s"]
+    expected = {"trainer_b256", "bare_b256", "dataloader_b256", "trainer_b1024",
+                "trainer_b4096", "trainer_b65536"}
+    assert set(rates) == expected
+    for k, v in rates.items():
+        _positive(v, k)
+    assert r["loops"]["trainer_over_bare_b256"] == pytest.approx(
+        rates["trainer_b256"] / rates["bare_b256"])
+    for k in ("time_train", "time_score", "time_resample", "time_eval", "wall_s"):
+        _positive(r["term"][k], f"term.{k}")
+    # the term's phases happen inside its wall time
+    phases = sum(r["term"][k] for k in ("time_train", "time_score", "time_resample",
+                                          "time_eval"))
+    assert phases <= r["term"]["wall_s"] * 1.01
+    assert r["term"]["positives"] == 2_000
+    rows = r["per_million"]["rows"]
+    assert [row["positives"] for row in rows] == list(bench.SMOKE.series)
+    for row in rows:
+        assert row["cells"] == 5 * row["positives"]
+        _positive(row["term_s_per_m"], "term_s_per_m")
+    assert r["per_million"]["spread"] >= 1.0
+    _positive(r["peak_rss_mib"], "peak_rss_mib")
+
+
+def test_fixed_grid_data_is_distinct_cells_on_the_whole_grid() -> None:
+    data = bench._grid_data((50, 40), 300, seed=3)
+    cells = data.users * 40 + data.items
+    assert (data.n_users, data.n_items) == (50, 40) and len(cells) == 300
+    assert len(set(cells.tolist())) == 300
+
+
+def test_cuda_without_a_gpu_and_bad_threads_exit_2(tmp_path: Path, capsys) -> None:
+    import torch
+
+    assert bench.main(["--threads", "0", "--out", str(tmp_path)]) == 2
+    assert "--threads 0: must be >= 1" in capsys.readouterr().err
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert bench.main(["--device", "cuda", "--smoke", "--out", str(tmp_path)]) == 2
+    assert "no CUDA device here" in capsys.readouterr().err
+    assert not (tmp_path / "bench.json").exists()
+
+
+def test_sweep_arithmetic_from_two_runs(monkeypatch, tmp_path: Path) -> None:
+    # 3 seeds: 30 s wall for 20 s compute; 6 seeds: 46 s wall for 50 s compute, 2 CPUs:
+    # marginal use 30 / (2 x 16) = 93.75 %, fixed cost 30 - 20 / (2 x 0.9375) = 19.33 s
+    runs = {3: {"wall_s": 30.0, "compute_s": 20.0, "trials": 57},
+            6: {"wall_s": 46.0, "compute_s": 50.0, "trials": 114}}
+    monkeypatch.setattr(bench, "_run_sweep", lambda cfg, out: runs[int(cfg.stem.split("-")[1])])
+    monkeypatch.setattr(bench.os, "cpu_count", lambda: 2)
+    cfg = tmp_path / "q.yaml"
+    cfg.write_text("name: q\nseeds: [0]\n")
+    got = bench.bench_sweep(tmp_path, cfg)
+    assert got["marginal_cpu_use"] == pytest.approx(0.9375)
+    assert got["fixed_cost_s"] == pytest.approx(30 - 20 / 1.875)
+    import yaml
+
+    six = yaml.safe_load((tmp_path / "sweep-6.yaml").read_text())
+    assert six["seeds"] == [0, 1, 2, 3, 4, 5] and six["wandb"] == {"mode": "disabled"}
+    assert six["output"] == str(tmp_path / "sweep-6seeds")
