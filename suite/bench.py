@@ -273,6 +273,7 @@ def bench_sweep(work: Path, config: Path) -> dict[str, Any]:
     (extra compute / (cpus x extra wall)) and the fixed cost (wall3 minus what its compute
     takes at that use)."""
     cpus = os.cpu_count() or 1
+    work.mkdir(parents=True, exist_ok=True)
     runs = {}
     for seeds in (3, 6):
         out = work / f"sweep-{seeds}seeds"
@@ -314,7 +315,8 @@ def peak_rss_mib() -> float:
 
 
 def run_bench(scale_name: str, device: str, out: Path, *, smoke: bool = False,
-              threads: int = 1, sweep_config: Path | None = None) -> dict[str, Any]:
+              threads: int = 1, sweep_config: Path | None = None,
+              skip_sweep: bool = False) -> dict[str, Any]:
     """Measure everything for one scale and device; write DIR/bench.json and DIR/bench.md."""
     import torch
 
@@ -328,8 +330,8 @@ def run_bench(scale_name: str, device: str, out: Path, *, smoke: bool = False,
     report["loops"] = bench_loops(scale, device)
     report["term"] = bench_term(scale, device)
     report["per_million"] = bench_series(scale, device)
-    if smoke:
-        report["sweep"] = {"skipped": "--smoke"}
+    if smoke or skip_sweep:
+        report["sweep"] = {"skipped": "--smoke" if smoke else "--skip-sweep"}
     else:
         out.mkdir(parents=True, exist_ok=True)
         config = sweep_config or Path(__file__).resolve().parents[1] / "configs/quickstart.yaml"
@@ -397,7 +399,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(f"ocfb-suite: error: --threads {args.threads}: must be >= 1", file=sys.stderr)
         return EXIT_USAGE
     out = Path(args.out)
-    report = run_bench(args.scale, args.device, out, smoke=args.smoke, threads=args.threads)
+    report = run_bench(args.scale, args.device, out, smoke=args.smoke, threads=args.threads,
+                       skip_sweep=args.skip_sweep)
     print(markdown(report), end="")
     print(f"wrote {out / 'bench.json'} and {out / 'bench.md'}")
     return 0
@@ -412,6 +415,8 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--out", default="results/bench", help="output folder (default: %(default)s)")
     b.add_argument("--smoke", action="store_true",
                    help="tiny sizes and no sweeps: checks the plumbing in seconds")
+    b.add_argument("--skip-sweep", action="store_true",
+                   help="leave out the two quickstart sweeps (CPU work; minutes)")
     b.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
     b.set_defaults(func=cmd_bench)
 
