@@ -333,9 +333,12 @@ def run_bench(scale_name: str, device: str, out: Path, *, smoke: bool = False,
     if smoke or skip_sweep:
         report["sweep"] = {"skipped": "--smoke" if smoke else "--skip-sweep"}
     else:
-        out.mkdir(parents=True, exist_ok=True)
+        import tempfile
+
         config = sweep_config or Path(__file__).resolve().parents[1] / "configs/quickstart.yaml"
-        report["sweep"] = bench_sweep(out / "work", config)
+        # the sweeps' own results are scaffolding: only their timings go into bench.json
+        with tempfile.TemporaryDirectory(prefix="ocfb-bench-") as work:
+            report["sweep"] = bench_sweep(Path(work), config)
     report["peak_rss_mib"] = peak_rss_mib()
     report["bench_wall_s"] = time.perf_counter() - started
     write_json(report, out / "bench.json")
