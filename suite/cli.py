@@ -354,6 +354,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser: every subcommand sets its handler as `func`."""
+    from suite.bench import register_cli as register_bench_cli
     from suite.commands import register_cli
     from suite.dashboard import register_cli as register_dashboard_cli
 
@@ -363,6 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     _train_parser(sub)
     register_cli(sub)
     register_dashboard_cli(sub)
+    register_bench_cli(sub)
     return p
 
 
