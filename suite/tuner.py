@@ -78,21 +78,8 @@ class SweepCallback(tune.Callback):
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:  # noqa: D102
         if _ACTIVE is not None:
-            _recover_ended(_ACTIVE.writer, trials)
             _ACTIVE.writer.flush()
         self._each("on_experiment_end", trials, **info)
-
-
-def _recover_ended(writer: ResultsWriter, trials: list) -> None:
-    """Trials Ray holds as ended that the results files do not: a driver killed between a
-    trial's end and the next rewrite (at most FLUSH_EVERY_S later); the resumed Tuner does not
-    rerun them, so their records and outcome come from their last checkpoint."""
-    for trial in trials or []:
-        status = getattr(trial, "status", None)
-        if status not in ("TERMINATED", "ERROR") or not writer.unfinished(trial.trial_id):
-            continue
-        error = error_text(trial) if status == "ERROR" else None
-        writer.on_end(trial, error=error, history=history_from_checkpoint(trial))
 
 
 def _missing_history(writer: ResultsWriter, trial: Any) -> list[dict[str, Any]]:

@@ -68,8 +68,6 @@ def _trial(tid: str, threshold: float) -> SimpleNamespace:
 
 def test_enospc_part_way_keeps_previous_trials_and_reports_once(tmp_path: Path,
                                                                monkeypatch) -> None:
-    # every event rewrites the files here (a sweep rewrites at most every FLUSH_EVERY_S)
-    monkeypatch.setattr(results, "FLUSH_EVERY_S", 0.0)
     w = ResultsWriter(tmp_path, _Spec(), verbose=False)
     seen: list[str] = []
     w.on_write_error = seen.append
