@@ -1,8 +1,9 @@
 """Mini-batch BCE-with-logits training with Adam over tensors held on the device.
 
 No DataLoader: (user, item, label) tensors live on the device and each epoch indexes them with a
-fresh permutation from a seeded generator, which is both fast (about 16x a per-sample DataLoader
-on CPU) and bit-reproducible on CPU.
+fresh permutation from a seeded generator, which is both fast (2.4x the per-sample DataLoader
+loop of `ocfb-suite bench` at batch 256 for NeuMF on the 407 x 462 grid, in CPU seconds, one
+thread) and bit-reproducible on CPU.
 """
 
 from __future__ import annotations

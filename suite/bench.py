@@ -48,7 +48,7 @@ class Scale:
     grid: tuple[int, int]  # users x items of the loop comparison and the term split
     positives: int  # positives of the term split (4x as many negatives)
     loop_samples: int  # samples per timed trainer / bare-loop epoch
-    dataloader_samples: int  # samples for the (about 10x slower) per-sample DataLoader loop
+    dataloader_samples: int  # samples for the (slower: 2.4x at batch 256) per-sample DataLoader
     series_grid: tuple[int, int]  # grid of the cost-per-million series
     series: tuple[int, ...]  # positives of the cost-per-million series
 
@@ -116,24 +116,29 @@ def _bare_loop(model: Any, opt: Any, users: Any, items: Any, labels: Any, batch:
         opt.step()
 
 
-def _dataloader_loop(model: Any, opt: Any, users: Any, items: Any, labels: Any,
-                     batch: int) -> None:
-    """The usual NCF recipe: a Dataset of (user, item, label) triples, collated per sample."""
+def dataloader_loop(model: Any, opt: Any, users: Any, items: Any, labels: Any,
+                    batch: int) -> None:
+    """The usual NCF recipe (the He et al. PyTorch ports): a Dataset over Python lists of
+    (user, item) pairs and labels, one sample per `__getitem__`, default collation into
+    tensors. benchmarks/bench_core.py times this same function on its MovieLens-1M setup."""
     import torch
     from torch.utils.data import DataLoader, Dataset
 
+    pairs = list(zip(users.tolist(), items.tolist(), strict=True))
+    ys = labels.tolist()
+
     class Triples(Dataset):
         def __len__(self) -> int:
-            return int(users.shape[0])
+            return len(pairs)
 
-        def __getitem__(self, k: int) -> tuple[Any, Any, Any]:
-            return users[k], items[k], labels[k]
+        def __getitem__(self, k: int) -> tuple[int, int, float]:
+            return pairs[k][0], pairs[k][1], ys[k]
 
     loss_fn = torch.nn.BCEWithLogitsLoss()
     loader = DataLoader(Triples(), batch_size=batch, shuffle=True,
                         generator=torch.Generator().manual_seed(1))
     for u, i, y in loader:
-        loss = loss_fn(model(u, i), y)
+        loss = loss_fn(model(u, i), y.float())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -161,7 +166,7 @@ def bench_loops(scale: Scale, device: str) -> dict[str, Any]:
         lambda: _bare_loop(model, opt, *data, 256), device)[1]
     if device == "cpu":  # a per-sample DataLoader feeds CPU tensors; on cuda it is moot
         rates["dataloader_b256"] = scale.dataloader_samples / _timed(
-            lambda: _dataloader_loop(model, opt, *small, 256), device)[1]
+            lambda: dataloader_loop(model, opt, *small, 256), device)[1]
     for b in LOOP_BATCHES:
         rates[f"trainer_b{b}"] = scale.loop_samples / _timed(trainer(data, b), device)[1]
     out: dict[str, Any] = {"samples_per_s": rates, "samples": scale.loop_samples,

@@ -133,6 +133,10 @@ def flat_config(cfg: Any) -> dict[str, Any]:
 # -- the results writer -------------------------------------------------------------------------
 
 
+# Seconds between rewrites on per-term results; a trial's end and every exit write at once.
+FLUSH_EVERY_S = 5.0
+
+
 class ResultsWriter:
     """Collects per-term results and trial outcomes; rewrites the parquet files atomically.
 
@@ -198,8 +202,22 @@ class ResultsWriter:
         rec = record_of(result)
         self.terms.setdefault(trial.trial_id, {})[int(rec["term"])] = rec
         # at most one rewrite per 5 s while trials run: the files are rewritten whole
-        if time.time() - self._last_flush > 5.0:
+        self._maybe_flush()
+
+    def _maybe_flush(self) -> None:
+        if time.time() - self._last_flush > FLUSH_EVERY_S:
             self.flush()
+
+    def _total_terms(self, t: dict[str, Any]) -> int:
+        cfg = t["config"]
+        # a baseline fits once and reports one record (term 0)
+        return 1 if getattr(cfg, "is_baseline", False) else cfg.terms + 1
+
+    def has_all_terms(self, trial: Any) -> bool:
+        """Whether every term of a complete run is recorded for this trial."""
+        mine = self.terms.get(trial.trial_id, {})
+        return len(mine) == self._total_terms(self._trial(trial)) and \
+            set(mine) == set(range(len(mine)))
 
     def on_end(self, trial: Any, error: str | None = None,
                history: list[dict[str, Any]] | None = None) -> None:
@@ -213,11 +231,10 @@ class ResultsWriter:
             t["status"] = "error"
             t["error"] = str(error).strip().splitlines()[-1][:500] if str(error) else "error"
         elif t["status"] != "diverged":
-            cfg = t["config"]
-            # a baseline fits once and reports one record (term 0)
-            total = 1 if getattr(cfg, "is_baseline", False) else cfg.terms + 1
-            t["status"] = "completed" if len(mine) >= total else "stopped"
+            t["status"] = "completed" if len(mine) >= self._total_terms(t) else "stopped"
         self.finished += 1
+        # written at once (0.1 CPU-s): `resume` and anyone watching the folder see a finished
+        # trial as soon as Ray does
         self.flush()
         if self.verbose:
             self._progress_line(trial.trial_id, t)
