@@ -360,18 +360,9 @@ class BaselineRun:
                                             self.data.n_items, self.device)
         if full_ranking is None:
             full_ranking = self.cfg.full_ranking != "off"
-        h = self.holdout
-        assert h is not None
-        out: dict[str, float] = {}
-        for prefix, users, items, cands in (
-            ("val_", h.val_users, h.val_items, h.val_candidates),
-            ("test_", h.test_users, h.test_items, h.test_candidates),
-        ):
-            out.update(protocols.evaluate_holdout_part(
-                self.model, users, items, cands, self.known, self.device, prefix,
-                full_ranking=full_ranking,
-            ))
-        return out
+        assert self.holdout is not None
+        return protocols.evaluate_holdout(self.model, self.holdout, self.known, self.device,
+                                          full_ranking=full_ranking)
 
     # -- state ------------------------------------------------------------------------------
 

@@ -390,6 +390,22 @@ def evaluate_holdout_part(
     return out
 
 
+def evaluate_holdout(
+    scorer: AnyScorer, split: HoldoutSplit, known: sp.csr_matrix, device: torch.device, *,
+    full_ranking: bool,
+) -> dict[str, float]:
+    """`val_*` and `test_*` metrics of one scorer on a holdout split: the one loop the neural
+    run and the baselines share, so both are scored by exactly the same code."""
+    out: dict[str, float] = {}
+    for prefix, users, items, cands in (
+        ("val_", split.val_users, split.val_items, split.val_candidates),
+        ("test_", split.test_users, split.test_items, split.test_candidates),
+    ):
+        out.update(evaluate_holdout_part(scorer, users, items, cands, known, device, prefix,
+                                         full_ranking=full_ranking))
+    return out
+
+
 def full_ranks(
     scorer: AnyScorer, users: np.ndarray, items: np.ndarray, known: sp.csr_matrix,
     device: torch.device, *, block_cells: int = FULL_BLOCK_CELLS,

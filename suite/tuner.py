@@ -4,7 +4,8 @@ Resume uses public Ray API only. The Tuner pickles its callbacks with the experi
 one callback we give it, `SweepCallback`, holds no state at all: it forwards Tune's events to
 the driver's *current* `SweepSession` (results writer + optional W&B callback), which
 `run_sweep` registers before `fit()`. A restored Tuner therefore talks to this run's writer and
-this run's W&B settings, with no `tuner._local_tuner` and no swapped callbacks.
+this run's W&B settings, through public Tuner options only (no private tuner attributes,
+no swapped callbacks).
 """
 
 from __future__ import annotations
