@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from suite.lock import LockHeld, OutputLock
-from suite.results import applicable_data, describe_os_error, write_json
+from suite.results import JOURNAL, applicable_data, describe_os_error, write_json
 
 EXIT_USAGE = 2
 # settings the runner records in sweep.json next to the spec (resume reuses them)
@@ -160,7 +160,7 @@ def _close(spec: Any, out: Path, writer: Any, mode: str, wall: float, verbose: b
 
 # Results of an earlier sweep in the same folder, moved aside (never mixed, never deleted).
 _PREVIOUS = ("sweep.json", "trials.parquet", "terms.parquet", "summary.md", "tables", "plots",
-             "ray", "splits", "wandb", "dashboard")
+             "ray", "splits", "wandb", "dashboard", JOURNAL)
 
 
 def archive_previous(out: Path) -> Path | None:
@@ -355,6 +355,11 @@ def cmd_summarize(args: argparse.Namespace) -> int:
     summary = summarize_dir(out)
     for note in summary.notes:
         print(note)
+    journaled = _unflushed(out)
+    if journaled:
+        print(f"note: {out / JOURNAL} holds {journaled} ended trial(s) the parquet files do not "
+              f"(the driver was killed); this summary leaves them out. `ocfb-suite resume "
+              f"{out}` folds them in.")
     print(f"wrote {out / 'summary.md'}")
     meta = json.loads((out / "sweep.json").read_text()) if (out / "sweep.json").is_file() else {}
     mode = args.wandb or meta.get("wandb_mode", "disabled")
@@ -365,6 +370,20 @@ def cmd_summarize(args: argparse.Namespace) -> int:
         tracking.prepare_env(out)
         log_summary_run(out, spec, tracking.resolve_mode(mode, spec.wandb.mode), summary)
     return 0
+
+
+def _unflushed(out: Path) -> int:
+    """Journaled trial ends that trials.parquet lacks or holds with another status."""
+    import pandas as pd
+
+    from suite.results import read_journal
+
+    lines = read_journal(out / JOURNAL)
+    if not lines:
+        return 0
+    on_disk = pd.read_parquet(out / "trials.parquet", columns=["trial_id", "status"])
+    known = dict(zip(on_disk.trial_id, on_disk.status, strict=True))
+    return sum(known.get(x["trial_id"]) != x.get("status") for x in lines)
 
 
 def register_cli(sub: argparse._SubParsersAction) -> None:

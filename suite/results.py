@@ -17,6 +17,7 @@ import errno as errno_mod
 import io
 import json
 import math
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -133,8 +134,14 @@ def flat_config(cfg: Any) -> dict[str, Any]:
 # -- the results writer -------------------------------------------------------------------------
 
 
-# Seconds between rewrites on per-term results; a trial's end and every exit write at once.
+# Seconds between whole rewrites of the parquet files while trials run; every exit rewrites
+# them at once. A trial's end is appended to the journal at once instead (below).
 FLUSH_EVERY_S = 5.0
+# The write-ahead journal: one JSON line per ended trial (its status and every term), appended
+# and fsynced when Ray reports the end, replayed by `resume`, emptied after each whole rewrite.
+# Rewriting both parquet files at every trial end cost 9.3 of the driver's 24.5 CPU-s in a
+# 114-trial quickstart (py-spy), growing with the trials; an append costs the same at any size.
+JOURNAL = "results.journal"
 
 
 class ResultsWriter:
@@ -162,6 +169,15 @@ class ResultsWriter:
 
     def _load_existing(self) -> None:
         # On resume, earlier results are the starting point; re-reported terms overwrite them.
+        self._load_parquet()
+        for line in read_journal(self.out / JOURNAL):
+            tid = line["trial_id"]
+            self.trials[tid] = {k: line.get(k) for k in
+                                ("status", "error", "node_id", "wall_time_s", "config_cols")}
+            self.trials[tid]["config"] = None
+            self.terms[tid] = {int(r["term"]): r for r in line.get("terms", [])}
+
+    def _load_parquet(self) -> None:
         tp, tt = self.out / "terms.parquet", self.out / "trials.parquet"
         if tp.is_file():
             for rec in pd.read_parquet(tp).to_dict("records"):
@@ -233,9 +249,10 @@ class ResultsWriter:
         elif t["status"] != "diverged":
             t["status"] = "completed" if len(mine) >= self._total_terms(t) else "stopped"
         self.finished += 1
-        # written at once (0.1 CPU-s): `resume` and anyone watching the folder see a finished
-        # trial as soon as Ray does
-        self.flush()
+        # journaled at once: `resume` sees a finished trial as soon as Ray does; the parquet
+        # files follow within FLUSH_EVERY_S (and at every exit)
+        self._append_journal(trial.trial_id, t)
+        self._maybe_flush()
         if self.verbose:
             self._progress_line(trial.trial_id, t)
 
@@ -285,8 +302,27 @@ class ResultsWriter:
         """The status of every trial seen so far."""
         return [t["status"] for t in self.trials.values()]
 
+    def _append_journal(self, tid: str, t: dict[str, Any]) -> None:
+        """Append one ended trial to the journal and fsync it (a write error stops the sweep)."""
+        if self.write_error is not None:
+            return
+        terms = [self.terms.get(tid, {})[k] for k in sorted(self.terms.get(tid, {}))]
+        line = {"trial_id": tid, "terms": terms, "config_cols": t["config_cols"],
+                **{k: t.get(k) for k in ("status", "error", "node_id", "wall_time_s")}}
+        path = self.out / JOURNAL
+        try:
+            append_line(json.dumps(line, default=_plain), path)
+        except OSError as err:
+            self._failed(describe_os_error(err, path))
+
+    def _failed(self, message: str) -> None:
+        self.write_error = message
+        if self.on_write_error is not None:
+            self.on_write_error(message)
+
     def flush(self) -> None:
-        """Rewrite trials.parquet and terms.parquet atomically (nothing after a write error)."""
+        """Rewrite trials.parquet and terms.parquet atomically, then empty the journal they now
+        contain (nothing after a write error)."""
         if self.write_error is not None:
             return
         trials, terms = self.frames()
@@ -295,8 +331,54 @@ class ResultsWriter:
             try:
                 write_parquet(df, path)
             except OSError as err:
-                self.write_error = describe_os_error(err, path)
-                if self.on_write_error is not None:
-                    self.on_write_error(self.write_error)
+                self._failed(describe_os_error(err, path))
                 return
+        # only now: a kill before this line replays the journal over files that already hold
+        # its trials, which changes nothing (records are keyed by trial and term)
+        (self.out / JOURNAL).unlink(missing_ok=True)
         self._last_flush = time.time()
+
+
+def _plain(obj: Any) -> Any:
+    """JSON for numpy scalars in a record (anything else as text)."""
+    return obj.item() if hasattr(obj, "item") else str(obj)
+
+
+def append_line(text: str, path: Path) -> None:
+    """Append one line to a file and fsync it; the file is group-readable like the others."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        os.write(fd, (text + "\n").encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_journal(path: Path) -> list[dict[str, Any]]:
+    """The journal's trials, later lines winning; a torn last line (a kill mid-append) is
+    skipped, since its trial reruns from its checkpoint on resume."""
+    if not path.is_file():
+        return []
+    out: dict[str, dict[str, Any]] = {}
+    for raw in path.read_text(errors="replace").splitlines():
+        try:
+            line = json.loads(raw)
+        except ValueError:
+            continue
+        if isinstance(line, dict) and "trial_id" in line:
+            out[line["trial_id"]] = line
+    return list(out.values())
+
+
+def ended_trials(out: Path) -> dict[str, str]:
+    """trial_id -> status of every trial that ended, from trials.parquet and the journal
+    (what a watcher or a test reads mid-sweep: the parquet files lag by up to FLUSH_EVERY_S)."""
+    out = Path(out)
+    status: dict[str, str] = {}
+    try:
+        trials = pd.read_parquet(out / "trials.parquet", columns=["trial_id", "status"])
+        status.update(zip(trials.trial_id, trials.status, strict=True))
+    except (OSError, ValueError, KeyError):
+        pass
+    status.update({line["trial_id"]: line.get("status") for line in read_journal(out / JOURNAL)})
+    return {tid: s for tid, s in status.items() if s not in ("running", "pending")}

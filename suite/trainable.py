@@ -1,8 +1,10 @@
-"""The Ray Tune trainable: one trial = one full OCF-B run, reported and checkpointed per term.
+"""The Ray Tune trainable: one trial = one full OCF-B run, reported per term, checkpointed as
+`checkpoint_due` says.
 
 It only adapts the run `ocfb.runs.make_run` builds (an OCF-B loop, or a reference baseline that
 reports one record): every per-term record is forwarded with `tune.report`, with a checkpoint of
-the loop's full state every `checkpoint_every` terms and at the last, so ASHA can stop a trial
+the loop's full state at the last term and every `checkpoint_every` terms (at most once per
+`checkpoint_interval_s`), so ASHA can stop a trial
 after any term, a failed trial retries from its last checkpoint, and `Tuner.restore` resumes an
 interrupted sweep. The data arrives through Ray's object store, never from a per-trial reload.
 """
@@ -93,16 +95,25 @@ def _splits_dir(cache_dir: str | None) -> str | None:
     return cache_dir
 
 
+def checkpoint_due(term: int, done: bool, every: int, since_s: float, interval_s: float) -> bool:
+    """Whether a trial checkpoints after `term` (0-based): always after its last term, else on
+    every `every`-th term once `interval_s` seconds passed since its last checkpoint (or its
+    start). Resume is exact from any term, so this only sets how much work a kill re-runs."""
+    return done or ((term + 1) % every == 0 and since_s >= interval_s)
+
+
 def make_trainable(spec: Any, cache_dir: str | None = None):
     """Build the function trainable for a sweep (`suite.spec.SweepSpec`).
 
     The trial's sampled parameters (Tune's `config`) are merged over the sweep's fixed settings
     and validated as a RunConfig by `spec.run_config`; the sweep file was validated up front.
     Wrap it in `tune.with_parameters(..., datasets=...)` to ship the data once per sweep.
-    A checkpoint is written every `checkpoint_every` terms and always at the last term; a trial
-    restored from term t re-runs the terms after t exactly (the loop's RNG states are saved).
+    A checkpoint is written at the last term and otherwise as `checkpoint_due` says (every
+    `checkpoint_every` terms, at most once per `checkpoint_interval_s`); a trial restored from
+    term t re-runs the terms after t exactly (the loop's RNG states are saved).
     """
     every = max(1, int(getattr(spec, "checkpoint_every", 1) or 1))
+    interval = float(getattr(spec, "checkpoint_interval_s", 0.0))
 
     def ocfb_trial(config: dict[str, Any], datasets: dict[tuple, Any] | None = None) -> None:
         import ray
@@ -121,7 +132,7 @@ def make_trainable(spec: Any, cache_dir: str | None = None):
                 run.load(Path(d) / STATE_FILE)
         _mark("start", run.term + 1)
         node_id = ray.get_runtime_context().get_node_id()
-        started = time.time()
+        started = last_ckpt = time.time()
         while not run.done:
             try:
                 rec = run.step()
@@ -134,10 +145,12 @@ def make_trainable(spec: Any, cache_dir: str | None = None):
                              "node_id": node_id, "trial_wall_s": time.time() - started})
                 break
             extra = {"diverged": 0.0, "node_id": node_id, "trial_wall_s": time.time() - started}
-            if run.done or (int(rec["term"]) + 1) % every == 0:
+            if checkpoint_due(int(rec["term"]), run.done, every, time.time() - last_ckpt,
+                              interval):
                 with tempfile.TemporaryDirectory() as d:
                     run.save(Path(d) / STATE_FILE)
                     tune.report({**rec, **extra}, checkpoint=tune.Checkpoint.from_directory(d))
+                last_ckpt = time.time()
             else:
                 tune.report({**rec, **extra})
         _mark("end", run.term)

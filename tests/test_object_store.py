@@ -25,6 +25,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from suite.results import ended_trials
 from tests.raytools import _procs, descendants, kill_all, ray_processes
 
 REPO = Path(__file__).resolve().parents[1]
@@ -80,16 +81,13 @@ def _sweep_file(path: Path, out: Path, name: str) -> Path:
         "smoke": SMOKE, "search": {"algorithm": "grid"},
         "objective": {"metric": "val_hr@10", "mode": "max"}, "resources": {"cpus": 1},
         "max_concurrent_trials": 1, "wandb": {"mode": "disabled"}, "output": str(out),
+        "checkpoint_interval_s": 0,  # a checkpoint per term: the kill lands after one
     }))
     return path
 
 
 def _completed(out: Path) -> set[str]:
-    try:
-        t = pd.read_parquet(out / "trials.parquet")
-    except Exception:
-        return set()
-    return set(t.loc[t.status == "completed", "trial_id"])
+    return {t for t, s in ended_trials(out).items() if s == "completed"}
 
 
 def _running_trial_checkpointed(env: dict[str, str], out: Path) -> bool:

@@ -76,6 +76,7 @@ def test_enospc_part_way_keeps_previous_trials_and_reports_once(tmp_path: Path,
     for term, hr in ((0, 0.1), (1, 0.4)):
         w.on_result(a, {"term": term, "val_hr@10": hr, "node_id": "n1", "training_iteration": 1})
     w.on_end(a)
+    w.flush()  # the rewrite that follows within FLUSH_EVERY_S
     before = pd.read_parquet(tmp_path / "trials.parquet")
     assert before.status.tolist() == ["completed"] and before["node_id"].tolist() == ["n1"]
     assert before["best.val_hr@10"].tolist() == [0.4] and before.best_term.tolist() == [1]
@@ -93,12 +94,72 @@ def test_enospc_part_way_keeps_previous_trials_and_reports_once(tmp_path: Path,
     b = _trial("b", 0.7)
     w.on_start(b)
     w.on_result(b, {"term": 0, "val_hr@10": 0.2})
-    w.on_end(b)
-    w.on_end(b)  # later flushes do nothing and report nothing again
+    w.on_end(b)  # journaled; the parquet files are rewritten within FLUSH_EVERY_S or at exit
+    w.flush()
+    w.flush()  # later flushes do nothing and report nothing again
     monkeypatch.setattr(results, "write_bytes", real)
     assert len(seen) == 1 and "trials.parquet: [Errno 28 ENOSPC] No space left" in seen[0]
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "trials.parquet"), before)
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def _run_trial(w: ResultsWriter, tid: str, threshold: float, hrs: list[float]) -> None:
+    t = _trial(tid, threshold)
+    w.on_start(t)
+    for term, hr in enumerate(hrs):
+        w.on_result(t, {"term": term, "val_hr@10": hr, "node_id": "n1"})
+    w.on_end(t)
+
+
+def test_a_trial_end_is_journaled_at_once_and_resume_replays_it(tmp_path: Path) -> None:
+    w = ResultsWriter(tmp_path, _Spec(), verbose=False)
+    _run_trial(w, "a", 0.3, [0.1, 0.4])  # its first result rewrote the parquet files
+    _run_trial(w, "b", 0.7, [0.2, 0.3])  # within FLUSH_EVERY_S: journaled only
+    on_disk = pd.read_parquet(tmp_path / "trials.parquet")
+    assert on_disk.trial_id.tolist() == ["a"] and on_disk.status.tolist() == ["running"]
+    assert results.ended_trials(tmp_path) == {"a": "completed", "b": "completed"}
+    # a driver killed here: a resumed writer has both trials, every term, same best
+    r = ResultsWriter(tmp_path, _Spec(), verbose=False, resume=True)
+    trials, terms = r.frames()
+    assert trials.set_index("trial_id")["best.val_hr@10"].to_dict() == {"a": 0.4, "b": 0.3}
+    pairs = sorted(zip(terms.trial_id, terms.term, strict=True))
+    assert pairs == [("a", 0), ("a", 1), ("b", 0), ("b", 1)]
+    assert trials["config.threshold"].tolist() == [0.3, 0.7]
+    r.flush()  # the rewrite holds the journal's trials, so the journal goes
+    assert pd.read_parquet(tmp_path / "trials.parquet").trial_id.tolist() == ["a", "b"]
+    assert not (tmp_path / results.JOURNAL).exists()
+
+
+def test_a_torn_journal_line_is_skipped_and_later_lines_win(tmp_path: Path) -> None:
+    path = tmp_path / results.JOURNAL
+    results.append_line(json.dumps({"trial_id": "a", "status": "error", "terms": []}), path)
+    results.append_line(json.dumps({"trial_id": "a", "status": "completed", "terms": []}), path)
+    with open(path, "a") as f:
+        f.write('{"trial_id": "b", "status": "compl')  # killed mid-append
+    assert [(x["trial_id"], x["status"]) for x in results.read_journal(path)] == [
+        ("a", "completed")]
+    old = os.umask(0o027)
+    try:
+        results.append_line("{}", tmp_path / "new.journal")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "new.journal").stat().st_mode & 0o777 == 0o640
+
+
+def test_journal_write_error_stops_the_sweep_once(tmp_path: Path, monkeypatch) -> None:
+    w = ResultsWriter(tmp_path, _Spec(), verbose=False)
+    seen: list[str] = []
+    w.on_write_error = seen.append
+    _run_trial(w, "a", 0.3, [0.1])
+
+    def full(text: str, path) -> None:  # noqa: ANN001
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(results, "append_line", full)
+    _run_trial(w, "b", 0.7, [0.2])
+    _run_trial(w, "c", 0.5, [0.2])
+    assert len(seen) == 1 and "results.journal" in seen[0] and "ENOSPC" in seen[0]
+    assert pd.read_parquet(tmp_path / "trials.parquet").trial_id.tolist() == ["a"]
 
 
 def test_saved_data_settings_are_only_those_that_apply() -> None:

@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from suite.results import ended_trials
 from tests.raytools import kill_all, ray_processes
 
 REPO = Path(__file__).resolve().parents[1]
@@ -193,11 +194,7 @@ def _wait_for(pred, timeout: float, what: str, poll: float = 0.5) -> None:
 
 def _running_trial_checkpointed(out: Path, name: str) -> bool:
     """A trial that has not finished has a checkpoint of term 1 or later."""
-    try:
-        done = set(pd.read_parquet(out / "trials.parquet").query("status == 'completed'")
-                   .trial_id)
-    except Exception:
-        done = set()
+    done = {t for t, s in ended_trials(out).items() if s == "completed"}
     for d in (out / "ray" / name).glob("*"):
         if not d.is_dir() or any(tid in d.name for tid in done):
             continue
@@ -207,11 +204,7 @@ def _running_trial_checkpointed(out: Path, name: str) -> bool:
 
 
 def _completed(out: Path) -> int:
-    try:
-        t = pd.read_parquet(out / "trials.parquet")
-    except Exception:
-        return 0
-    return int((t.status == "completed").sum())
+    return sum(s == "completed" for s in ended_trials(out).values())
 
 
 @pytest.mark.slow
@@ -219,7 +212,8 @@ def test_resume_after_driver_killed(tmp_path: Path) -> None:
     """SIGKILL the driver mid-sweep, clean up its Ray processes by id, resume, compare."""
     space = {"threshold": {"grid": [0.2, 0.4, 0.6, 0.8]}}
     fixed = {"model": "mlp", "terms": 8, "epochs": 8, "epochs_per_term": 4, "batch_size": 64}
-    extra = {"max_concurrent_trials": 1}
+    # a checkpoint per term (no time floor), so the kill lands after a mid-trial checkpoint
+    extra = {"max_concurrent_trials": 1, "checkpoint_interval_s": 0}
     out = tmp_path / "killed"
     cfg = sweep_yaml(tmp_path / "k.yaml", out, name="resume", space=space, fixed=fixed,
                      extra=extra)
@@ -241,8 +235,8 @@ def test_resume_after_driver_killed(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
         kill_all(ray_processes(temp))
-    done_before = set(pd.read_parquet(out / "trials.parquet").query("status == 'completed'")
-                      .trial_id)
+    # the journal holds trials that ended after the last rewrite of the parquet files
+    done_before = {t for t, s in ended_trials(out).items() if s == "completed"}
     assert 1 <= len(done_before) < 4
     p = subprocess.run([*CLI, "resume", str(out), "--ray-temp-dir", temp + "r"], cwd=REPO,
                        env=env, capture_output=True, text=True, timeout=600)

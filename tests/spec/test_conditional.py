@@ -173,6 +173,9 @@ def test_threshold_searched_with_dns_only_is_refused():
     ({"seeds": [0, 2**63]}, "seeds[1]: Input should be less than or equal to 9223372036854775807"),
     ({"search": {"seed": 2**32}}, "search.seed: Input should be less than or equal to 4294967295"),
     ({"checkpoint_every": 0}, "checkpoint_every: Input should be greater than or equal to 1"),
+    ({"checkpoint_interval_s": -1}, "checkpoint_interval_s: Input should be greater than or "
+                                    "equal to 0"),
+    ({"checkpoint_interval_s": float("inf")}, "checkpoint_interval_s: Input should be a finite"),
     ({"data": {"data_seed": -1}}, "data.data_seed: Input should be greater than or equal to 0"),
 ])
 def test_non_finite_and_out_of_range_values_are_named(raw, expected):
@@ -183,6 +186,7 @@ def test_seed_bounds_and_checkpoint_every_accepted():
     spec = SweepSpec.from_dict({"name": "t", "seeds": [0, 2**63 - 1], "checkpoint_every": 3})
     assert spec.run_config({"seed": 2**63 - 1}).seed == 2**63 - 1
     assert spec.checkpoint_every == 3 and SweepSpec.from_dict({"name": "t"}).checkpoint_every == 1
+    assert SweepSpec.from_dict({"name": "t"}).checkpoint_interval_s == 30.0
     assert SweepSpec.from_dict(spec.to_json()) == spec
 
 
