@@ -117,3 +117,31 @@ def test_predict_logits_scores_any_pair_module_by_its_forward() -> None:
 
     out = predict_logits(Sum(), torch.arange(5), torch.arange(5), 2)
     torch.testing.assert_close(out, torch.tensor([0.0, 11.0, 22.0, 33.0, 44.0]))
+
+
+@pytest.mark.parametrize("name", ["mlp", "neumf"])
+def test_predict_logits_factored_path_with_one_hidden_layer(name: str) -> None:
+    from ocfb.models import predict_logits
+
+    g = torch.Generator().manual_seed(5)
+    m = build_model(name, 7, 9, mf_dim=2, user_dim=3, item_dim=4, layers=(6,), generator=g)
+    for p in m.parameters():
+        torch.nn.init.normal_(p, 0, 0.7, generator=g)
+    users, items = torch.randint(0, 7, (23,), generator=g), torch.randint(0, 9, (23,), generator=g)
+    with torch.no_grad():
+        ref = m(users, items)
+    torch.testing.assert_close(predict_logits(m, users, items, 4), ref, rtol=1e-5, atol=1e-5)
+
+
+def test_predict_cell_logits_beyond_int32_cell_ids() -> None:
+    """Cell ids of a grid over 2**31 cells are split in int64, not the int32 fast path."""
+    from ocfb.models import predict_cell_logits, predict_logits
+
+    g = torch.Generator().manual_seed(6)
+    m = build_model("neumf", 5, 9, mf_dim=2, user_dim=3, item_dim=4, layers=(4, 2), generator=g)
+    users, items = torch.arange(5).repeat(3), torch.arange(15) % 9
+    n_items = 2**30  # only items < 9 occur, but the ids reach 4 * 2**30
+    cells = (users * n_items + items).numpy()
+    assert int(cells.max()) >= 2**31
+    torch.testing.assert_close(predict_cell_logits(m, cells, n_items, "cpu", 4),
+                               predict_logits(m, users, items))
