@@ -255,20 +255,49 @@ def _sweep_file(src: Path, seeds: int, dest: Path, out: Path) -> Path:
 
 
 def _run_sweep(cfg: Path, out: Path) -> dict[str, float]:
-    """Wall seconds of an `ocfb-suite sweep` subprocess and the trials' summed compute (the
-    loop's time_* seconds of every term, from terms.parquet)."""
+    """Wall seconds of an `ocfb-suite sweep` subprocess, the trials' summed compute (the
+    loop's time_* seconds of every term, from terms.parquet), and where the rest went (the
+    trainable's start/end marker files: `sweep_phases`)."""
     import pandas as pd
 
-    t = time.perf_counter()
+    from suite.trainable import START_MARKER_ENV
+
+    markers = out.parent / f"{out.name}-markers"
+    env = {**os.environ, START_MARKER_ENV: str(markers)}
+    t = time.time()
     p = subprocess.run([sys.executable, "-m", "suite.cli", "sweep", str(cfg), "--out", str(out),
-                        "--wandb", "disabled"], capture_output=True, text=True)
-    wall = time.perf_counter() - t
+                        "--wandb", "disabled"], capture_output=True, text=True, env=env)
+    t_end = time.time()
     if p.returncode != 0:
         raise RuntimeError(f"sweep {cfg} exited {p.returncode}: {p.stderr[-2000:]}")
     terms = pd.read_parquet(out / "terms.parquet")
     cols = [c for c in terms.columns if c.startswith("time_")]
-    return {"wall_s": wall, "compute_s": float(terms[cols].sum().sum()),
-            "trials": int(terms.trial_id.nunique())}
+    return {"wall_s": t_end - t, "compute_s": float(terms[cols].sum().sum()),
+            "trials": int(terms.trial_id.nunique()),
+            **sweep_phases(markers, t, t_end, os.cpu_count() or 1)}
+
+
+def sweep_phases(markers: Path, started: float, ended: float, cpus: int) -> dict[str, float]:
+    """Where a sweep's wall time went, from one marker file per trial start and end (each
+    holding a wall-clock time): start-up (process start to the first trial's start: imports,
+    pre-flight, Ray, worker start-up), close (the last trial's end to exit: summary, plots,
+    Ray shutdown), and how full the CPU slots were in between (trial seconds / (cpus x span))."""
+    first: dict[str, float] = {}
+    last: dict[str, float] = {}
+    for f in markers.glob("*") if markers.is_dir() else []:
+        tid, kind = f.name.split("-from")[0], f.suffix
+        when = float(f.read_text())
+        if kind == ".start":
+            first[tid] = min(first.get(tid, when), when)
+        elif kind == ".end":
+            last[tid] = max(last.get(tid, when), when)
+    both = sorted(set(first) & set(last))
+    if not both:
+        return {}
+    t0, t1 = min(first[t] for t in both), max(last[t] for t in both)
+    busy = sum(last[t] - first[t] for t in both)
+    return {"startup_s": t0 - started, "close_s": ended - t1, "trials_span_s": t1 - t0,
+            "slot_occupancy": busy / (cpus * (t1 - t0)) if t1 > t0 else float("nan")}
 
 
 def bench_sweep(work: Path, config: Path) -> dict[str, Any]:
@@ -386,6 +415,10 @@ def markdown(r: dict[str, Any]) -> str:
         for k, run in sw["runs"].items():
             lines.append(f"| sweep {k} seeds: wall / trial compute s ({run['trials']} trials) "
                          f"| {run['wall_s']:.1f} / {run['compute_s']:.1f} |")
+            if "startup_s" in run:
+                lines.append(f"| sweep {k} seeds: start-up / close s, slot occupancy | "
+                             f"{run['startup_s']:.1f} / {run['close_s']:.1f}, "
+                             f"{run['slot_occupancy']:.1%} |")
         lines.append(f"| sweep fixed cost s | {_fmt(sw['fixed_cost_s'], '.1f')} |")
         lines.append(f"| sweep marginal CPU use ({sw['cpus']} CPUs) | "
                      f"{_fmt(sw['marginal_cpu_use'], '.1%')} |")

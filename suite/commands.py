@@ -113,7 +113,11 @@ def run_sweep(spec: Any, out: Path, datasets: dict[tuple, Any], *, mode: str,
     finally:
         tuner.activate(None)
         writer.flush()
-    return _close(spec, out, writer, mode, time.time() - started, verbose)
+    stopping = tuner.stop_ray_in_background()
+    try:
+        return _close(spec, out, writer, mode, time.time() - started, verbose)
+    finally:
+        stopping.join()
 
 
 def _close(spec: Any, out: Path, writer: Any, mode: str, wall: float, verbose: bool) -> int:

@@ -99,3 +99,19 @@ def test_sweep_arithmetic_from_two_runs(monkeypatch, tmp_path: Path) -> None:
     six = yaml.safe_load((tmp_path / "sweep-6.yaml").read_text())
     assert six["seeds"] == [0, 1, 2, 3, 4, 5] and six["wandb"] == {"mode": "disabled"}
     assert six["output"] == str(tmp_path / "sweep-6seeds")
+
+
+def test_sweep_phases_from_marker_files(tmp_path: Path) -> None:
+    # two slots; trial a runs 12-14 (and was restored once: its earliest start counts), b 12-15,
+    # c 14-16; the process ran 10-17
+    m = tmp_path / "m"
+    m.mkdir()
+    for name, when in (("a-from0-1.start", 12), ("a-from2-2.start", 13), ("a-from2-2.end", 14),
+                       ("b-from0-3.start", 12), ("b-from0-3.end", 15),
+                       ("c-from0-4.start", 14), ("c-from0-4.end", 16),
+                       ("d-from0-5.start", 16)):  # d never ended: left out
+        (m / name).write_text(f"{when}\n")
+    got = bench.sweep_phases(m, 10.0, 17.0, 2)
+    assert got["startup_s"] == 2.0 and got["close_s"] == 1.0 and got["trials_span_s"] == 4.0
+    assert got["slot_occupancy"] == pytest.approx((2 + 3 + 2) / (2 * 4))
+    assert bench.sweep_phases(tmp_path / "none", 0.0, 1.0, 2) == {}
