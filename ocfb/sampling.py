@@ -49,11 +49,18 @@ def merge_sorted(blocked: np.ndarray, new: np.ndarray) -> np.ndarray:
     """`blocked` (sorted, unique) plus `new` cells that are not in it (any order, distinct).
 
     A stable sort of the two concatenated sorted runs is one linear merge (timsort finds the
-    runs): 0.27 s for 4M into 1M where `np.insert` at 4M positions took 1.36 s.
+    runs): 0.03 s for 120k into 5M where `np.insert` at 4M positions took 1.36 s. When `new`
+    is the larger part, one unstable sort of the concatenation is cheaper than sorting `new`
+    and then merging: 0.073 s against 0.089 s for 4M into 1M.
     """
     if new.size == 0:
         return blocked
-    out = np.concatenate([blocked, np.sort(np.asarray(new, dtype=np.int64))])
+    new = np.asarray(new, dtype=np.int64)
+    if new.size >= blocked.size:
+        out = np.concatenate([blocked, new.ravel()])
+        out.sort()
+        return out
+    out = np.concatenate([blocked, np.sort(new)])
     out.sort(kind="stable")
     return out
 
