@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,11 @@ def run_sweep(spec: Any, out: Path, datasets: dict[tuple, Any], *, mode: str,
                     "smoke": smoke}, out / "sweep.json")
     writer = ResultsWriter(out, spec, verbose=verbose, resume=restore)
     writer.on_write_error = lambda _msg: os.kill(os.getpid(), signal.SIGINT)
+    # the summary's libraries (scipy.stats, statsmodels, matplotlib: 1.5 s in a driver that
+    # holds Ray and torch) are imported on a thread while the last trials run, as slots fall
+    # idle, instead of after them; joined before the summary so no import runs twice at once
+    warm = threading.Thread(target=_summary_imports, name="summary-imports", daemon=True)
+    writer.on_all_started = warm.start
     session = tuner.SweepSession(writer, _wandb_callbacks(spec, out, mode, writer))
     before = reaper.own_children()
     started_local = tuner.init_ray(address)
@@ -114,10 +120,20 @@ def run_sweep(spec: Any, out: Path, datasets: dict[tuple, Any], *, mode: str,
         tuner.activate(None)
         writer.flush()
     stopping = tuner.stop_ray_in_background()
+    if warm.is_alive():
+        warm.join()
     try:
         return _close(spec, out, writer, mode, time.time() - started, verbose)
     finally:
         stopping.join()
+
+
+def _summary_imports() -> None:
+    """Import what the summary needs (run on a thread during the sweep's tail)."""
+    import matplotlib.figure  # noqa: F401
+    import matplotlib.ticker  # noqa: F401
+
+    import suite.summary  # noqa: F401
 
 
 def _close(spec: Any, out: Path, writer: Any, mode: str, wall: float, verbose: bool) -> int:

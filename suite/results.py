@@ -163,6 +163,8 @@ class ResultsWriter:
         self.finished = 0
         self.write_error: str | None = None
         self.on_write_error: Callable[[str], None] | None = None
+        # called once, when the last expected trial starts (the sweep's tail begins)
+        self.on_all_started: Callable[[], None] | None = None
         self._last_flush = 0.0
         if resume:
             self._load_existing()
@@ -205,6 +207,10 @@ class ResultsWriter:
     def on_start(self, trial: Any) -> None:
         """A trial started or was restored."""
         self._trial(trial)["status"] = "running"
+        expected = self.spec.expected_trials()
+        if self.on_all_started is not None and expected and len(self.trials) >= expected:
+            hook, self.on_all_started = self.on_all_started, None
+            hook()
 
     def on_result(self, trial: Any, result: dict[str, Any]) -> None:
         """A term finished (or the trial diverged)."""

@@ -278,3 +278,14 @@ def test_summarize_counts_journaled_trials_the_parquet_files_lack(tmp_path: Path
         results.append_line(json.dumps({"trial_id": tid, "status": status, "terms": []}),
                             tmp_path / results.JOURNAL)
     assert _unflushed(tmp_path) == 2  # b ended after the last rewrite; c is not there at all
+
+
+def test_the_tail_hook_fires_once_when_the_last_expected_trial_starts(tmp_path: Path) -> None:
+    w = ResultsWriter(tmp_path, _Spec(), verbose=False)  # _Spec expects 2 trials
+    calls: list[int] = []
+    w.on_all_started = lambda: calls.append(len(w.trials))
+    w.on_start(_trial("a", 0.3))
+    assert calls == []
+    w.on_start(_trial("b", 0.7))
+    w.on_start(_trial("b", 0.7))  # restored: no second call
+    assert calls == [2]
