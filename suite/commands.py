@@ -119,13 +119,12 @@ def run_sweep(spec: Any, out: Path, datasets: dict[tuple, Any], *, mode: str,
     finally:
         tuner.activate(None)
         writer.flush()
-    stopping = tuner.stop_ray_in_background()
     if warm.is_alive():
         warm.join()
     try:
         return _close(spec, out, writer, mode, time.time() - started, verbose)
     finally:
-        stopping.join()
+        tuner.stop_ray()
 
 
 def _summary_imports() -> None:

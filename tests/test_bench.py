@@ -54,6 +54,11 @@ def test_smoke_numbers_are_positive_and_consistent(smoke_report) -> None:
                                           "time_eval"))
     assert phases <= r["term"]["wall_s"] * 1.01
     assert r["term"]["positives"] == 2_000
+    t2 = r["term"]["term2"]  # the steady-state term, measured in a run of its own
+    for k in ("time_train", "time_score", "time_resample", "time_eval", "wall_s"):
+        _positive(t2[k], f"term2.{k}")
+    assert t2["overhead_over_train"] == pytest.approx(
+        (t2["time_score"] + t2["time_resample"]) / t2["time_train"])
     rows = r["per_million"]["rows"]
     assert [row["positives"] for row in rows] == list(bench.SMOKE.series)
     for row in rows:

@@ -488,4 +488,7 @@ def test_disk_full_stops_the_sweep_with_the_resume_hint(tmp_path: Path, local_ra
     assert f"ocfb-suite resume {out}" in err
     assert "Traceback" not in err, err
     trials = pd.read_parquet(out / "trials.parquet")  # the last good file, readable
-    assert len(trials) == 1 and trials.status.tolist() == ["completed"]
+    assert trials.trial_id.tolist() == [trials.trial_id[0]]
+    # the first trial's end went to the journal the moment Ray reported it: resume has it
+    ended = ended_trials(out)
+    assert ended[trials.trial_id[0]] == "completed" and set(ended.values()) == {"completed"}
