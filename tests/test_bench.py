@@ -120,3 +120,19 @@ def test_sweep_phases_from_marker_files(tmp_path: Path) -> None:
     assert got["startup_s"] == 2.0 and got["close_s"] == 1.0 and got["trials_span_s"] == 4.0
     assert got["slot_occupancy"] == pytest.approx((2 + 3 + 2) / (2 * 4))
     assert bench.sweep_phases(tmp_path / "none", 0.0, 1.0, 2) == {}
+
+
+def test_long_sweep_is_a_valid_sweep_of_eight_minute_scale_trials() -> None:
+    from suite.spec import SweepSpec
+
+    spec = SweepSpec.from_dict({**bench.LONG_SWEEP, "output": "unused"}, "LONG_SWEEP")
+    assert spec.expected_trials() == 8
+    cfg = spec.run_config({"threshold": 0.3, "seed": 0})
+    # 100,000 generated positives x 5 cells, 10 + 5 x 5 epochs: the work behind "a minute"
+    assert cfg.data.n_interactions == 100_000 and cfg.epochs + cfg.terms * cfg.epochs_per_term == 35
+
+
+def test_long_sweep_refuses_smoke_and_skip_sweep(tmp_path: Path, capsys) -> None:
+    assert bench.main(["--smoke", "--long-sweep", "--out", str(tmp_path)]) == 2
+    assert "--long-sweep runs with the quickstart sweeps" in capsys.readouterr().err
+    assert not (tmp_path / "bench.json").exists()
