@@ -106,6 +106,7 @@ def run_sweep(spec: Any, out: Path, datasets: dict[tuple, Any], *, mode: str,
     writer.on_all_started = warm.start
     session = tuner.SweepSession(writer, _wandb_callbacks(spec, out, mode, writer))
     before = reaper.own_children()
+    connected_before = tuner.ray_connected()
     started_local = tuner.init_ray(address)
     if started_local:
         reaper.start_reaper(reaper.own_children() - before)
@@ -124,7 +125,8 @@ def run_sweep(spec: Any, out: Path, datasets: dict[tuple, Any], *, mode: str,
     try:
         return _close(spec, out, writer, mode, time.time() - started, verbose)
     finally:
-        tuner.stop_ray()
+        if not connected_before:  # a Ray instance the caller started stays up
+            tuner.stop_ray()
 
 
 def _summary_imports() -> None:

@@ -144,12 +144,21 @@ def init_ray(address: str | None) -> bool:
     return True
 
 
+def ray_connected() -> bool:
+    """Whether this process is already connected to Ray (a caller's instance or cluster)."""
+    import ray
+
+    return ray.is_initialized()
+
+
 def stop_ray() -> None:
     """`ray.shutdown()` now, on the main thread, once the results and summary are written.
 
-    Ray's exit hook does the same but first sleeps 0.5 s for log lines we do not print. Not on
-    a thread beside the summary: a shutdown racing the main thread's release of object refs
-    made Ray's core worker exit the driver with status 1 (2 of about 10 sweeps here).
+    Call it only for a connection this driver made (`ray_connected()` was False before
+    `init_ray`): a caller's own Ray instance stays up. Ray's exit hook does the same but first
+    sleeps 0.5 s for log lines we do not print. Not on a thread beside the summary: a shutdown
+    racing the main thread's release of object refs made Ray's core worker exit the driver with
+    status 1 (2 of about 10 sweeps here).
     """
     import ray
 

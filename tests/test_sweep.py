@@ -79,6 +79,9 @@ def test_smoke_grid_matches_train_runs(tmp_path: Path, local_ray) -> None:
     out = tmp_path / "out"
     cfg = sweep_yaml(tmp_path / "s.yaml", out)
     assert _run(cfg) == 0
+    import ray
+
+    assert ray.is_initialized(), "the sweep shut down a Ray instance its caller started"
     trials = pd.read_parquet(out / "trials.parquet")
     terms = pd.read_parquet(out / "terms.parquet")
     assert len(trials) == 4 and trials.trial_id.is_unique
