@@ -376,7 +376,9 @@ def cmd_summarize(args: argparse.Namespace) -> int:
     summary = summarize_dir(out)
     for note in summary.notes:
         print(note)
-    journaled = _unflushed(out)
+    from suite.results import unflushed_trials
+
+    journaled = unflushed_trials(out)
     if journaled:
         print(f"note: {out / JOURNAL} holds {journaled} ended trial(s) the parquet files do not "
               f"(the driver was killed); this summary leaves them out. `ocfb-suite resume "
@@ -391,20 +393,6 @@ def cmd_summarize(args: argparse.Namespace) -> int:
         tracking.prepare_env(out)
         log_summary_run(out, spec, tracking.resolve_mode(mode, spec.wandb.mode), summary)
     return 0
-
-
-def _unflushed(out: Path) -> int:
-    """Journaled trial ends that trials.parquet lacks or holds with another status."""
-    import pandas as pd
-
-    from suite.results import read_journal
-
-    lines = read_journal(out / JOURNAL)
-    if not lines:
-        return 0
-    on_disk = pd.read_parquet(out / "trials.parquet", columns=["trial_id", "status"])
-    known = dict(zip(on_disk.trial_id, on_disk.status, strict=True))
-    return sum(known.get(x["trial_id"]) != x.get("status") for x in lines)
 
 
 def register_cli(sub: argparse._SubParsersAction) -> None:

@@ -376,15 +376,29 @@ def read_journal(path: Path) -> list[dict[str, Any]]:
     return list(out.values())
 
 
+def _parquet_statuses(out: Path) -> dict[str, str]:
+    """trial_id -> status as trials.parquet holds it (empty if there is none yet)."""
+    try:
+        trials = pd.read_parquet(Path(out) / "trials.parquet", columns=["trial_id", "status"])
+    except (OSError, ValueError, KeyError):
+        return {}
+    return dict(zip(trials.trial_id, trials.status, strict=True))
+
+
 def ended_trials(out: Path) -> dict[str, str]:
     """trial_id -> status of every trial that ended, from trials.parquet and the journal
     (what a watcher or a test reads mid-sweep: the parquet files lag by up to FLUSH_EVERY_S)."""
-    out = Path(out)
-    status: dict[str, str] = {}
-    try:
-        trials = pd.read_parquet(out / "trials.parquet", columns=["trial_id", "status"])
-        status.update(zip(trials.trial_id, trials.status, strict=True))
-    except (OSError, ValueError, KeyError):
-        pass
-    status.update({line["trial_id"]: line.get("status") for line in read_journal(out / JOURNAL)})
+    status = _parquet_statuses(out)
+    status.update({line["trial_id"]: line.get("status")
+                   for line in read_journal(Path(out) / JOURNAL)})
     return {tid: s for tid, s in status.items() if s not in ("running", "pending")}
+
+
+def unflushed_trials(out: Path) -> int:
+    """Journaled trial ends that trials.parquet lacks or holds with another status (what a
+    summary of a killed driver's folder leaves out until `resume` folds them in)."""
+    lines = read_journal(Path(out) / JOURNAL)
+    if not lines:
+        return 0
+    on_disk = _parquet_statuses(out)
+    return sum(on_disk.get(x["trial_id"]) != x.get("status") for x in lines)

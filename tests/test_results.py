@@ -268,16 +268,15 @@ def test_truncated_ray_state_is_found_and_pickled_searcher_state_is_not(tmp_path
     assert unreadable_state_files(spec, tmp_path) == [d / "experiment_state-1.json"]
 
 
-def test_summarize_counts_journaled_trials_the_parquet_files_lack(tmp_path: Path) -> None:
-    from suite.commands import _unflushed
-
+def test_unflushed_counts_journaled_trials_the_parquet_files_lack(tmp_path: Path) -> None:
     write_parquet(pd.DataFrame({"trial_id": ["a", "b"], "status": ["completed", "running"]}),
                   tmp_path / "trials.parquet")
-    assert _unflushed(tmp_path) == 0
+    assert results.unflushed_trials(tmp_path) == 0
     for tid, status in (("a", "completed"), ("b", "completed"), ("c", "error")):
         results.append_line(json.dumps({"trial_id": tid, "status": status, "terms": []}),
                             tmp_path / results.JOURNAL)
-    assert _unflushed(tmp_path) == 2  # b ended after the last rewrite; c is not there at all
+    # b ended after the last rewrite; c is not there at all
+    assert results.unflushed_trials(tmp_path) == 2
 
 
 def test_the_tail_hook_fires_once_when_the_last_expected_trial_starts(tmp_path: Path) -> None:

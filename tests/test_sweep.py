@@ -197,7 +197,7 @@ def _wait_for(pred, timeout: float, what: str, poll: float = 0.5) -> None:
 
 def _running_trial_checkpointed(out: Path, name: str) -> bool:
     """A trial that has not finished has a checkpoint of term 1 or later."""
-    done = {t for t, s in ended_trials(out).items() if s == "completed"}
+    done = _completed(out)
     for d in (out / "ray" / name).glob("*"):
         if not d.is_dir() or any(tid in d.name for tid in done):
             continue
@@ -206,8 +206,10 @@ def _running_trial_checkpointed(out: Path, name: str) -> bool:
     return False
 
 
-def _completed(out: Path) -> int:
-    return sum(s == "completed" for s in ended_trials(out).values())
+def _completed(out: Path) -> set[str]:
+    """Trials that completed, from trials.parquet and the journal (which holds the ends after
+    the last rewrite of the parquet files)."""
+    return {t for t, s in ended_trials(out).items() if s == "completed"}
 
 
 @pytest.mark.slow
@@ -226,7 +228,7 @@ def test_resume_after_driver_killed(tmp_path: Path) -> None:
     proc = subprocess.Popen([*CLI, "sweep", str(cfg), "--ray-temp-dir", temp], cwd=REPO,
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        _wait_for(lambda: _completed(out) >= 1, 300, "a finished trial")
+        _wait_for(lambda: len(_completed(out)) >= 1, 300, "a finished trial")
         # kill while the next trial is part-way: it has checkpointed a term >= 1
         _wait_for(lambda: _running_trial_checkpointed(out, "resume"), 300,
                   "a running trial's second checkpoint", poll=0.1)
@@ -238,8 +240,7 @@ def test_resume_after_driver_killed(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
         kill_all(ray_processes(temp))
-    # the journal holds trials that ended after the last rewrite of the parquet files
-    done_before = {t for t, s in ended_trials(out).items() if s == "completed"}
+    done_before = _completed(out)
     assert 1 <= len(done_before) < 4
     p = subprocess.run([*CLI, "resume", str(out), "--ray-temp-dir", temp + "r"], cwd=REPO,
                        env=env, capture_output=True, text=True, timeout=600)
@@ -410,7 +411,7 @@ def test_sigterm_exits_with_the_hint_and_resumes_exactly(tmp_path: Path,
     proc = subprocess.Popen([*CLI, "sweep", str(cfg), "--ray-temp-dir", temp], cwd=REPO,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        _wait_for(lambda: _completed(out) >= 1, 300, "a finished trial")
+        _wait_for(lambda: len(_completed(out)) >= 1, 300, "a finished trial")
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=120)
     finally:
