@@ -512,7 +512,9 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--scale", choices=tuple(SCALES), default="small",
                    help="data sizes: small (seconds to a minute or two), ml1m, ml20m")
     b.add_argument("--device", choices=DEVICES, default="cpu")
-    b.add_argument("--out", default="results/bench", help="output folder (default: %(default)s)")
+    b.add_argument("--out", default="runs/bench",
+                   help="output folder (default: %(default)s, git-ignored; --out "
+                        "results/bench/<scale> publishes)")
     b.add_argument("--smoke", action="store_true",
                    help="tiny sizes and no sweeps: checks the plumbing in seconds")
     b.add_argument("--skip-sweep", action="store_true",
