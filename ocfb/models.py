@@ -11,6 +11,7 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -153,8 +154,10 @@ FACTORED_CHUNK = 16_384
 class _Factored(NamedTuple):
     """A pair model as per-user / per-item tables plus the rest of its MLP tower."""
 
-    user_mlp: torch.Tensor | None  # (U, h1): W_u p_u + b of the first tower layer
-    item_mlp: torch.Tensor | None  # (I, h1): W_i q_i
+    # (U + I, h1): rows 0..U-1 are W_u p_u + b of the first tower layer, rows U.. are W_i q_i,
+    # so one bag-sum of rows (u, U + i) is the first layer's pre-activation for a pair
+    mlp_table: torch.Tensor | None
+    n_users: int
     user_gmf: torch.Tensor | None  # (U, mf): GMF user factors times the output weights
     item_gmf: torch.Tensor | None  # (I, mf)
     layers: list[tuple[torch.Tensor, torch.Tensor]]  # (W^T contiguous, bias), each + ReLU
@@ -167,13 +170,13 @@ def _factored_tables(model: nn.Module) -> _Factored | None:
 
     The first MLP layer is linear in [p_u; q_i], so W [p; q] + b = (W_u p + b) + W_i q is
     computed once per user and per item; GMF's output weight folds into the user factor. A pair
-    then costs gathers, an add, the rest of the tower and a dot product. Separate contiguous
-    tables for the two branches (not one 40-wide table sliced per chunk) let every op write
-    into a reused buffer. None for a model this does not know (scored by its own forward).
+    then costs a bag-sum of two rows, the rest of the tower and a dot product. Separate
+    contiguous tables for the two branches (not one 40-wide table sliced per chunk) let every
+    op write into a reused buffer. None for a model this does not know (scored by its forward).
     """
     if type(model) is GMF:
         w = model.out.weight[0]
-        return _Factored(None, None, (model.user.weight * w).contiguous(),
+        return _Factored(None, model.user.num_embeddings, (model.user.weight * w).contiguous(),
                          model.item.weight.contiguous(), [], None, model.out.bias)
     if type(model) is MLP:
         gmf, mlp, head, bias = None, model, model.out.weight[0], model.out.bias
@@ -185,15 +188,16 @@ def _factored_tables(model: nn.Module) -> _Factored | None:
         return None
     first: nn.Linear = mlp.tower[0]
     d_u = mlp.user.embedding_dim
-    user_mlp = torch.addmm(first.bias, mlp.user.weight, first.weight[:, :d_u].T).contiguous()
-    item_mlp = (mlp.item.weight @ first.weight[:, d_u:].T).contiguous()
+    user_mlp = torch.addmm(first.bias, mlp.user.weight, first.weight[:, :d_u].T)
+    item_mlp = mlp.item.weight @ first.weight[:, d_u:].T
     layers = [(m.weight.T.contiguous(), m.bias) for m in list(mlp.tower)[2:]
               if isinstance(m, nn.Linear)]
     user_gmf = item_gmf = None
     if gmf is not None:
         user_gmf = (gmf.user.weight * model.out.weight[0][:mf]).contiguous()
         item_gmf = gmf.item.weight.contiguous()
-    return _Factored(user_mlp, item_mlp, user_gmf, item_gmf, layers, head.contiguous(), bias)
+    return _Factored(torch.cat([user_mlp, item_mlp]), mlp.user.num_embeddings, user_gmf,
+                     item_gmf, layers, head.contiguous(), bias)
 
 
 class _Buffers:
@@ -207,10 +211,8 @@ class _Buffers:
         def new(*shape: int) -> torch.Tensor:
             return torch.empty(*shape, dtype=ref.dtype, device=ref.device)
 
-        h1 = [] if f.user_mlp is None else [f.user_mlp.shape[1]]
         mf = [] if f.user_gmf is None else [f.user_gmf.shape[1]] * 2
-        self.h = [new(step, w) for w in h1 + [w.shape[1] for w, _ in f.layers]]
-        self.h2 = new(step, h1[0]) if h1 else None  # the item half of the first layer
+        self.h = [new(step, w.shape[1]) for w, _ in f.layers]  # after the first layer
         self.g = [new(step, w) for w in mf]
         self.ones = new(mf[0]).fill_(1.0) if mf else None
 
@@ -218,7 +220,6 @@ class _Buffers:
         """The buffers' first n rows (the last, shorter chunk)."""
         out = object.__new__(_Buffers)
         out.h = [b[:n] for b in self.h]
-        out.h2 = None if self.h2 is None else self.h2[:n]
         out.g = [b[:n] for b in self.g]
         out.ones = self.ones
         return out
@@ -226,7 +227,11 @@ class _Buffers:
 
 def _factored_chunk(f: _Factored, users: torch.Tensor, items: torch.Tensor,
                     buf: _Buffers, out: torch.Tensor) -> None:
-    """Logits of one chunk of pairs into `out`, every intermediate in `buf`."""
+    """Logits of one chunk of pairs into `out`, every intermediate in `buf`.
+
+    Measured on 4M NeuMF cells, 1 thread: 0.59 s before the two changes below, 0.49-0.50 s
+    after, with bit-identical logits (tests/test_models.py compares with the forward).
+    """
     if f.user_gmf is not None:
         a, b = buf.g
         torch.index_select(f.user_gmf, 0, users, out=a)
@@ -236,14 +241,17 @@ def _factored_chunk(f: _Factored, users: torch.Tensor, items: torch.Tensor,
         # a matrix-vector product sums the GMF columns: 0.02 s per 4M pairs against 0.06 s
         # for torch.sum over dim 1
         torch.addmv(out, a.mul_(b), buf.ones, out=out)
-    if f.user_mlp is None:
+    if f.mlp_table is None:
         return
-    h = buf.h[0]
-    torch.index_select(f.user_mlp, 0, users, out=h)
-    torch.index_select(f.item_mlp, 0, items, out=buf.h2)
-    h.add_(buf.h2).relu_()
-    for (w, bias), nxt in zip(f.layers, buf.h[1:], strict=True):
-        h = torch.addmm(bias, h, w, out=nxt).relu_()
+    # one bag-sum reads the user and the item row and writes their sum once, where two
+    # gathers and an add wrote and re-read two (n, h1) buffers: 0.13 s against 0.19 s per 4M
+    # pairs. 0 + a + b is exactly a + b, so the logits do not move.
+    h = F.embedding_bag(torch.stack([users, items + f.n_users], 1), f.mlp_table,
+                        mode="sum").relu_()
+    for (w, bias), nxt in zip(f.layers, buf.h, strict=True):
+        # mm then an in-place bias add: addmm broadcasts the bias into the output first, which
+        # cost 0.08 s per 4M pairs at 16 -> 8 against 0.027 s for mm (bit-identical results)
+        h = torch.mm(h, w, out=nxt).add_(bias).relu_()
     torch.addmv(out, h, f.head, out=out)
 
 
