@@ -164,8 +164,41 @@ def sample_free_cells_with_replacement(
 def rank_to_cell(ranks: np.ndarray, blocked: np.ndarray) -> np.ndarray:
     """The r-th free cell for each rank r, given the sorted unique blocked cells."""
     # The r-th free cell is r + j, where j counts blocked cells b with b - (its index) <= r.
-    shifted = blocked - np.arange(blocked.size, dtype=np.int64)
-    return ranks + searchsorted_many(shifted, ranks, side="right").astype(np.int64)
+    return ranks + blocked_below(ranks, blocked)
+
+
+# Few ranks against a large blocked set search a sample of every 64th `blocked[j] - j` and
+# finish inside the 64-wide stretch, without building the n-long shifted array: into 5M blocked
+# cells (an OCF-B term at MovieLens-1M shape), 27k ranks 14 ms against 59 ms, 57k 27 ms
+# against 76 ms; at 121k both are about 55 ms, so above n / 48 ranks the full search is used.
+_STRIDE = 64
+
+
+def blocked_below(ranks: np.ndarray, blocked: np.ndarray) -> np.ndarray:
+    """For each rank r, the number of j with blocked[j] - j <= r (blocked sorted, unique).
+
+    That is `np.searchsorted(blocked - arange, r, side="right")`; `blocked[j] - j` is
+    non-decreasing because the cells are distinct integers. When the ranks are many compared
+    with the set, it is computed exactly that way; otherwise from a strided sample plus a
+    binary search of at most 64 entries per rank, which reads O(k log 64) cells, not all n.
+    """
+    ranks = np.asarray(ranks, dtype=np.int64)
+    n = blocked.size
+    if ranks.size * 48 >= n:
+        shifted = blocked - np.arange(n, dtype=np.int64)
+        return searchsorted_many(shifted, ranks, side="right").astype(np.int64)
+    at = np.arange(0, n, _STRIDE, dtype=np.int64)
+    # p sampled entries are <= r: the answer lies in ((p - 1) * stride, p * stride]
+    p = searchsorted_many(blocked[at] - at, ranks, side="right")
+    lo = np.maximum((p - 1) * _STRIDE + 1, 0)
+    hi = np.minimum(p * _STRIDE, n)
+    for _ in range(_STRIDE.bit_length()):  # 64 -> 1 candidates in 7 halvings
+        active = lo < hi
+        mid = np.minimum((lo + hi) >> 1, n - 1)
+        below = active & (blocked[mid] - mid <= ranks)
+        lo = np.where(below, mid + 1, lo)
+        hi = np.where(active & ~below, mid, hi)
+    return lo
 
 
 def sample_negatives(

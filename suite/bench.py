@@ -263,10 +263,11 @@ def _sweep_file(src: Path, seeds: int, dest: Path, out: Path) -> Path:
     return dest
 
 
-def _run_sweep(cfg: Path, out: Path) -> dict[str, float]:
+def _run_sweep(cfg: Path, out: Path, address: str | None = None) -> dict[str, float]:
     """Wall seconds of an `ocfb-suite sweep` subprocess, the trials' summed compute (the
     loop's time_* seconds of every term, from terms.parquet), and where the rest went (the
-    trainable's start/end marker files: `sweep_phases`)."""
+    trainable's start/end marker files: `sweep_phases`). `address`: join that running Ray
+    cluster instead of starting (and stopping) local Ray inside the sweep."""
     import pandas as pd
 
     from suite.trainable import START_MARKER_ENV
@@ -274,8 +275,9 @@ def _run_sweep(cfg: Path, out: Path) -> dict[str, float]:
     markers = out.parent / f"{out.name}-markers"
     env = {**os.environ, START_MARKER_ENV: str(markers)}
     t = time.time()
-    p = subprocess.run([sys.executable, "-m", "suite.cli", "sweep", str(cfg), "--out", str(out),
-                        "--wandb", "disabled"], capture_output=True, text=True, env=env)
+    cmd = [sys.executable, "-m", "suite.cli", "sweep", str(cfg), "--out", str(out),
+           "--wandb", "disabled", *(["--address", address] if address else [])]
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env)
     t_end = time.time()
     if p.returncode != 0:
         raise RuntimeError(f"sweep {cfg} exited {p.returncode}: {p.stderr[-2000:]}")
@@ -309,25 +311,39 @@ def sweep_phases(markers: Path, started: float, ended: float, cpus: int) -> dict
             "slot_occupancy": busy / (cpus * (t1 - t0)) if t1 > t0 else float("nan")}
 
 
-def bench_sweep(work: Path, config: Path) -> dict[str, Any]:
+def bench_sweep(work: Path, config: Path, address: str | None = None) -> dict[str, Any]:
     """Fixed cost and marginal CPU use of a sweep, from the same grid at 3 and 6 seeds.
 
     wall = fixed + compute / (cpus x use): two runs give the marginal use
     (extra compute / (cpus x extra wall)) and the fixed cost (wall3 minus what its compute
-    takes at that use)."""
-    cpus = os.cpu_count() or 1
+    takes at that use). With `address` both sweeps join that running cluster, so Ray's own
+    start (2.6 s here) and shutdown (1.6 s) leave the fixed cost; `cpus` is then the
+    cluster's CPU count."""
+    cpus = _cluster_cpus(address) if address else os.cpu_count() or 1
     work.mkdir(parents=True, exist_ok=True)
     runs = {}
     for seeds in (3, 6):
         out = work / f"sweep-{seeds}seeds"
         runs[seeds] = _run_sweep(_sweep_file(config, seeds, work / f"sweep-{seeds}.yaml", out),
-                                 out)
+                                 out, address)
     d_wall = runs[6]["wall_s"] - runs[3]["wall_s"]
     d_compute = runs[6]["compute_s"] - runs[3]["compute_s"]
     use = d_compute / (cpus * d_wall) if d_wall > 0 else float("nan")
     fixed = runs[3]["wall_s"] - runs[3]["compute_s"] / (cpus * use) if use > 0 else float("nan")
     return {"config": str(config), "cpus": cpus, "runs": {str(k): v for k, v in runs.items()},
-            "marginal_cpu_use": use, "fixed_cost_s": fixed}
+            "marginal_cpu_use": use, "fixed_cost_s": fixed,
+            "ray": f"joined {address}" if address else "started and stopped by each sweep"}
+
+
+def _cluster_cpus(address: str) -> int:
+    """CPUs of a running cluster, read in a subprocess so the bench process stays Ray-free."""
+    code = (f"import ray; ray.init(address={address!r}, logging_level='ERROR'); "
+            "print(int(ray.cluster_resources().get('CPU', 0)))")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if p.returncode != 0:
+        raise RuntimeError(f"--ray-address {address}: could not join the cluster: "
+                           f"{p.stderr.strip()[-500:]}")
+    return int(p.stdout.strip().splitlines()[-1])
 
 
 # A sweep whose trials each take about a minute (the issue's ">= 90 % overall" case): NeuMF on
@@ -346,7 +362,7 @@ LONG_SWEEP: dict[str, Any] = {
 }
 
 
-def bench_long_sweep(work: Path) -> dict[str, Any]:
+def bench_long_sweep(work: Path, address: str | None = None) -> dict[str, Any]:
     """Overall CPU use (trial compute / (cpus x wall)) of a sweep of minute-long trials."""
     import yaml
 
@@ -354,8 +370,8 @@ def bench_long_sweep(work: Path) -> dict[str, Any]:
     out = work / "long"
     cfg = work / "long.yaml"
     cfg.write_text(yaml.safe_dump({**LONG_SWEEP, "output": str(out)}, sort_keys=False))
-    run = _run_sweep(cfg, out)
-    cpus = os.cpu_count() or 1
+    run = _run_sweep(cfg, out, address)
+    cpus = _cluster_cpus(address) if address else os.cpu_count() or 1
     run["cpus"] = cpus
     run["trial_compute_s"] = run["compute_s"] / max(run["trials"], 1)
     run["overall_cpu_use"] = run["compute_s"] / (cpus * run["wall_s"])
@@ -391,9 +407,11 @@ def peak_rss_mib() -> float:
 
 def run_bench(scale_name: str, device: str, out: Path, *, smoke: bool = False,
               threads: int = 1, sweep_config: Path | None = None,
-              skip_sweep: bool = False, long_sweep: bool = False) -> dict[str, Any]:
+              skip_sweep: bool = False, long_sweep: bool = False,
+              ray_address: str | None = None) -> dict[str, Any]:
     """Measure everything for one scale and device; write DIR/bench.json and DIR/bench.md.
-    `long_sweep` adds the sweep of minute-long trials (about 5 minutes on 2 CPUs)."""
+    `long_sweep` adds the sweep of minute-long trials (about 5 minutes on 2 CPUs);
+    `ray_address` runs the sweeps on that running Ray cluster."""
     import torch
 
     from suite.results import write_json, write_text
@@ -414,9 +432,9 @@ def run_bench(scale_name: str, device: str, out: Path, *, smoke: bool = False,
         config = sweep_config or Path(__file__).resolve().parents[1] / "configs/quickstart.yaml"
         # the sweeps' own results are scaffolding: only their timings go into bench.json
         with tempfile.TemporaryDirectory(prefix="ocfb-bench-") as work:
-            report["sweep"] = bench_sweep(Path(work), config)
+            report["sweep"] = bench_sweep(Path(work), config, ray_address)
             if long_sweep:
-                report["sweep_long"] = bench_long_sweep(Path(work) / "long")
+                report["sweep_long"] = bench_long_sweep(Path(work) / "long", ray_address)
     report["peak_rss_mib"] = peak_rss_mib()
     report["bench_wall_s"] = time.perf_counter() - started
     write_json(report, out / "bench.json")
@@ -469,7 +487,8 @@ def markdown(r: dict[str, Any]) -> str:
                 lines.append(f"| sweep {k} seeds: start-up / close s, slot occupancy | "
                              f"{run['startup_s']:.1f} / {run['close_s']:.1f}, "
                              f"{run['slot_occupancy']:.1%} |")
-        lines.append(f"| sweep fixed cost s | {_fmt(sw['fixed_cost_s'], '.1f')} |")
+        lines.append(f"| sweep fixed cost s (Ray {sw.get('ray', 'started by each sweep')}) | "
+                     f"{_fmt(sw['fixed_cost_s'], '.1f')} |")
         lines.append(f"| sweep marginal CPU use ({sw['cpus']} CPUs) | "
                      f"{_fmt(sw['marginal_cpu_use'], '.1%')} |")
     if "sweep_long" in r:
@@ -495,12 +514,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(f"ocfb-suite: error: --threads {args.threads}: must be >= 1", file=sys.stderr)
         return EXIT_USAGE
     out = Path(args.out)
+    if args.ray_address and (args.smoke or args.skip_sweep):
+        print("ocfb-suite: error: --ray-address is where the sweeps run; drop --smoke and "
+              "--skip-sweep, or drop --ray-address", file=sys.stderr)
+        return EXIT_USAGE
     if args.long_sweep and (args.smoke or args.skip_sweep):
         print("ocfb-suite: error: --long-sweep runs with the quickstart sweeps; drop --smoke "
               "and --skip-sweep", file=sys.stderr)
         return EXIT_USAGE
     report = run_bench(args.scale, args.device, out, smoke=args.smoke, threads=args.threads,
-                       skip_sweep=args.skip_sweep, long_sweep=args.long_sweep)
+                       skip_sweep=args.skip_sweep, long_sweep=args.long_sweep,
+                       ray_address=args.ray_address)
     print(markdown(report), end="")
     print(f"wrote {out / 'bench.json'} and {out / 'bench.md'}")
     return 0
@@ -521,6 +545,9 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
                    help="leave out the two quickstart sweeps (CPU work; minutes)")
     b.add_argument("--long-sweep", action="store_true",
                    help="also a sweep of 8 minute-long trials: overall CPU use (~5 minutes)")
+    b.add_argument("--ray-address", default=None, metavar="HOST:PORT",
+                   help="run the sweeps on this running Ray cluster (e.g. one `ray start "
+                        "--head` kept up between sweeps) instead of local Ray started per sweep")
     b.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
     b.set_defaults(func=cmd_bench)
 

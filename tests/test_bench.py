@@ -92,7 +92,8 @@ def test_sweep_arithmetic_from_two_runs(monkeypatch, tmp_path: Path) -> None:
     # marginal use 30 / (2 x 16) = 93.75 %, fixed cost 30 - 20 / (2 x 0.9375) = 19.33 s
     runs = {3: {"wall_s": 30.0, "compute_s": 20.0, "trials": 57},
             6: {"wall_s": 46.0, "compute_s": 50.0, "trials": 114}}
-    monkeypatch.setattr(bench, "_run_sweep", lambda cfg, out: runs[int(cfg.stem.split("-")[1])])
+    monkeypatch.setattr(bench, "_run_sweep",
+                        lambda cfg, out, address=None: runs[int(cfg.stem.split("-")[1])])
     monkeypatch.setattr(bench.os, "cpu_count", lambda: 2)
     cfg = tmp_path / "q.yaml"
     cfg.write_text("name: q\nseeds: [0]\n")
@@ -104,6 +105,41 @@ def test_sweep_arithmetic_from_two_runs(monkeypatch, tmp_path: Path) -> None:
     six = yaml.safe_load((tmp_path / "sweep-6.yaml").read_text())
     assert six["seeds"] == [0, 1, 2, 3, 4, 5] and six["wandb"] == {"mode": "disabled"}
     assert six["output"] == str(tmp_path / "sweep-6seeds")
+
+
+def test_sweep_on_a_running_cluster_uses_its_address_and_cpus(
+    monkeypatch, tmp_path: Path, smoke_report
+) -> None:
+    # both sweeps join the given cluster, and the arithmetic uses the cluster's 4 CPUs, not
+    # this host's 2: 30 / (4 x 16) = 46.875 %
+    runs = {3: {"wall_s": 30.0, "compute_s": 20.0, "trials": 57},
+            6: {"wall_s": 46.0, "compute_s": 50.0, "trials": 114}}
+    seen: list[str | None] = []
+
+    def fake_run(cfg: Path, out: Path, address: str | None = None) -> dict:
+        seen.append(address)
+        return runs[int(cfg.stem.split("-")[1])]
+
+    monkeypatch.setattr(bench, "_run_sweep", fake_run)
+    monkeypatch.setattr(bench, "_cluster_cpus", lambda address: 4)
+    monkeypatch.setattr(bench.os, "cpu_count", lambda: 2)
+    cfg = tmp_path / "q.yaml"
+    cfg.write_text("name: q\nseeds: [0]\n")
+    got = bench.bench_sweep(tmp_path, cfg, "10.0.0.1:6379")
+    assert seen == ["10.0.0.1:6379", "10.0.0.1:6379"]
+    assert got["cpus"] == 4 and got["ray"] == "joined 10.0.0.1:6379"
+    assert got["marginal_cpu_use"] == pytest.approx(30 / 64)
+    md = bench.markdown({**smoke_report[1], "sweep": got})
+    assert "| sweep fixed cost s (Ray joined 10.0.0.1:6379) |" in md
+
+
+@pytest.mark.parametrize("extra", [["--skip-sweep"], ["--smoke"]])
+def test_ray_address_without_sweeps_is_refused_before_any_work(
+    tmp_path: Path, capsys, extra: list[str]
+) -> None:
+    assert bench.main(["--ray-address", "127.0.0.1:6379", *extra, "--out", str(tmp_path)]) == 2
+    assert "--ray-address" in capsys.readouterr().err
+    assert not (tmp_path / "bench.json").exists()
 
 
 def test_sweep_phases_from_marker_files(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from ocfb.config import make_run_config
 from ocfb.negatives import NegativePool
 from ocfb.sampling import (
     SamplingError,
+    blocked_below,
     blocked_cells,
     isin_sorted,
     merge_sorted,
@@ -210,3 +211,29 @@ def test_searchsorted_many_equals_numpy(rng: np.random.Generator, side: str, big
     queries[:1000] = sorted_set[:1000]  # exact hits, where left and right differ
     np.testing.assert_array_equal(searchsorted_many(sorted_set, queries, side),
                                   np.searchsorted(sorted_set, queries, side=side))
+
+
+@pytest.mark.parametrize("n_blocked", [0, 1, 63, 64, 65, 1_000, 200_003])
+@pytest.mark.parametrize("clustered", [False, True])
+def test_blocked_below_equals_the_search_over_the_shifted_array(
+    rng: np.random.Generator, n_blocked: int, clustered: bool
+) -> None:
+    # the strided search (few ranks) and the full one (many) both give
+    # searchsorted(blocked - arange, r, "right") for every rank, including ranks that sit
+    # exactly on a shifted value, inside long runs of consecutive blocked cells (clustered:
+    # many equal shifted values), and beyond the last blocked cell
+    total = 10 * n_blocked + 100
+    if clustered:  # runs of 100 consecutive cells
+        starts = rng.choice(total // 100, n_blocked // 100 + 1, replace=False) * 100
+        blocked = np.unique((starts[:, None] + np.arange(100)).ravel())[:n_blocked]
+    else:
+        blocked = np.sort(rng.choice(total, n_blocked, replace=False))
+    shifted = blocked - np.arange(blocked.size)
+    free = total - blocked.size
+    for k in (1, 7, max(1, blocked.size // 200), blocked.size + 5):
+        ranks = rng.integers(0, free, k)
+        if shifted.size:
+            ranks[: min(k, 3)] = shifted[rng.integers(0, shifted.size, min(k, 3))]
+        ranks[-1] = free - 1
+        np.testing.assert_array_equal(blocked_below(ranks, blocked),
+                                      np.searchsorted(shifted, ranks, side="right"))
