@@ -134,6 +134,12 @@ def init_ray(address: str | None) -> bool:
     kw: dict[str, Any] = {"log_to_driver": False, "configure_logging": True,
                           "logging_level": "ERROR"}
     if address and address != "local":
+        from suite.trainable import START_MARKER_ENV
+
+        if os.environ.get(START_MARKER_ENV):
+            # a cluster's workers do not inherit this driver's environment: forward the
+            # bench's per-trial marker folder (instrumentation only; unset in normal use)
+            kw["runtime_env"] = {"env_vars": {START_MARKER_ENV: os.environ[START_MARKER_ENV]}}
         ray.init(address=address, **kw)
         return False
     total_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30

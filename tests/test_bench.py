@@ -172,3 +172,28 @@ def test_long_sweep_refuses_smoke_and_skip_sweep(tmp_path: Path, capsys) -> None
     assert bench.main(["--smoke", "--long-sweep", "--out", str(tmp_path)]) == 2
     assert "--long-sweep runs with the quickstart sweeps" in capsys.readouterr().err
     assert not (tmp_path / "bench.json").exists()
+
+
+@pytest.mark.parametrize("marker", [None, "/tmp/markers"])
+def test_joining_a_cluster_forwards_only_the_bench_marker_folder(monkeypatch, marker) -> None:
+    # workers of an already-running cluster do not inherit the driver's environment, so the
+    # bench's per-trial marker folder travels in the job's runtime env; in normal use (unset)
+    # the driver passes no runtime env at all
+    import ray
+
+    from suite import tuner
+    from suite.trainable import START_MARKER_ENV
+
+    seen: dict = {}
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kw: seen.update(kw))
+    if marker:
+        monkeypatch.setenv(START_MARKER_ENV, marker)
+    else:
+        monkeypatch.delenv(START_MARKER_ENV, raising=False)
+    assert tuner.init_ray("10.0.0.1:6379") is False
+    assert seen["address"] == "10.0.0.1:6379"
+    if marker:
+        assert seen["runtime_env"] == {"env_vars": {START_MARKER_ENV: marker}}
+    else:
+        assert "runtime_env" not in seen
