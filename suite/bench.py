@@ -442,6 +442,17 @@ def run_bench(scale_name: str, device: str, out: Path, *, smoke: bool = False,
     return report
 
 
+def _implausible(sw: dict[str, Any]) -> str:
+    """A warning when the two-run estimate cannot be right (use above 100 %, or a negative
+    fixed cost): the machine ran at different speeds in the two sweeps (the trials' compute
+    seconds stretch with the host's load), so only the per-phase rows can be read."""
+    use, fixed = sw.get("marginal_cpu_use"), sw.get("fixed_cost_s")
+    if (isinstance(use, float) and use > 1.0) or (isinstance(fixed, float) and fixed < 0):
+        return (" (not a possible value: the host's speed changed between the two sweeps; "
+                "read the start-up / close rows instead)")
+    return ""
+
+
 def _fmt(x: Any, spec: str = ".3g") -> str:
     return format(x, spec) if isinstance(x, (int, float)) else str(x)
 
@@ -490,7 +501,7 @@ def markdown(r: dict[str, Any]) -> str:
         lines.append(f"| sweep fixed cost s (Ray {sw.get('ray', 'started by each sweep')}) | "
                      f"{_fmt(sw['fixed_cost_s'], '.1f')} |")
         lines.append(f"| sweep marginal CPU use ({sw['cpus']} CPUs) | "
-                     f"{_fmt(sw['marginal_cpu_use'], '.1%')} |")
+                     f"{_fmt(sw['marginal_cpu_use'], '.1%')}{_implausible(sw)} |")
     if "sweep_long" in r:
         lg = r["sweep_long"]
         lines.append(f"| long sweep ({lg['trials']} trials of {lg['trial_compute_s']:.0f} s "

@@ -131,6 +131,24 @@ def test_sweep_on_a_running_cluster_uses_its_address_and_cpus(
     assert got["marginal_cpu_use"] == pytest.approx(30 / 64)
     md = bench.markdown({**smoke_report[1], "sweep": got})
     assert "| sweep fixed cost s (Ray joined 10.0.0.1:6379) |" in md
+    assert "not a possible value" not in md  # 46.9 % is a possible use
+
+
+def test_an_impossible_two_run_estimate_is_flagged(monkeypatch, tmp_path: Path,
+                                                   smoke_report) -> None:
+    # the 6-seed sweep ran on a faster host: 30 s more compute in 12 s more wall on 2 CPUs
+    # is a use of 125 %, which no sweep can reach; the table says so instead of printing it bare
+    runs = {3: {"wall_s": 40.0, "compute_s": 30.0, "trials": 57},
+            6: {"wall_s": 52.0, "compute_s": 60.0, "trials": 114}}
+    monkeypatch.setattr(bench, "_run_sweep",
+                        lambda cfg, out, address=None: runs[int(cfg.stem.split("-")[1])])
+    monkeypatch.setattr(bench.os, "cpu_count", lambda: 2)
+    cfg = tmp_path / "q.yaml"
+    cfg.write_text("name: q\nseeds: [0]\n")
+    got = bench.bench_sweep(tmp_path, cfg)
+    assert got["marginal_cpu_use"] == pytest.approx(1.25)
+    md = bench.markdown({**smoke_report[1], "sweep": got})
+    assert "| sweep marginal CPU use (2 CPUs) | 125.0% (not a possible value" in md
 
 
 @pytest.mark.parametrize("extra", [["--skip-sweep"], ["--smoke"]])
