@@ -172,6 +172,7 @@ def rank_to_cell(ranks: np.ndarray, blocked: np.ndarray) -> np.ndarray:
 # cells (an OCF-B term at MovieLens-1M shape), 27k ranks 14 ms against 59 ms, 57k 27 ms
 # against 76 ms; at 121k both are about 55 ms, so above n / 48 ranks the full search is used.
 _STRIDE = 64
+_FULL_SEARCH_FROM = 48  # ranks x this >= n: build the shifted array and search it whole
 
 
 def blocked_below(ranks: np.ndarray, blocked: np.ndarray) -> np.ndarray:
@@ -184,7 +185,7 @@ def blocked_below(ranks: np.ndarray, blocked: np.ndarray) -> np.ndarray:
     """
     ranks = np.asarray(ranks, dtype=np.int64)
     n = blocked.size
-    if ranks.size * 48 >= n:
+    if ranks.size * _FULL_SEARCH_FROM >= n:
         shifted = blocked - np.arange(n, dtype=np.int64)
         return searchsorted_many(shifted, ranks, side="right").astype(np.int64)
     at = np.arange(0, n, _STRIDE, dtype=np.int64)

@@ -23,6 +23,7 @@ shrinks every size so the whole bench takes seconds (what CI runs). One torch th
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import platform
 import resource
@@ -285,7 +286,7 @@ def _run_sweep(cfg: Path, out: Path, address: str | None = None) -> dict[str, fl
     cols = [c for c in terms.columns if c.startswith("time_")]
     return {"wall_s": t_end - t, "compute_s": float(terms[cols].sum().sum()),
             "trials": int(terms.trial_id.nunique()),
-            **sweep_phases(markers, t, t_end, os.cpu_count() or 1)}
+            **sweep_phases(markers, t, t_end, _cpus(address))}
 
 
 def sweep_phases(markers: Path, started: float, ended: float, cpus: int) -> dict[str, float]:
@@ -319,7 +320,7 @@ def bench_sweep(work: Path, config: Path, address: str | None = None) -> dict[st
     takes at that use). With `address` both sweeps join that running cluster, so Ray's own
     start (2.6 s here) and shutdown (1.6 s) leave the fixed cost; `cpus` is then the
     cluster's CPU count."""
-    cpus = _cluster_cpus(address) if address else os.cpu_count() or 1
+    cpus = _cpus(address)
     work.mkdir(parents=True, exist_ok=True)
     runs = {}
     for seeds in (3, 6):
@@ -335,8 +336,15 @@ def bench_sweep(work: Path, config: Path, address: str | None = None) -> dict[st
             "ray": f"joined {address}" if address else "started and stopped by each sweep"}
 
 
+def _cpus(address: str | None) -> int:
+    """The CPUs the sweeps run on: the joined cluster's, else this host's."""
+    return _cluster_cpus(address) if address else os.cpu_count() or 1
+
+
+@functools.cache
 def _cluster_cpus(address: str) -> int:
-    """CPUs of a running cluster, read in a subprocess so the bench process stays Ray-free."""
+    """CPUs of a running cluster, read in a subprocess so the bench process stays Ray-free
+    (once per address: joining takes seconds)."""
     code = (f"import ray; ray.init(address={address!r}, logging_level='ERROR'); "
             "print(int(ray.cluster_resources().get('CPU', 0)))")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -371,7 +379,7 @@ def bench_long_sweep(work: Path, address: str | None = None) -> dict[str, Any]:
     cfg = work / "long.yaml"
     cfg.write_text(yaml.safe_dump({**LONG_SWEEP, "output": str(out)}, sort_keys=False))
     run = _run_sweep(cfg, out, address)
-    cpus = _cluster_cpus(address) if address else os.cpu_count() or 1
+    cpus = _cpus(address)
     run["cpus"] = cpus
     run["trial_compute_s"] = run["compute_s"] / max(run["trials"], 1)
     run["overall_cpu_use"] = run["compute_s"] / (cpus * run["wall_s"])

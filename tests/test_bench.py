@@ -87,17 +87,28 @@ def test_cuda_without_a_gpu_and_bad_threads_exit_2(tmp_path: Path, capsys) -> No
     assert not (tmp_path / "bench.json").exists()
 
 
+def _fake_sweeps(monkeypatch, tmp_path: Path, runs: dict[int, dict],
+                 seen: list[str | None] | None = None) -> Path:
+    """Stand-in sweeps returning `runs` by seed count (recording each address in `seen`) on a
+    2-CPU host; returns the sweep file to pass to bench_sweep."""
+    def fake_run(cfg: Path, out: Path, address: str | None = None) -> dict:
+        if seen is not None:
+            seen.append(address)
+        return runs[int(cfg.stem.split("-")[1])]
+
+    monkeypatch.setattr(bench, "_run_sweep", fake_run)
+    monkeypatch.setattr(bench.os, "cpu_count", lambda: 2)
+    cfg = tmp_path / "q.yaml"
+    cfg.write_text("name: q\nseeds: [0]\n")
+    return cfg
+
+
 def test_sweep_arithmetic_from_two_runs(monkeypatch, tmp_path: Path) -> None:
     # 3 seeds: 30 s wall for 20 s compute; 6 seeds: 46 s wall for 50 s compute, 2 CPUs:
     # marginal use 30 / (2 x 16) = 93.75 %, fixed cost 30 - 20 / (2 x 0.9375) = 19.33 s
     runs = {3: {"wall_s": 30.0, "compute_s": 20.0, "trials": 57},
             6: {"wall_s": 46.0, "compute_s": 50.0, "trials": 114}}
-    monkeypatch.setattr(bench, "_run_sweep",
-                        lambda cfg, out, address=None: runs[int(cfg.stem.split("-")[1])])
-    monkeypatch.setattr(bench.os, "cpu_count", lambda: 2)
-    cfg = tmp_path / "q.yaml"
-    cfg.write_text("name: q\nseeds: [0]\n")
-    got = bench.bench_sweep(tmp_path, cfg)
+    got = bench.bench_sweep(tmp_path, _fake_sweeps(monkeypatch, tmp_path, runs))
     assert got["marginal_cpu_use"] == pytest.approx(0.9375)
     assert got["fixed_cost_s"] == pytest.approx(30 - 20 / 1.875)
     import yaml
@@ -115,16 +126,8 @@ def test_sweep_on_a_running_cluster_uses_its_address_and_cpus(
     runs = {3: {"wall_s": 30.0, "compute_s": 20.0, "trials": 57},
             6: {"wall_s": 46.0, "compute_s": 50.0, "trials": 114}}
     seen: list[str | None] = []
-
-    def fake_run(cfg: Path, out: Path, address: str | None = None) -> dict:
-        seen.append(address)
-        return runs[int(cfg.stem.split("-")[1])]
-
-    monkeypatch.setattr(bench, "_run_sweep", fake_run)
+    cfg = _fake_sweeps(monkeypatch, tmp_path, runs, seen)
     monkeypatch.setattr(bench, "_cluster_cpus", lambda address: 4)
-    monkeypatch.setattr(bench.os, "cpu_count", lambda: 2)
-    cfg = tmp_path / "q.yaml"
-    cfg.write_text("name: q\nseeds: [0]\n")
     got = bench.bench_sweep(tmp_path, cfg, "10.0.0.1:6379")
     assert seen == ["10.0.0.1:6379", "10.0.0.1:6379"]
     assert got["cpus"] == 4 and got["ray"] == "joined 10.0.0.1:6379"
@@ -140,12 +143,7 @@ def test_an_impossible_two_run_estimate_is_flagged(monkeypatch, tmp_path: Path,
     # is a use of 125 %, which no sweep can reach; the table says so instead of printing it bare
     runs = {3: {"wall_s": 40.0, "compute_s": 30.0, "trials": 57},
             6: {"wall_s": 52.0, "compute_s": 60.0, "trials": 114}}
-    monkeypatch.setattr(bench, "_run_sweep",
-                        lambda cfg, out, address=None: runs[int(cfg.stem.split("-")[1])])
-    monkeypatch.setattr(bench.os, "cpu_count", lambda: 2)
-    cfg = tmp_path / "q.yaml"
-    cfg.write_text("name: q\nseeds: [0]\n")
-    got = bench.bench_sweep(tmp_path, cfg)
+    got = bench.bench_sweep(tmp_path, _fake_sweeps(monkeypatch, tmp_path, runs))
     assert got["marginal_cpu_use"] == pytest.approx(1.25)
     md = bench.markdown({**smoke_report[1], "sweep": got})
     assert "| sweep marginal CPU use (2 CPUs) | 125.0% (not a possible value" in md
