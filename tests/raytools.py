@@ -7,9 +7,12 @@ SIGKILLs them by id.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 
@@ -70,3 +73,26 @@ def _zombie(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
     except OSError:
         return True
+
+
+def state_names_running_checkpoint(states: Iterable[str], done: set[str]) -> bool:
+    """Whether one of Ray Tune's experiment-state files (their JSON texts) holds, for a trial not
+    in `done`, a latest result that came with a checkpoint of term 1 or later.
+
+    Only then does `resume` restore that trial from a checkpoint. The checkpoint's folder exists
+    up to TUNE_GLOBAL_CHECKPOINT_S before the experiment state is saved with it, and a kill in
+    that window restarts the trial from term 0 (seen on a slow host: a kill/resume test failed
+    that way after waiting only for the folder).
+    """
+    for text in states:
+        try:
+            trials = json.loads(text).get("trial_data", [])
+        except ValueError:  # read while Ray rewrote it
+            continue
+        for meta, runtime in trials:
+            if json.loads(meta).get("trial_id") in done:
+                continue
+            found = re.findall(r'"checkpoint_dir_name": "checkpoint_(\d+)"', runtime)
+            if any(int(n) >= 1 for n in found):
+                return True
+    return False

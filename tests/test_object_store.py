@@ -26,7 +26,13 @@ import pytest
 import yaml
 
 from suite.results import ended_trials
-from tests.raytools import _procs, descendants, kill_all, ray_processes
+from tests.raytools import (
+    _procs,
+    descendants,
+    kill_all,
+    ray_processes,
+    state_names_running_checkpoint,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "suite.cli"]
@@ -91,15 +97,20 @@ def _completed(out: Path) -> set[str]:
 
 
 def _running_trial_checkpointed(env: dict[str, str], out: Path) -> bool:
-    """A trial that has not finished has a checkpoint of term 1 or later in the bucket."""
-    done = _completed(out)
+    """Ray's experiment state in the bucket names a checkpoint of term 1 or later of a trial
+    that has not finished (so resume restores it from there)."""
+    import boto3
+
+    client = _client(boto3, env)
+    texts = []
     for key in _keys(env, f"ray/{NAME}/"):
-        parts = key.split("/")
-        if len(parts) < 5 or not parts[3].startswith("checkpoint_"):
+        if key.count("/") != 2 or not key.rsplit("/", 1)[1].startswith("experiment_state-"):
             continue
-        if not any(tid in parts[2] for tid in done) and int(parts[3].rsplit("_", 1)[1]) >= 1:
-            return True
-    return False
+        try:
+            texts.append(client.get_object(Bucket=BUCKET, Key=key)["Body"].read().decode())
+        except client.exceptions.NoSuchKey:  # replaced between the listing and the read
+            continue
+    return state_names_running_checkpoint(texts, _completed(out))
 
 
 def _wait_for(pred, timeout: float, what: str, poll: float = 0.2) -> None:  # noqa: ANN001

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from suite.results import ended_trials
-from tests.raytools import kill_all, ray_processes
+from tests.raytools import kill_all, ray_processes, state_names_running_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "suite.cli"]
@@ -196,14 +196,15 @@ def _wait_for(pred, timeout: float, what: str, poll: float = 0.5) -> None:
 
 
 def _running_trial_checkpointed(out: Path, name: str) -> bool:
-    """A trial that has not finished has a checkpoint of term 1 or later."""
-    done = _completed(out)
-    for d in (out / "ray" / name).glob("*"):
-        if not d.is_dir() or any(tid in d.name for tid in done):
+    """Ray's saved experiment state names a checkpoint of term 1 or later of a trial that has
+    not finished (so resume restores it from there)."""
+    texts = []
+    for f in (out / "ray" / name).glob("experiment_state-*.json"):
+        try:
+            texts.append(f.read_text())
+        except OSError:  # replaced while listing
             continue
-        if any(int(c.name.rsplit("_", 1)[-1]) >= 1 for c in d.glob("checkpoint_*")):
-            return True
-    return False
+    return state_names_running_checkpoint(texts, _completed(out))
 
 
 def _completed(out: Path) -> set[str]:
