@@ -67,6 +67,10 @@ class DataConfig(_Strict):
     timestamp_col: str | None = None
     rating_col: str | None = None
     min_rating: float | None = None
+    sep: str | None = None
+    """Column delimiter of a CSV/TSV file (None: the format's own, "," or tab)."""
+    string_ids: bool = False
+    """Read id columns as text even when most values are numbers (else a stray word is refused)."""
     # synthetic-influencer sizes (the paper's data shape by default)
     n_users: int = Field(407, ge=2)
     n_items: int = Field(462, ge=2)
@@ -96,6 +100,10 @@ class DataConfig(_Strict):
                 kw["timestamp_col"] = self.timestamp_col
             if self.rating_col:
                 kw["rating_col"] = self.rating_col
+            if self.sep:
+                kw["sep"] = self.sep
+        if self.string_ids:
+            kw["string_ids"] = True
         if self.min_rating is not None:
             kw["min_rating"] = self.min_rating
         return kw
