@@ -87,8 +87,8 @@ def applicable_data(dc: Any) -> dict[str, Any]:
     else:
         keep = ["source", "format"]
         if d.get("format") not in _MOVIELENS_FORMATS:
-            keep += ["user_col", "item_col", "timestamp_col", "rating_col"]
-        keep.append("min_rating")
+            keep += ["user_col", "item_col", "timestamp_col", "rating_col", "sep"]
+        keep += ["min_rating"] + (["string_ids"] if d.get("string_ids") else [])
     return {k: d[k] for k in keep if k in d and d[k] is not None}
 
 
