@@ -98,6 +98,8 @@ class OCFBRun:
         self.pool = NegativePool(
             data.n_users, data.n_items, base, exclude_removed=cfg.exclude_removed
         )
+        # pop / pop-ocfb: item popularity from the training positives only (never evaluation's)
+        self.pool.popularity = np.bincount(self.train_pos % data.n_items, minlength=data.n_items)
         self.rng = np.random.default_rng([cfg.seed, SAMPLING_STREAM])
         self.tgen = torch.Generator().manual_seed(torch_seed(cfg.seed))
         self.model = build_model(
@@ -345,6 +347,7 @@ class OCFBRun:
             "optimizer": copy.deepcopy(self.optimizer.state_dict()),
             "negatives": self.pool.negatives.copy(),
             "removed": self.pool.removed.copy(),
+            "strategy_state": self.pool.state(),  # srns's memory and score history
             "rng": self.rng.bit_generator.state,
             "tgen": self.tgen.get_state(),
             "history": [dict(r) for r in self.history],
@@ -365,7 +368,7 @@ class OCFBRun:
         self.model.load_state_dict(state["model"])
         # deep copy: Adam adopts the given tensors as its state and would mutate the caller's dict
         self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
-        self.pool.load(state["negatives"], state["removed"])
+        self.pool.load(state["negatives"], state["removed"], state.get("strategy_state"))
         self.rng.bit_generator.state = state["rng"]
         self.tgen.set_state(state["tgen"])
         self.term = int(state["term"])

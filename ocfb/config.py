@@ -146,6 +146,16 @@ class RunConfig(_Strict):
     max_redraws: int = Field(3, ge=0, le=100)
     # dns: candidate cells drawn per negative slot; the highest-scored is kept (Zhang et al. 2013).
     dns_candidates: int = Field(5, ge=2, le=1000)
+    # pop / pop-ocfb: P(negative cell) ∝ (its item's count among training positives) ** pop_alpha;
+    # 0 = uniform, 0.75 = word2vec's (Mikolov et al. 2013), 1 = proportional.
+    pop_alpha: float = Field(0.75, ge=0.0, le=10.0)
+    # srns (Ding et al. 2020, per slot; ocfb/strategies.py says why): memory cells per negative
+    # slot, fresh uniform cells entering each slot's memory per term, weight of the score's
+    # standard deviation, and the terms over which that weight ramps from 0 to srns_alpha.
+    srns_memory: int = Field(3, ge=2, le=100)
+    srns_candidates: int = Field(1, ge=1, le=99)
+    srns_alpha: float = Field(1.0, ge=0.0, le=100.0)
+    srns_warmup: int = Field(1, ge=0, le=10_000)
     refit: Literal["warm", "fresh"] = "warm"
     exclude_removed: bool = True
     epochs: int = Field(20, ge=1, le=10_000)
@@ -247,6 +257,12 @@ class RunConfig(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> RunConfig:
+        if self.srns_candidates >= self.srns_memory:
+            raise ValueError(
+                f"srns_candidates={self.srns_candidates} must be < srns_memory="
+                f"{self.srns_memory}: each term's fresh cells replace memory cells other than "
+                "the slot's current negative"
+            )
         if self.error in ("prob", "residual") and self.threshold > 1.0:
             raise ValueError(
                 f"threshold={self.threshold} is out of range for error={self.error!r}: "
@@ -310,7 +326,14 @@ _LOOP_KEYS = (
     "mf_dim", "user_dim", "item_dim", "layers", "threshold", "terms", "error", "strategy",
     "replace_fraction", "max_redraws", "dns_candidates", "refit", "exclude_removed", "epochs",
     "epochs_per_term", "batch_size", "lr", "weight_decay", "select_metric", "max_loss",
+    "pop_alpha", "srns_memory", "srns_candidates", "srns_alpha", "srns_warmup",
 )
+# Strategy parameters and the strategies that read them.
+_STRATEGY_PARAMS: dict[str, tuple[str, ...]] = {
+    "replace_fraction": ("random-replace",), "max_redraws": ("ocfb-resample", "pop-ocfb"),
+    "dns_candidates": ("dns",), "pop_alpha": ("pop", "pop-ocfb"),
+    **{k: ("srns",) for k in ("srns_memory", "srns_candidates", "srns_alpha", "srns_warmup")},
+}
 
 
 def _inapplicable_keys(cfg: RunConfig) -> dict[str, str]:
@@ -341,16 +364,15 @@ def _strategy_keys(cfg: RunConfig) -> dict[str, str]:
     """The strategy parameters a neural run's strategy never reads."""
     out: dict[str, str] = {}
     s = cfg.strategy
-    uses_threshold = s in ("ocfb", "ocfb-resample") or (
+    uses_threshold = s in ("ocfb", "ocfb-resample", "pop-ocfb") or (
         s == "random-replace" and cfg.replace_fraction is None)
     if not uses_threshold:
         why = "random-replace with replace_fraction set" if s == "random-replace" else s
         out["threshold"] = f"threshold does not apply to {why}"
-    for key, owner in (("replace_fraction", "random-replace"), ("max_redraws", "ocfb-resample"),
-                       ("dns_candidates", "dns")):
-        if s != owner:
+    for key, owners in _STRATEGY_PARAMS.items():
+        if s not in owners:
             out[key] = f"{key} does not apply to strategy {s}"
-    if s not in ("ocfb", "ocfb-resample"):  # only these two add to the removed set
+    if s not in ("ocfb", "ocfb-resample", "pop-ocfb"):  # only these add to the removed set
         out["exclude_removed"] = f"exclude_removed does not apply to strategy {s}"
     return out
 

@@ -20,11 +20,15 @@ ModelName = Literal["gmf", "mlp", "neumf", "popularity", "ease", "als"]
 
 # Negative strategies. `ocfb` is the paper's; the others are controls and alternatives.
 STRATEGIES: tuple[str, ...] = (
-    "ocfb", "random-replace", "resample-all", "static", "ocfb-resample", "dns",
+    "ocfb", "random-replace", "resample-all", "static", "ocfb-resample", "dns", "pop",
+    "pop-ocfb", "srns",
 )
-StrategyName = Literal["ocfb", "random-replace", "resample-all", "static", "ocfb-resample", "dns"]
+StrategyName = Literal[
+    "ocfb", "random-replace", "resample-all", "static", "ocfb-resample", "dns", "pop",
+    "pop-ocfb", "srns",
+]
 # Strategies where `threshold` changes nothing (a sweep over threshold is wasted on them).
-THRESHOLD_FREE_STRATEGIES: tuple[str, ...] = ("resample-all", "static", "dns")
+THRESHOLD_FREE_STRATEGIES: tuple[str, ...] = ("resample-all", "static", "dns", "pop", "srns")
 
 ERRORS: tuple[str, ...] = ("prob", "loss", "residual")
 ErrorName = Literal["prob", "loss", "residual"]

@@ -22,9 +22,11 @@ import numpy as np
 
 from ocfb.sampling import (
     isin_sorted,
+    item_major,
     merge_sorted,
     remove_sorted,
     sample_free_cells,
+    sample_weighted_cells,
     sorted_unique,
 )
 
@@ -43,6 +45,12 @@ class NegativePool:
         self.removed = np.empty(0, dtype=np.int64)  # sorted, unique
         self.fixed = self.base
         self._blocked: np.ndarray | None = self.base
+        # item weights of popularity draws (`pop`, `pop-ocfb`): the caller sets the training
+        # positives' count per item; None until then
+        self.popularity: np.ndarray | None = None
+        # a strategy's own arrays that must survive a checkpoint (srns's memory and history)
+        self.strategy_state: dict[str, np.ndarray] = {}
+        self._fixed_t: tuple[np.ndarray, np.ndarray] | None = None  # (fixed, item-major copy)
 
     @property
     def blocked(self) -> np.ndarray:
@@ -64,6 +72,26 @@ class NegativePool:
     def draw_besides(self, rng: np.random.Generator, k: int) -> np.ndarray:
         """k distinct cells outside `blocked` (new cells for some slots while others stay)."""
         return sample_free_cells(rng, self.n_users, self.n_items, k, self.blocked)
+
+    def draw_popular(self, rng: np.random.Generator, k: int, alpha: float, *,
+                     besides: bool = False) -> np.ndarray:
+        """k distinct cells outside `fixed` (or `blocked`); P(cell) ∝ item popularity ** alpha.
+
+        alpha 0 is the uniform draw itself (the same call as `draw_fresh` / `draw_besides`).
+        """
+        if alpha == 0:
+            return self.draw_besides(rng, k) if besides else self.draw_fresh(rng, k)
+        if self.popularity is None:
+            raise ValueError("draw_popular: the pool's item popularity was never set")
+        weights = self.popularity.astype(np.float64) ** alpha
+        if besides:
+            blocked_t = item_major(self.blocked, self.n_users, self.n_items)
+        else:
+            if self._fixed_t is None or self._fixed_t[0] is not self.fixed:
+                # `fixed` only changes when cells are removed: pop reuses one transposition
+                self._fixed_t = (self.fixed, item_major(self.fixed, self.n_users, self.n_items))
+            blocked_t = self._fixed_t[1]
+        return sample_weighted_cells(rng, self.n_users, self.n_items, k, blocked_t, weights)
 
     # -- updates ----------------------------------------------------------------------------
 
@@ -97,8 +125,19 @@ class NegativePool:
 
     # -- state ------------------------------------------------------------------------------
 
-    def load(self, negatives: np.ndarray, removed: np.ndarray) -> None:
-        """Restore negatives and removed cells (a checkpoint) and rebuild the sorted sets."""
+    def state(self) -> dict[str, np.ndarray]:
+        """A copy of the strategy's own state (for a checkpoint)."""
+        return {k: v.copy() for k, v in self.strategy_state.items()}
+
+    def load(
+        self,
+        negatives: np.ndarray,
+        removed: np.ndarray,
+        strategy_state: dict[str, np.ndarray] | None = None,
+    ) -> None:
+        """Restore negatives, removed cells and strategy state (a checkpoint); rebuild the sets."""
+        self.strategy_state = {k: np.array(v, copy=True) for k, v in
+                               (strategy_state or {}).items()}
         self.negatives = np.asarray(negatives, dtype=np.int64).copy()
         self.removed = sorted_unique(removed)
         self.fixed = merge_sorted(self.base, self.removed)

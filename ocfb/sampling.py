@@ -218,3 +218,94 @@ def sample_negatives(
 def split_cells(cells: np.ndarray, n_items: int) -> tuple[np.ndarray, np.ndarray]:
     """Flat cell ids back to (users, items)."""
     return cells // n_items, cells % n_items
+
+
+def item_major(cells: np.ndarray, n_users: int, n_items: int) -> np.ndarray:
+    """Sorted item-major ids (`item * n_users + user`) of sorted or unsorted cell ids.
+
+    In this order the free cells of one item are one contiguous run of ranks, which is what
+    `sample_weighted_cells` needs to pick cells of an item without a loop over its users.
+    """
+    cells = np.asarray(cells, dtype=np.int64)
+    out = (cells % n_items) * n_users + cells // n_items
+    out.sort()
+    return out
+
+
+def sample_weighted_cells(
+    rng: np.random.Generator,
+    n_users: int,
+    n_items: int,
+    k: int,
+    blocked_t: np.ndarray,
+    item_weights: np.ndarray,
+) -> np.ndarray:
+    """k distinct cells outside the blocked set, drawn in turn with P(cell) ∝ its item's weight.
+
+    `blocked_t` is the blocked set in item-major order (`item_major`). Successive weighted
+    draws without replacement are the k smallest of independent keys Exp(1) / w over the free
+    cells (Efraimidis & Spirakis 2006). Keys are only simulated below a cut tau chosen so that
+    about k + 6 sqrt(k) + 10 fall below it: per item a Binomial(f_i, 1 - exp(-w_i tau)) count,
+    a uniform subset of its f_i free cells and truncated exponential keys. If fewer than k
+    fall below tau (probability below 1e-9 by the margin) tau doubles and all is redrawn.
+    Costs O(k log k + n_items), not O(free cells). Items of weight 0 are never drawn.
+    """
+    w = np.asarray(item_weights, dtype=np.float64)
+    if w.shape != (n_items,) or not np.isfinite(w).all() or (w < 0).any():
+        raise SamplingError(f"item weights must be {n_items} finite values >= 0")
+    free = n_users - np.bincount(blocked_t // n_users, minlength=n_items)
+    w = np.where(free > 0, w, 0.0)
+    n_eligible = int(free[w > 0].sum())
+    if k > n_eligible:
+        raise SamplingError(
+            f"asked for {k} negatives but only {n_eligible} free (user, item) cells have an item "
+            f"of positive weight on the {n_users} x {n_items} grid"
+        )
+    if k == 0:
+        return np.empty(0, dtype=np.int64)
+    tau = _key_cut(free, w, k + 6.0 * np.sqrt(k) + 10.0)
+    offsets = np.concatenate([[0], np.cumsum(free)[:-1]])
+    while True:
+        # P(key < tau) for one free cell of each item (an unbounded tau takes every cell)
+        q = np.where(w > 0, 1.0, 0.0) if np.isinf(tau) else -np.expm1(-w * tau)
+        counts = rng.binomial(free, q)
+        if counts.sum() >= k:
+            break
+        tau *= 2.0
+    items = np.flatnonzero(counts)
+    # each item's ranks sorted, so all of them are sorted: the rank-to-cell search then needs
+    # no sort of its own
+    ranks = np.concatenate([np.sort(rng.choice(free[i], counts[i], replace=False)) + offsets[i]
+                            for i in items]).astype(np.int64)
+    item_of = np.repeat(items, counts[items])
+    keys = -np.log1p(-rng.random(ranks.size) * q[item_of]) / w[item_of]
+    if ranks.size > k:
+        # the k smallest keys, kept in rank order (a tie at the k-th key has probability 0)
+        keep = np.flatnonzero(keys <= np.partition(keys, k - 1)[k - 1])[:k]
+        ranks = ranks[keep]
+    t = ranks + np.searchsorted(blocked_t - np.arange(blocked_t.size), ranks, side="right")
+    # a random slot order (ranks run item by item; the paper protocol assigns slots to splits)
+    t = t[rng.permutation(k)]
+    return (t % n_users) * n_items + t // n_users
+
+
+def _key_cut(free: np.ndarray, w: np.ndarray, target: float) -> float:
+    """The tau where the expected number of keys below it, sum f_i (1 - exp(-w_i tau)), is target.
+
+    Bisection on a monotone function; when the free cells of positive weight number no more
+    than target, every key is needed (tau = inf makes each count f_i).
+    """
+    pos = w > 0
+    f, w = free[pos].astype(np.float64), w[pos]
+    if f.sum() <= target:
+        return float("inf")
+    lo, hi = 0.0, 1.0 / w.max()
+    while float((f * -np.expm1(-w * hi)).sum()) < target:
+        lo, hi = hi, hi * 2.0
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        if float((f * -np.expm1(-w * mid)).sum()) < target:
+            lo = mid
+        else:
+            hi = mid
+    return hi

@@ -15,6 +15,14 @@ record entries it adds: always `n_replaced`, plus its own diagnostics.
 - `dns` (Zhang et al. 2013, dynamic negative sampling): each slot draws `dns_candidates`
   uniform candidates and keeps the one the current model scores highest (highest logit; the
   threshold does not apply).
+- `pop`: a whole new set drawn with P(cell) ∝ (its item's count among the training positives)
+  ** `pop_alpha` (Mikolov et al. 2013's 0.75 by default; 0 is `resample-all`).
+- `pop-ocfb`: `ocfb-resample` with `pop`'s draws: OCF-B's threshold filter on a popularity
+  sampler (suspects removed and redrawn, `max_redraws` rounds).
+- `srns` (Ding et al. 2020, "Simplify and Robustify Negative Sampling"): each slot keeps a
+  memory of candidate cells and their score history; the slot's negative is the memory cell
+  with the highest probability + weight x standard deviation over the last terms, so a cell
+  the model scores high every term (a likely false negative) loses to one whose score moves.
 """
 
 from __future__ import annotations
@@ -34,6 +42,10 @@ from ocfb.sampling import (
     sample_free_cells,
     sample_free_cells_with_replacement,
 )
+
+# srns: terms of score history whose standard deviation is the variance signal; the reference
+# implementation keeps the scores of the last 5 epochs (github.com/dingjingtao/SRNS, main.py).
+SRNS_WINDOW = 5
 
 # cells -> float64 array (errors for ocfb-resample, logits for dns)
 CellScorer = Callable[[np.ndarray], np.ndarray]
@@ -59,6 +71,15 @@ def replace_negatives(
         return ocfb_resample(pool, rng, error_of, cfg.threshold, cfg.max_redraws)
     if s == "dns":
         return dns(pool, rng, logit_of, cfg.dns_candidates)
+    if s == "pop":
+        pool.set_all(pool.draw_popular(rng, pool.negatives.size, cfg.pop_alpha))
+        return {"n_replaced": int(pool.negatives.size)}
+    if s == "pop-ocfb":
+        return ocfb_resample(pool, rng, error_of, cfg.threshold, cfg.max_redraws,
+                             pop_alpha=cfg.pop_alpha)
+    if s == "srns":
+        return srns(cfg, pool, rng, to_prob(errors, cfg.error),
+                    lambda c: to_prob(error_of(c), cfg.error))
     mask = replacement_mask(cfg, rng, errors)
     slots = np.flatnonzero(mask)
     if slots.size:
@@ -91,8 +112,11 @@ def ocfb_resample(
     error_of: CellScorer,
     threshold: float,
     max_redraws: int,
+    pop_alpha: float | None = None,
 ) -> dict[str, Any]:
     """A whole new set, filtered by OCF-B's error: suspects are removed and their slots redrawn.
+
+    Draws are uniform, or with `pop_alpha` set popularity-biased (`pop-ocfb`), in every round.
 
     Round 0 draws every slot from the cells outside the fixed set (positives, frozen
     candidates, removed). Each later round takes the slots whose latest draw has error >=
@@ -100,8 +124,13 @@ def ocfb_resample(
     outside everything blocked (so a redraw is never a current negative or an earlier suspect).
     After `max_redraws` rounds a slot keeps its last draw even if it is a suspect.
     """
+    def draw(k: int, besides: bool) -> np.ndarray:
+        if pop_alpha is not None:
+            return pool.draw_popular(rng, k, pop_alpha, besides=besides)
+        return pool.draw_besides(rng, k) if besides else pool.draw_fresh(rng, k)
+
     n = pool.negatives.size
-    pool.set_all(pool.draw_fresh(rng, n))
+    pool.set_all(draw(n, False))
     suspect = error_of(pool.negatives) >= threshold
     n_suspects = int(suspect.sum())
     rounds = 0
@@ -110,7 +139,7 @@ def ocfb_resample(
         rounds += 1
         slots = np.flatnonzero(suspect)
         pool.mark_removed(pool.negatives[slots])
-        fresh = pool.draw_besides(rng, slots.size)
+        fresh = draw(slots.size, True)
         pool.replace_slots(slots, fresh)
         suspect = np.zeros(n, dtype=bool)
         suspect[slots] = error_of(fresh) >= threshold
@@ -176,3 +205,93 @@ def dns_choose(cand: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.nda
         if pending.size == 0:
             break
     return chosen, pending
+
+
+def to_prob(errors: np.ndarray, kind: str) -> np.ndarray:
+    """The predicted probability of "positive" from a negative's error (`negative_errors`).
+
+    prob and residual are that probability; loss is -log(1 - p), so p = 1 - exp(-loss).
+    """
+    return -np.expm1(-errors) if kind == "loss" else errors
+
+
+def srns(
+    cfg: RunConfig,
+    pool: NegativePool,
+    rng: np.random.Generator,
+    p_current: np.ndarray,
+    prob_of: CellScorer,
+) -> dict[str, Any]:
+    """SRNS (Ding et al. 2020) on the pool: per slot, a memory of cells with score histories.
+
+    The reference implementation (github.com/dingjingtao/SRNS) trains pairwise, one negative
+    per positive, from a memory of S1 = 20 items per user, and ranks them by sigmoid(s_neg -
+    s_pos) + alpha * min(1, epoch / warmup) * std (alpha 1, warmup 1, the std over the last
+    5 epochs). Here negatives are distinct pointwise cells, so the memory is per slot: column 0
+    is the slot's current negative, the other `srns_memory` - 1 are reserves. Each term:
+
+    1. score the memory (the current negatives' scores are the loop's, reused) as probabilities
+       and push them into the SRNS_WINDOW-term history;
+    2. the slot's negative is the memory cell with the highest p + w * std, w = srns_alpha x
+       min(1, srns terms so far / srns_warmup); slots hold distinct cells (`dns_choose`; a slot
+       left with none gets a uniform draw, `n_srns_fallback`);
+    3. the `srns_candidates` reserves with the lowest p leave the memory for fresh uniform cells
+       (the reference keeps S1 of S1 + S2 items sampled by softmax(score): both keep the hard
+       ones; evicting the easiest spares scoring the fresh cells twice).
+
+    Memory cells are drawn outside `fixed` (never a positive, a frozen candidate or a removed
+    cell), and everything lives in `pool.strategy_state`, which checkpoints save.
+    """
+    n, m, st = pool.negatives.size, cfg.srns_memory, pool.strategy_state
+    if not st:  # first srns term: reserves drawn, no history yet
+        mem = np.empty((n, m), dtype=np.int64)
+        mem[:, 0] = pool.negatives
+        mem[:, 1:] = _uniform(pool, rng, n * (m - 1)).reshape(n, m - 1)
+        st.update(memory=mem, history=np.full((n, m, SRNS_WINDOW), np.nan, dtype=np.float32),
+                  step=np.zeros((), dtype=np.int64))
+    mem, hist, step = st["memory"], st["history"], int(st["step"])
+    p = np.empty((n, m), dtype=np.float32)
+    p[:, 0] = p_current
+    p[:, 1:] = prob_of(mem[:, 1:].ravel()).reshape(n, m - 1)
+    hist[:, :, step % SRNS_WINDOW] = p
+    std = window_std(hist)
+    weight = cfg.srns_alpha * (min(1.0, step / cfg.srns_warmup) if cfg.srns_warmup else 1.0)
+    chosen, pending = dns_choose(mem, p.astype(np.float64) + weight * std)
+    col = np.argmax(mem == chosen[:, None], axis=1)  # pending rows: 0, refilled below
+    rows = np.arange(n)
+    for a in (mem, hist, p):  # the chosen cell becomes column 0
+        first = a[:, 0].copy()
+        a[:, 0] = a[rows, col]
+        a[rows, col] = first
+    if pending.size:
+        taken = merge_sorted(pool.fixed, chosen[chosen >= 0])
+        mem[pending, 0] = sample_free_cells(rng, pool.n_users, pool.n_items, pending.size, taken)
+        hist[pending, 0] = np.nan
+    k = cfg.srns_candidates
+    out_cols = 1 + np.argsort(p[:, 1:], axis=1, kind="stable")[:, :k]
+    mem[rows[:, None], out_cols] = _uniform(pool, rng, n * k).reshape(n, k)
+    hist[rows[:, None], out_cols] = np.nan
+    before = pool.negatives
+    pool.set_all(mem[:, 0].copy())
+    st["step"] = np.asarray(step + 1, dtype=np.int64)
+    return {
+        "n_replaced": int((pool.negatives != before).sum()),
+        "n_srns_fallback": int(pending.size),
+        "srns_std_mean": float(std[rows, col].mean()),  # the chosen cells' score std
+        "srns_weight": weight,
+    }
+
+
+def _uniform(pool: NegativePool, rng: np.random.Generator, k: int) -> np.ndarray:
+    """k uniform cells outside `fixed`, repeats allowed (memory cells, as dns's candidates)."""
+    return sample_free_cells_with_replacement(rng, pool.n_users, pool.n_items, k, pool.fixed)
+
+
+def window_std(hist: np.ndarray) -> np.ndarray:
+    """Population standard deviation over the last axis, ignoring NaN (0 for one value)."""
+    valid = ~np.isnan(hist)
+    cnt = np.maximum(valid.sum(axis=-1), 1)
+    x = np.where(valid, hist, 0.0).astype(np.float64)
+    mean = x.sum(axis=-1) / cnt
+    dev = np.where(valid, x - mean[..., None], 0.0)
+    return np.sqrt((dev * dev).sum(axis=-1) / cnt)
