@@ -14,7 +14,8 @@ from typing import Any
 
 import yaml
 
-from ocfb.config import ConfigError, RunConfig, load_run_config, make_run_config
+from ocfb.config import ConfigError, DataConfig, RunConfig, load_run_config, make_run_config
+from ocfb.data.files import FORMATS as DATA_FORMATS
 from ocfb.names import SMOKE_SETTINGS
 
 EXIT_USAGE = 2
@@ -32,7 +33,7 @@ def _data_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("data", help="inspect or generate a dataset")
     dsub = p.add_subparsers(dest="data_cmd", required=True)
     d = dsub.add_parser("describe", help="print users, items, interactions and sparsity")
-    _add_data_flags(d, "--source")
+    add_data_flags(d, "--source")
     d.add_argument("--json", action="store_true", help="print one JSON object")
     f = dsub.add_parser("fetch", help="download, verify and cache a MovieLens archive")
     f.add_argument("name", help="ml-100k, ml-1m or ml-latest-small")
@@ -46,33 +47,61 @@ def _data_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_data)
 
 
-def _add_data_flags(p: argparse.ArgumentParser, flag: str) -> None:
-    p.add_argument(flag, dest="source", default=None,
-                   help="'synthetic-influencer' (built in) or a file path")
-    p.add_argument("--format", default=None,
-                   help="auto, csv, tsv, parquet, movielens-100k, movielens-1m, movielens-csv")
-    p.add_argument("--user-col", default=None)
-    p.add_argument("--item-col", default=None)
-    p.add_argument("--timestamp-col", default=None)
-    p.add_argument("--rating-col", default=None)
-    p.add_argument("--min-rating", type=float, default=None,
-                   help="a rating >= this is a positive")
+# Help for the data flags; a DataConfig field missing here still gets a flag (generic help).
+_DATA_HELP = {
+    "format": "one of " + ", ".join(DATA_FORMATS) + " (default auto: from the file name and "
+              "header)",
+    "user_col": "the user id column (default user)",
+    "item_col": "the item id column (default item)",
+    "timestamp_col": "the timestamp column ('loo' then holds out each user's latest)",
+    "rating_col": "the rating column (with --min-rating)",
+    "min_rating": "a rating >= this is a positive (needs --rating-col for csv/tsv/parquet)",
+    "sep": "the column delimiter of a csv/tsv file, e.g. ';' or '\\t' (default: the format's)",
+    "string_ids": "read id columns as text even when most values are numbers",
+    "n_users": "synthetic-influencer: users (default 407)",
+    "n_items": "synthetic-influencer: items (default 462)",
+    "n_interactions": "synthetic-influencer: positives (default 2000)",
+    "data_seed": "synthetic-influencer: generator seed (default: the run's seed)",
+}
+# What a shell makes hard to type as a delimiter.
+_SEP_NAMES = {"\\t": "\t", "tab": "\t", "\\s": " ", "space": " "}
 
 
-def _data_overrides(args: argparse.Namespace) -> dict[str, Any]:
+def data_flag(key: str) -> str:
+    """The CLI flag of a DataConfig field (`user_col` -> `--user-col`)."""
+    return "--" + key.replace("_", "-")
+
+
+def add_data_flags(p: argparse.ArgumentParser, *aliases: str) -> None:
+    """`--data` and one flag per DataConfig field: the same for every command that loads data
+    (train, sweep, data describe), generated from the config so the three never differ and a
+    data loader's hint (`pass --format tsv`, `--string-ids`) names a flag each of them has."""
+    p.add_argument("--data", *aliases, dest="source", default=None, metavar="SOURCE",
+                   help="'synthetic-influencer' (built in) or a data file (data.source)")
+    for key, field in DataConfig.model_fields.items():
+        if key == "source":
+            continue
+        text = _DATA_HELP.get(key, f"default {field.default!r}") + f" [data.{key}]"
+        if field.annotation is bool:
+            p.add_argument(data_flag(key), dest=key, action="store_const", const=True,
+                           default=None, help=text)
+        else:
+            p.add_argument(data_flag(key), dest=key, default=None, metavar="V", help=text)
+
+
+def data_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The data settings given as flags (text; pydantic validates them as it validates a file)."""
     out: dict[str, Any] = {}
-    for key in ("source", "format", "user_col", "item_col", "timestamp_col", "rating_col",
-                "min_rating"):
+    for key in DataConfig.model_fields:
         v = getattr(args, key, None)
         if v is not None:
-            out[key] = v
+            out[key] = _SEP_NAMES.get(v, v) if key == "sep" else v
     return out
 
 
 def cmd_data(args: argparse.Namespace) -> int:
     """`ocfb-suite data describe|generate`."""
     from ocfb import data as D
-    from ocfb.config import DataConfig
 
     if args.data_cmd == "fetch":
         try:
@@ -91,7 +120,7 @@ def cmd_data(args: argparse.Namespace) -> int:
         print(f"wrote {len(df)} interactions to {out}")
         return 0
     try:
-        dc = DataConfig(**_data_overrides(args))
+        dc = DataConfig(**data_overrides(args))
     except Exception as err:  # pydantic validation
         return _fail(str(err))
     try:
@@ -143,7 +172,7 @@ def run_flags() -> list[str]:
 def _train_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="one OCF-B run (or reference baseline) without Ray")
     p.add_argument("--config", help="YAML file of run settings (flags override it)")
-    _add_data_flags(p, "--data")
+    add_data_flags(p)
     for key in run_flags():
         p.add_argument("--" + key.replace("_", "-"), dest=key, default=None, metavar="V",
                        help=_flag_help(key, RunConfig.model_fields[key]))
@@ -190,7 +219,7 @@ def train_config_from_args(args: argparse.Namespace) -> RunConfig:
         if "negatives" in overrides:
             raise ConfigError("negatives: give --negatives or --negatives-total, not both")
         overrides["negatives"] = args.negatives_total
-    data = _data_overrides(args)
+    data = data_overrides(args)
     if args.smoke:
         overrides = {**SMOKE_SETTINGS, **overrides}
     if args.config:

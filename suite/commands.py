@@ -9,7 +9,6 @@ output, a folder held by another live driver).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import sys
@@ -253,6 +252,7 @@ def _preflight(spec: Any, out: Path, *, local: bool) -> dict[tuple, Any]:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     """`ocfb-suite sweep CONFIG`: validate and pre-flight (exit 2 on any problem), then run."""
+    from suite.cli import data_overrides
     from suite.preflight import absolute_data_path
     from suite.spec import SpecError, load_sweep
 
@@ -260,7 +260,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         os.environ["RAY_TMPDIR"] = args.ray_temp_dir
     address = args.address or os.environ.get("RAY_ADDRESS") or None
     try:
-        spec = load_sweep(args.config, output=args.out, data_source=args.data,
+        spec = load_sweep(args.config, output=args.out, data=data_overrides(args),
                           drop_duplicates=True if args.drop_duplicates else None)
         if args.smoke:
             spec = spec.with_smoke()
@@ -301,17 +301,22 @@ def _finished(out: Path, meta: dict[str, Any]) -> int | None:
 def cmd_resume(args: argparse.Namespace) -> int:
     """`ocfb-suite resume DIR`: continue an interrupted sweep with the settings it ran with
     (sweep.json: W&B mode, address, smoke); a flag overrides a setting only when given."""
+    from suite.folders import FolderError, check_results, read_sweep_json
     from suite.spec import SpecError
 
     out = Path(args.dir)
     meta_path = out / "sweep.json"
-    if not meta_path.is_file():
-        return _fail(f"{out}: no sweep.json here; is this a sweep output folder?")
     try:
-        meta = json.loads(meta_path.read_text())
+        meta = read_sweep_json(out)
+        check_results(out, need_trials=False)  # resume reads them back
         spec = spec_from_json(meta)
-    except (ValueError, SpecError) as err:
-        return _fail(f"{meta_path}: {err}")
+    except FolderError as err:
+        return _fail(str(err))
+    except SpecError as err:  # one line: the first problem, and how many more
+        lines = [x for x in str(err).splitlines() if x.strip()]
+        more = f" (and {len(lines) - 1} more)" if len(lines) > 1 else ""
+        return _fail(f"{meta_path}: not a valid sweep spec: {lines[0] if lines else err}"
+                     f"{more}; restore it from a copy, or rerun the sweep with --out {out}")
     done = _finished(out, meta)
     if done is not None:
         print(f"sweep {spec.name} in {out} is already complete ({done} of {done} trials "
@@ -368,11 +373,15 @@ def spec_from_json(meta: dict[str, Any]) -> Any:
 
 def cmd_summarize(args: argparse.Namespace) -> int:
     """`ocfb-suite summarize DIR`: rebuild summary.md, tables and plots from the results."""
+    from suite.folders import FolderError, check_results, read_sweep_json
     from suite.summary import summarize_dir
 
     out = Path(args.dir)
-    if not (out / "trials.parquet").is_file():
-        return _fail(f"{out}: no trials.parquet here; is this a sweep output folder?")
+    try:
+        meta = read_sweep_json(out)
+        check_results(out, need_trials=True)
+    except FolderError as err:
+        return _fail(str(err))
     summary = summarize_dir(out)
     for note in summary.notes:
         print(note)
@@ -384,9 +393,8 @@ def cmd_summarize(args: argparse.Namespace) -> int:
               f"(the driver was killed); this summary leaves them out. `ocfb-suite resume "
               f"{out}` folds them in.")
     print(f"wrote {out / 'summary.md'}")
-    meta = json.loads((out / "sweep.json").read_text()) if (out / "sweep.json").is_file() else {}
     mode = args.wandb or meta.get("wandb_mode", "disabled")
-    if mode != "disabled" and meta:
+    if mode != "disabled":
         from suite import tracking
 
         spec = spec_from_json(meta)
@@ -408,7 +416,9 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("sweep", parents=[common], help="run a Ray Tune sweep from a YAML file")
     s.add_argument("config", help="sweep YAML file (see configs/)")
     s.add_argument("--out", default=None, help="output folder (default: the file's output)")
-    s.add_argument("--data", default=None, help="data file, overriding data.source")
+    from suite.cli import add_data_flags
+
+    add_data_flags(s)  # train's data flags, overriding the file's data block
     s.add_argument("--smoke", action="store_true", help="shrink to a few seconds of work")
     s.add_argument("--drop-duplicates", action="store_true",
                    help="run one of each group of identical configurations instead of refusing")

@@ -29,6 +29,7 @@ from suite.dashboard import (
     build_dashboard,
     cmd_dashboard,
     load_spec,
+    publish_command,
     register_cli,
     spec_json,
 )
@@ -298,6 +299,7 @@ def test_no_key_writes_specs_and_attempts_no_network(wenv: Path, monkeypatch: py
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket.socket, "connect_ex", refuse)
     d = sweep_dir(wenv, "ablation-terms")
+    (d / "wandb" / "offline-run-20250101_000000-t1").mkdir(parents=True)  # an offline trial run
     parser = argparse.ArgumentParser()
     register_cli(parser.add_subparsers())
     args = parser.parse_args(["dashboard", str(d), "--wandb", "online"])
@@ -329,7 +331,25 @@ def test_disabled_builds_nothing_and_a_non_sweep_folder_is_named(wenv: Path, cap
     parser = argparse.ArgumentParser()
     register_cli(parser.add_subparsers())
     assert cmd_dashboard(parser.parse_args(["dashboard", str(wenv / "nowhere")])) == 2
-    assert "nowhere: no sweep.json here; is this a sweep output folder?" in capsys.readouterr().err
+    assert "nowhere: no such folder; pass the output folder of a sweep" in capsys.readouterr().err
+
+
+def test_a_disabled_sweep_is_not_told_to_sync_runs_it_never_logged(wenv: Path, capsys):
+    """`--wandb disabled` leaves no DIR/wandb/offline-run-*: no `wandb sync` of it (issue 23);
+    a sweep logged online has nothing to sync either, only the dashboard command."""
+    d = sweep_dir(wenv, "strategies")
+    meta = json.loads((d / "sweep.json").read_text())
+    (d / "sweep.json").write_text(json.dumps({**meta, "wandb_mode": "disabled"}))
+    assert build_dashboard(d, "offline") is not None
+    (line,) = capsys.readouterr().out.splitlines()
+    assert "wandb sync" not in line and "offline-run" not in line
+    assert line == (f"W&B dashboard specs in {d}/dashboard/; the sweep ran with W&B disabled, "
+                    "so no W&B runs exist for them to show: rerun it with --wandb offline (or "
+                    "online) to have runs to publish")
+    (d / "sweep.json").write_text(json.dumps({**meta, "wandb_mode": "online"}))
+    assert publish_command(d) == f"ocfb-suite dashboard {d} --wandb online"
+    (d / "wandb" / "offline-run-1").mkdir(parents=True)
+    assert publish_command(d).startswith(f"wandb sync {d}/wandb/offline-run-* && ")
 
 
 ONLINE_SCRIPT = """

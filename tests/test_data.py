@@ -746,7 +746,7 @@ def test_comma_separated_u_data_names_the_delimiter(tmp_path: Path) -> None:
     [
         ("a.csv", "user\titem\n1\t1\n2\t2\n", "auto", "tab-separated", "--format tsv"),
         ("a.tsv", "user,item\n1,1\n2,2\n", "auto", "comma-separated", "--format csv"),
-        ("a.csv", "user;item\n1;1\n2;2\n", "csv", "semicolon-separated", "convert it"),
+        ("a.csv", "user;item\n1;1\n2;2\n", "csv", "semicolon-separated", "--sep ';'"),
         ("ratings.dat", "1\t1\t5\t9\n2\t2\t5\t9\n", "auto", "tab-separated", "--format tsv"),
     ],
 )

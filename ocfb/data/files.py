@@ -2,7 +2,8 @@
 
 Every problem raises :class:`DataError` naming the file, the line or column and what was
 expected, with a hint in terms of the CLI flags (``--format``, ``--user-col``, ``--item-col``)
-where the likely cause is a wrong setting rather than bad data.
+where the likely cause is a wrong setting rather than bad data. Every flag a message names is
+a `DataConfig` field, so `train`, `sweep` and `data describe` all have it (tests check this).
 """
 
 from __future__ import annotations
@@ -48,6 +49,13 @@ _INT_ID = re.compile(r"-?(?:0|[1-9][0-9]{0,17})")
 
 # What a user types to fix a wrong setting: messages name the CLI flags, not the keywords.
 _COLUMN_HINT = "name the columns with --user-col and --item-col"
+# MovieLens's ratings.csv header: recognised under any file name, since following the column
+# hint instead (--user-col userId --item-col movieId) loses its timestamps, and `loo` then holds
+# out a random positive instead of the latest.
+_MOVIELENS_CSV_HEADER = frozenset({"userId", "movieId", "rating", "timestamp"})
+# A column whose values are mostly numbers holds numeric ids; its few words are refused as typos
+# ("oops" once in 100k integer ids used to turn every id into a string silently).
+_MIXED_IDS_MAX_SHARE = 0.5
 
 
 @dataclass
@@ -74,10 +82,11 @@ def _detect_format(path: Path, user_col: str, item_col: str) -> str:
     if name.endswith(".tsv"):
         return "tsv"
     if name.endswith(".csv"):
-        if name == "ratings.csv" and (user_col, item_col) == ("user", "item"):
-            # A MovieLens ratings.csv, unless its header says otherwise.
-            header = _read_header(path, ",")
-            if {"userId", "movieId"} <= set(header):
+        if (user_col, item_col) == ("user", "item"):
+            # MovieLens's header (any file name; ratings.csv needs only its id columns)
+            header = set(_read_header(path, ","))
+            if _MOVIELENS_CSV_HEADER <= header or (
+                    name == "ratings.csv" and {"userId", "movieId"} <= header):
                 return "movielens-csv"
         return "csv"
     raise DataError(
@@ -108,7 +117,7 @@ def _check_delimiter(path: Path, sep: str, fmt: str) -> None:
     elif found == "\t" and fmt != "tsv":
         fix = "pass --format tsv"
     else:
-        fix = "convert it to comma- or tab-separated text"
+        fix = f"pass --sep {found!r}"
     if fmt in _MOVIELENS_LAYOUT:
         fix = (f"{fmt}'s file is {describe_delimiter(sep)} and headerless: restore the "
                f"original, or add a header line, {fix} and {_COLUMN_HINT}")
@@ -186,7 +195,10 @@ def _first_bad(path: Path, table: _Table, bad: np.ndarray, column: str) -> tuple
     return k, _where(path, table, k, column)
 
 
-def _parse_ids(path: Path, table: _Table, column: str, what: str) -> np.ndarray:
+def _parse_ids(
+    path: Path, table: _Table, column: str, what: str, string_ids: bool = False
+) -> np.ndarray:
+    """The id column as int64 (numeric ids) or as text (string ids, or `string_ids`)."""
     series = table.frame[column]
     missing = series.isna().to_numpy()
     if series.dtype.kind not in "iufb":
@@ -194,6 +206,8 @@ def _parse_ids(path: Path, table: _Table, column: str, what: str) -> np.ndarray:
     if missing.any():
         _, where = _first_bad(path, table, missing, column)
         raise DataError(f"{where}: missing {what} id; expected a value")
+    if string_ids:  # as written: "007" stays "007", 7 becomes "7"
+        return series.astype(str).str.strip().to_numpy(dtype=object)
     kind = series.dtype.kind
     if kind in "iu":
         return series.to_numpy(dtype=np.int64)
@@ -208,8 +222,30 @@ def _parse_ids(path: Path, table: _Table, column: str, what: str) -> np.ndarray:
     strings = series.astype(str).str.strip()
     if strings.str.fullmatch(_INT_ID).all():
         return strings.astype(np.int64).to_numpy()
+    _refuse_mixed_ids(path, table, strings, column, what)
     _refuse_fractional_ids(path, table, strings, column, what)
     return strings.to_numpy(dtype=object)
+
+
+def _refuse_mixed_ids(
+    path: Path, table: _Table, strings: pd.Series, column: str, what: str
+) -> None:
+    """DataError for a column of numbers with a few words in it, naming the first word's line.
+
+    Mostly numbers means numeric ids with typos; text ids that happen to be mostly numbers
+    (e.g. some screen names) are read as text with --string-ids.
+    """
+    words = pd.to_numeric(strings, errors="coerce").isna().to_numpy()
+    n_words = int(words.sum())
+    if n_words == 0 or n_words >= _MIXED_IDS_MAX_SHARE * len(strings):
+        return
+    k, where = _first_bad(path, table, words, column)
+    n = len(strings)
+    raise DataError(
+        f"{where}: {what} id {strings.iloc[k]!r} is not a number, but {n - n_words:,} of "
+        f"{n:,} {what} ids are ({n_words:,} are not); fix the line, or pass --string-ids "
+        "if the ids are text"
+    )
 
 
 def _refuse_fractional_ids(
@@ -293,10 +329,22 @@ def _require_columns(path: Path, table: _Table, needed: dict[str, str]) -> None:
         if column not in found:
             flag = {"user": "--user-col", "item": "--item-col", "rating": "--rating-col",
                     "timestamp": "--timestamp-col"}[role]
-            hint = _COLUMN_HINT if role in ("user", "item") else f"check {flag}"
+            hint = _column_hint(found) if role in ("user", "item") else f"check {flag}"
             raise DataError(
                 f"{path}: {role} column {column!r} not found; columns found: {found}; {hint}"
             )
+
+
+def _column_hint(found: list[str]) -> str:
+    """What to pass when the id columns are not found: MovieLens's own format when the header
+    is MovieLens's, else the column flags (with --timestamp-col when a column looks like one)."""
+    if {"userId", "movieId"} <= set(found):
+        return ("the header is MovieLens's: pass --format movielens-csv (it keeps the "
+                f"timestamps, so 'loo' holds out each user's latest), or {_COLUMN_HINT}")
+    stamp = next((c for c in found if c.lower() in ("timestamp", "time", "ts", "date")), None)
+    if stamp is not None:
+        return f"{_COLUMN_HINT} (and --timestamp-col {stamp} to keep the times)"
+    return _COLUMN_HINT
 
 
 def load_file(
@@ -309,15 +357,17 @@ def load_file(
     rating_col: str | None = None,
     min_rating: float | None = None,
     sep: str | None = None,
+    string_ids: bool = False,
 ) -> Interactions:
     """Load positive pairs from a CSV / TSV / Parquet / MovieLens file, fully validated.
 
     A row is a positive when ``rating >= min_rating`` (all rows when min_rating is None).
     MovieLens formats use their fixed columns (the *_col arguments are ignored) and always keep
     timestamps. Text files may be compressed (.gz, .bz2, .xz, .zst). Repeated (user, item)
-    rows merge into one positive and are counted in ``n_duplicates_dropped``. Any problem
-    raises DataError naming the file, the line or column and what was expected; nothing is
-    returned half-loaded.
+    rows merge into one positive and are counted in ``n_duplicates_dropped``. An id column of
+    numbers with a few words in it is refused unless ``string_ids`` reads every id as text.
+    Any problem raises DataError naming the file, the line or column and what was expected;
+    nothing is returned half-loaded.
     """
     path = Path(path)
     _check_file(path, format)
@@ -343,7 +393,7 @@ def load_file(
     if len(table.frame) == 0:
         raise DataError(f"{path}: no data rows (only a header or blank lines); expected pairs")
     return _pairs(path, table, needed, min_rating,
-                  name=fmt if fmt in _MOVIELENS_LAYOUT else path.name)
+                  name=fmt if fmt in _MOVIELENS_LAYOUT else path.name, string_ids=string_ids)
 
 
 def _check_file(path: Path, format: str) -> None:
@@ -359,11 +409,12 @@ def _check_file(path: Path, format: str) -> None:
 
 
 def _pairs(
-    path: Path, table: _Table, columns: dict[str, str], min_rating: float | None, name: str
+    path: Path, table: _Table, columns: dict[str, str], min_rating: float | None, name: str,
+    string_ids: bool = False,
 ) -> Interactions:
     """Parse the id, rating and timestamp columns and keep the positive rows."""
-    users = _parse_ids(path, table, columns["user"], "user")
-    items = _parse_ids(path, table, columns["item"], "item")
+    users = _parse_ids(path, table, columns["user"], "user", string_ids)
+    items = _parse_ids(path, table, columns["item"], "item", string_ids)
     timestamps = (None if "timestamp" not in columns
                   else _parse_timestamps(path, table, columns["timestamp"]))
     what = f"{len(users):,} rows"

@@ -31,9 +31,6 @@ _MOVIELENS_ALIASES = {
     "latest-small": "ml-latest-small", "movielens-latest-small": "ml-latest-small",
 }
 
-# Canonical decimal integers only: "007" or "+7" stay strings so that distinct original ids can
-# never collide when converted to int.
-
 
 def _download(url: str, dest: Path) -> None:
     """Stream url to dest (the one network call; tests replace it)."""
@@ -90,7 +87,7 @@ def fetch_movielens(name: str, cache_dir: Path) -> Path:
         archive.unlink(missing_ok=True)
         raise DataError(
             f"could not download {url}: {exc}; without a network, place the archive's "
-            f"{member} under {cache_dir} and pass it as --source"
+            f"{member} under {cache_dir} and pass it as --data"
         ) from exc
     try:
         if expected is None:

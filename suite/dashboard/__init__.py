@@ -100,10 +100,24 @@ def load_spec(text: str) -> Any:
 
 
 def publish_command(out_dir: Path) -> str:
-    """The one line that publishes an offline sweep's runs, then its dashboard."""
-    d = shlex.quote(str(out_dir))
-    return (f"wandb sync {shlex.quote(str(Path(out_dir) / 'wandb'))}/offline-run-* && "
-            f"ocfb-suite dashboard {d} --wandb online")
+    """The one line that publishes the dashboard, syncing the sweep's offline runs first when
+    there are any (a sweep logged online has none; `wandb sync` of a missing folder fails)."""
+    dash = f"ocfb-suite dashboard {shlex.quote(str(out_dir))} --wandb online"
+    runs = Path(out_dir) / "wandb"
+    if not any(runs.glob("offline-run-*")):
+        return dash
+    return f"wandb sync {shlex.quote(str(runs))}/offline-run-* && {dash}"
+
+
+def _publish_line(out_dir: Path) -> str:
+    """Where the specs are and how to publish them; a sweep that ran with W&B disabled logged
+    no runs, so its dashboard would be empty: say that instead of a command that syncs nothing."""
+    where = out_dir / DASHBOARD_DIR
+    if _recorded_mode(out_dir) == "disabled" and not any((out_dir / "wandb").glob("offline-run-*")):
+        return (f"W&B dashboard specs in {where}/; the sweep ran with W&B disabled, so no W&B "
+                f"runs exist for them to show: rerun it with --wandb offline (or online) "
+                f"to have runs to publish")
+    return f"W&B dashboard specs in {where}/; publish with: {publish_command(out_dir)}"
 
 
 def _write_specs(out_dir: Path, workspace: Any, report: Any) -> list[Path]:
@@ -155,9 +169,7 @@ def build_dashboard(out_dir: Path, mode: str, *, verbose: bool = True) -> Dashbo
 
     result = DashboardResult(paths=_write_specs(out_dir, build_workspace(view),
                                                 build_report(view)))
-    where = out_dir / DASHBOARD_DIR
-    result.message = (f"W&B dashboard specs in {where}/; publish with: "
-                      f"{publish_command(out_dir)}")
+    result.message = _publish_line(out_dir)
     if mode == "online":
         why = _why_not_online()
         if why is not None:
@@ -176,13 +188,17 @@ def build_dashboard(out_dir: Path, mode: str, *, verbose: bool = True) -> Dashbo
     return result
 
 
+def _recorded_mode(out_dir: Path) -> str | None:
+    """The W&B mode the sweep ran with (sweep.json), None when unknown."""
+    try:
+        return json.loads((Path(out_dir) / "sweep.json").read_text()).get("wandb_mode")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def _default_mode(out_dir: Path) -> str:
     """online when the sweep logged online, else offline (the specs are still worth writing)."""
-    try:
-        recorded = json.loads((Path(out_dir) / "sweep.json").read_text()).get("wandb_mode")
-    except (OSError, ValueError, AttributeError):
-        recorded = None
-    return "online" if recorded == "online" else "offline"
+    return "online" if _recorded_mode(out_dir) == "online" else "offline"
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:

@@ -7,7 +7,6 @@ config file. No W&B import: this part is plain data, cheap to build and test.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -157,18 +156,30 @@ def parse_summary_md(text: str) -> tuple[list[str], list[tuple[str, str]]]:
     return header, verdicts
 
 
+def _summary_md(out_dir: Path) -> tuple[list[str], list[tuple[str, str]]]:
+    """summary.md's header and verdicts (none without it); DashboardError when unreadable."""
+    path = out_dir / "summary.md"
+    if not path.is_file():
+        return [], []
+    try:
+        return parse_summary_md(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        why = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else exc.strerror
+        raise DashboardError(f"{path}: unreadable ({why}); rebuild it with: ocfb-suite "
+                             f"summarize {out_dir}") from None
+
+
 def load_view(out_dir: Path) -> SweepView:
-    """Read a sweep folder into a SweepView; DashboardError when sweep.json is missing or bad."""
+    """Read a sweep folder into a SweepView; DashboardError (one line naming the file and what
+    to do) for a foreign folder, a missing or bad sweep.json, or a torn results file."""
+    from suite.folders import FolderError, check_results, read_sweep_json
+
     out_dir = Path(out_dir)
     try:
-        meta = json.loads((out_dir / "sweep.json").read_text())
-    except FileNotFoundError:
-        raise DashboardError(
-            f"{out_dir}: no sweep.json here; is this a sweep output folder?") from None
-    except (OSError, ValueError) as exc:
-        raise DashboardError(f"{out_dir / 'sweep.json'}: unreadable ({exc})") from exc
-    if not isinstance(meta, dict) or not meta.get("name"):
-        raise DashboardError(f"{out_dir / 'sweep.json'}: no sweep name in it")
+        meta = read_sweep_json(out_dir)
+        check_results(out_dir, need_trials=False, need_columns=False)
+    except FolderError as exc:
+        raise DashboardError(str(exc)) from None
     protocol = str(meta.get("protocol") or "holdout")
     if protocol not in PROTOCOLS:
         raise DashboardError(f"{out_dir / 'sweep.json'}: protocol {protocol!r} is not one of "
@@ -178,9 +189,7 @@ def load_view(out_dir: Path) -> SweepView:
     axes = [str(a).removeprefix("config.") for a in meta.get("axes") or [] if a != "seed"]
     numeric, log = _axis_kinds(_dims(meta), axes)
     tables, images = _summary_keys(out_dir)
-    summary_md = out_dir / "summary.md"
-    header, verdicts = parse_summary_md(summary_md.read_text()) if summary_md.is_file() else (
-        [], [])
+    header, verdicts = _summary_md(out_dir)
     name = str(meta["name"])
     return SweepView(
         name=name, project=str(wandb_cfg.get("project") or "ocfb-suite"),

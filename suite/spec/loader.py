@@ -93,22 +93,23 @@ def read_yaml(p: Path) -> Any:
 
 def load_sweep(
     path: str | Path, *, output: str | None = None, data_source: str | None = None,
-    drop_duplicates: bool | None = None,
+    drop_duplicates: bool | None = None, data: dict[str, Any] | None = None,
 ) -> SweepSpec:
-    """Read a sweep YAML file, apply CLI overrides (output folder, data source file,
-    `--drop-duplicates`) and validate it fully; raise SpecError (every problem, one per line)
-    before anything runs."""
+    """Read a sweep YAML file, apply CLI overrides (output folder, data source file, the data
+    flags as `data` keys, `--drop-duplicates`) and validate it fully; raise SpecError (every
+    problem, one per line) before anything runs."""
     p = Path(path)
     raw = read_yaml(p)
     if isinstance(raw, dict):
         if output is not None:
             raw["output"] = output
-        if data_source is not None:
-            data = raw.get("data")
-            if data is None:
-                raw["data"] = {"source": data_source}
-            elif isinstance(data, dict):
-                raw["data"] = {**data, "source": data_source}
+        data = {**(data or {}), **({"source": data_source} if data_source is not None else {})}
+        if data:
+            block = raw.get("data")
+            if block is None:
+                raw["data"] = data
+            elif isinstance(block, dict):
+                raw["data"] = {**block, **data}
         if drop_duplicates is not None:
             raw["drop_duplicates"] = drop_duplicates
     return validate(raw, str(p))
