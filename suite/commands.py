@@ -113,7 +113,12 @@ def run_sweep(spec: Any, out: Path, datasets: dict[tuple, Any], *, mode: str,
     tuner.activate(session)
     started = time.time()
     try:
-        tuner.build_tuner(spec, out, datasets, restore=restore).fit()
+        if spec.tune_per_model is not None:  # tune-then-confirm: one Tuner per stage
+            from suite.confirm import run_stages
+
+            run_stages(spec, out, datasets, writer, restore=restore)
+        else:
+            tuner.build_tuner(spec, out, datasets, restore=restore).fit()
     except KeyboardInterrupt:
         pass  # a second Ctrl-C / SIGTERM: what was written stays, the hint below says resume
     finally:
@@ -180,7 +185,7 @@ def _close(spec: Any, out: Path, writer: Any, mode: str, wall: float, verbose: b
 
 # Results of an earlier sweep in the same folder, moved aside (never mixed, never deleted).
 _PREVIOUS = ("sweep.json", "trials.parquet", "terms.parquet", "summary.md", "tables", "plots",
-             "ray", "splits", "wandb", "dashboard", JOURNAL)
+             "ray", "splits", "wandb", "dashboard", "chosen.json", JOURNAL)
 
 
 def archive_previous(out: Path) -> Path | None:
@@ -352,7 +357,9 @@ def _resume_locked(spec: Any, out: Path, meta: dict[str, Any], args: argparse.Na
               f"checkpoints and {out / 'terms.parquet'}", file=sys.stderr)
     from ray import tune
 
-    if not tune.Tuner.can_restore(tuner.experiment_path(spec, out)):
+    # a tune-then-confirm sweep keeps one experiment per stage (suite.confirm restores each)
+    if spec.tune_per_model is None and not tune.Tuner.can_restore(
+            tuner.experiment_path(spec, out)):
         return _fail(f"{out}: Ray saved no readable experiment state at "
                      f"{tuner.experiment_path(spec, out)} (killed before the first trial "
                      "started?); run the sweep again instead")

@@ -201,7 +201,9 @@ class ResultsWriter:
         if t.get("config") is None:
             cfg = self.spec.run_config(trial.config)
             t["config"] = cfg
-            t["config_cols"] = config_columns(cfg)
+            # tune-then-confirm sweeps add config.stage and config.budget (suite.spec.tuning)
+            extra = getattr(self.spec, "trial_columns", None)
+            t["config_cols"] = {**config_columns(cfg), **(extra(cfg) if extra else {})}
         return t
 
     def on_start(self, trial: Any) -> None:

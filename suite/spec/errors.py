@@ -9,6 +9,8 @@ So every problem of a file is reported at once, one per line, in one format.
 from __future__ import annotations
 
 import difflib
+import re
+import typing
 from collections.abc import Iterable
 from typing import Any
 
@@ -41,8 +43,9 @@ def short(v: Any, limit: int = 60) -> str:
 
 
 def got(msg: str, value: Any) -> str:
-    """Append the offending input unless the message already quotes it."""
-    return msg if "(got " in msg else f"{msg} (got {short(value)})"
+    """Append the offending input unless the message already says what it got (RunConfig's
+    "expected a number, got the boolean True" would otherwise read "got" twice)."""
+    return msg if re.search(r"\bgot\b", msg) else f"{msg} (got {short(value)})"
 
 
 def join(prefix: str, loc: Iterable[Any]) -> str:
@@ -66,8 +69,10 @@ def _owner(cls: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel]:
     for part in loc[:-1]:
         field = cls.model_fields.get(str(part)) if isinstance(part, str) else None
         sub = getattr(field, "annotation", None) if field is not None else None
-        if isinstance(sub, type) and issubclass(sub, BaseModel):
-            cls = sub
+        # an optional section (`X | None`) owns the keys of X
+        for member in typing.get_args(sub) or (sub,):
+            if isinstance(member, type) and issubclass(member, BaseModel):
+                cls = member
     return cls
 
 

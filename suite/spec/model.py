@@ -17,11 +17,12 @@ from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_
 
 from ocfb.config import DataConfig, RunConfig, make_run_config
 from ocfb.names import PROTOCOLS, SMOKE_SETTINGS, ProtocolName
-from suite.spec import checks, combos, rules
+from suite.spec import checks, combos, rules, tuning
 from suite.spec.dims import Dim, SearchDim, Section
 from suite.spec.errors import field_names, problems_error, short
 from suite.spec.keys import PIVOT_KEYS, parse_layers
 from suite.spec.search_space import GRID_POINT
+from suite.spec.tuning import TunePerModelConfig
 
 # Storage URI schemes Ray (pyarrow filesystems) can write checkpoints to.
 STORAGE_SCHEMES = ("file", "s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss", "az")
@@ -98,6 +99,9 @@ class SweepSpec(Section):
     protocol: ProtocolName = "holdout"
     seeds: list[int] = [0]
     search: SearchConfig = SearchConfig()
+    # tune-then-confirm (`suite.spec.tuning`): each family searched with `proposals`, then its
+    # validation argmax confirmed on `confirm_seeds`
+    tune_per_model: TunePerModelConfig | None = None
     scheduler: SchedulerConfig = SchedulerConfig()
     resources: ResourcesConfig = ResourcesConfig()
     max_concurrent_trials: int | None = None
@@ -146,6 +150,7 @@ class SweepSpec(Section):
     @model_validator(mode="before")
     @classmethod
     def _mark_protocol_conflict(cls, raw: Any) -> Any:
+        raw = tuning.with_baseline_spaces(raw)
         if isinstance(raw, dict) and "protocol" in raw and isinstance(raw.get("space"), dict) \
                 and "protocol" in raw["space"]:
             raw = {**raw, "protocol": _Conflict()}
@@ -171,6 +176,15 @@ class SweepSpec(Section):
     @classmethod
     def _seeds(cls, v: Any) -> Any:
         lines = rules.check_seeds(v)
+        if lines:
+            raise problems_error(lines)
+        return v
+
+    @field_validator("tune_per_model", mode="after")
+    @classmethod
+    def _tune_per_model(cls, v: TunePerModelConfig | None, info: ValidationInfo) -> Any:
+        lines = tuning.check_tuning(v, info.data.get("seeds"), info.data.get("search")) \
+            if v is not None else []
         if lines:
             raise problems_error(lines)
         return v
@@ -245,8 +259,14 @@ class SweepSpec(Section):
             return {}  # judged once the space is valid
         search = d.get("search")
         base = {**_base(d), **d["fixed"]}
-        subs, lines = rules.check_per_model(v, d["space"], d["fixed"], base,
-                                            search.algorithm if search else None)
+        algorithm = search.algorithm if search else None
+        # absent from info.data = given but invalid (reported already): judge as if tuned
+        tuned = d.get("tune_per_model", True) is not None
+        if tuned and algorithm == "optuna":
+            algorithm = "random"  # one flat Optuna search per family: sub-spaces are fine
+        subs, lines = rules.check_per_model(v, d["space"], d["fixed"], base, algorithm)
+        if tuned:
+            lines += tuning.space_lines(d["space"], subs)
         if lines:
             raise problems_error(lines)
         return subs
@@ -264,6 +284,8 @@ class SweepSpec(Section):
         schedule = RunConfig.model_validate({"full_ranking": fixed.get(
             "full_ranking", RunConfig.model_fields["full_ranking"].default)}).full_ranking
         lines = rules.check_objective(obj.get("metric"), protocols, schedule)
+        if d.get("tune_per_model") is not None:
+            lines += tuning.objective_lines(obj.get("metric"))
         chosen = fixed.get("select_metric")
         if chosen is not None and chosen != obj.get("metric"):
             lines.append(f"fixed.select_metric: {chosen!r} differs from objective.metric "
@@ -305,7 +327,8 @@ class SweepSpec(Section):
             lines += checks.combination_lines(base, fixed, spaces, d.get("smoke"))
             lines += checks.scheduler_lines(d.get("scheduler"), fixed, spaces)
             search = d.get("search")
-            if not lines and search is not None and search.algorithm != "optuna":
+            if (not lines and search is not None and search.algorithm != "optuna"
+                    and d.get("tune_per_model") is None):
                 lines += checks.duplicate_lines({**base, **fixed}, spaces, v)
         if lines:
             raise problems_error(lines)
@@ -392,8 +415,10 @@ class SweepSpec(Section):
                                       checks.dims_of(k, self.space, self.per_model))]
         if self.per_model and "model" in self.space and "model" not in out:
             out.insert(0, "model")
-        if len(self.seeds) > 1:
+        if len(self.seeds) > 1 or self.tune_per_model is not None:
             out.append("seed")
+        if self.tune_per_model is not None:
+            out.append("stage")  # tuning.STAGE_COLUMN: search or confirm
         return out
 
     def grid_size(self) -> int:
@@ -406,7 +431,10 @@ class SweepSpec(Section):
         """How many trials the sweep runs (before early stopping).
 
         grid / random: num_samples x grid points x seeds; optuna: num_samples x seeds (Optuna
-        draws every dim, grid ones included, so the grid does not multiply)."""
+        draws every dim, grid ones included, so the grid does not multiply); tune-then-confirm:
+        both stages (`tuning.expected_trials`)."""
+        if self.tune_per_model is not None:
+            return tuning.expected_trials(self)
         n = self.search.num_samples * len(self.seeds)
         if self.search.algorithm == "optuna":
             return n
@@ -432,6 +460,8 @@ class SweepSpec(Section):
                             for m, sub in raw["per_model"].items()}
         raw["search"]["num_samples"] = min(self.search.num_samples, 2)
         raw["seeds"] = list(self.seeds[:1])  # one seed: smoke checks plumbing, not statistics
+        if self.tune_per_model is not None:
+            raw["tune_per_model"] = tuning.smoke_tuning(self.tune_per_model)
         if self.scheduler.type == "asha":
             t = int(self.smoke.get("terms", self.max_terms()))
             if t < 1:
@@ -439,6 +469,10 @@ class SweepSpec(Section):
             elif t < self.scheduler.grace_period:
                 raw["scheduler"]["grace_period"] = t
         return SweepSpec.from_dict(raw, f"{self.name} (smoke)")
+
+    def trial_columns(self, cfg: RunConfig) -> dict[str, str]:
+        """`config.stage` / `config.budget` of a tune-then-confirm trial (none otherwise)."""
+        return tuning.trial_columns(self, cfg)
 
     def param_space(self) -> dict[str, Any]:
         """Ray Tune's param_space (see `suite.spec.search_space`; imports Ray)."""

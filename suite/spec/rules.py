@@ -45,18 +45,18 @@ def run_errors(values: dict[str, Any]) -> list[tuple[tuple[Any, ...], str, Any]]
     return []
 
 
-def check_seeds(seeds: Any) -> Lines:
+def check_seeds(seeds: Any, path: str = "seeds") -> Lines:
     """A non-empty list of distinct integers in [0, 2**63 - 1] (what numpy and torch accept)."""
     if (not isinstance(seeds, list) or not seeds
             or any(not isinstance(s, int) or isinstance(s, bool) for s in seeds)):
-        return [f"seeds: expected a non-empty list of distinct integers in [0, {MAX_SEED}], "
+        return [f"{path}: expected a non-empty list of distinct integers in [0, {MAX_SEED}], "
                 f"e.g. [0, 1, 2] (got {short(seeds)})"]
     out: Lines = []
     for i, s in enumerate(seeds):
         for _loc, msg, inp in run_errors({"seed": s}):
-            out.append(f"seeds[{i}]: {got(msg, inp)}")
+            out.append(f"{path}[{i}]: {got(msg, inp)}")
         if s in seeds[:i]:
-            out.append(f"seeds[{i}]: duplicate seed {s} (seeds must be distinct)")
+            out.append(f"{path}[{i}]: duplicate seed {s} (seeds must be distinct)")
     return out
 
 
