@@ -6,6 +6,7 @@ import argparse
 import json
 import math
 import platform
+import re
 import sys
 import time
 import typing
@@ -139,6 +140,13 @@ def cmd_data(args: argparse.Namespace) -> int:
             else:
                 print(f"{k:>23}: {v}")
     return 0
+
+
+def flags_as_keys(text: str) -> str:
+    """A data loader's message for a command without data flags (`resume`): each data flag it
+    names becomes its settings key (`--format tsv` -> `data.format tsv`)."""
+    keys = {data_flag(k): f"data.{k}" for k in DataConfig.model_fields} | {"--data": "data.source"}
+    return re.sub(r"--[a-z][a-z-]*", lambda m: keys.get(m.group(0), m.group(0)), text)
 
 
 # -- train ------------------------------------------------------------------------------------
@@ -386,6 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     from suite.bench import register_cli as register_bench_cli
     from suite.commands import register_cli
     from suite.dashboard import register_cli as register_dashboard_cli
+    from suite.summary.compare import register_cli as register_compare_cli
 
     p = argparse.ArgumentParser(prog="ocfb-suite", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -394,6 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_cli(sub)
     register_dashboard_cli(sub)
     register_bench_cli(sub)
+    register_compare_cli(sub)
     return p
 
 

@@ -128,13 +128,15 @@ def test_axis_by_term_means_and_best_cell(th_terms: pd.DataFrame) -> None:
     expected = {}
     for th in (0.3, 0.6):
         for term in range(4):
-            vals = [_term_value(th, m, s, term) for m in ("gmf", "mlp") for s in (0, 1)]
+            # Each seed averaged over the models first: n counts seeds, not trials.
+            vals = [np.mean([_term_value(th, m, s, term) for m in ("gmf", "mlp")])
+                    for s in (0, 1)]
             expected[(th, term)] = vals
             row = cells[(cells["threshold"] == th) & (cells["term"] == term)].iloc[0]
             lo, hi = _t_interval(vals)
             assert row["mean"] == pytest.approx(np.mean(vals))
             assert row["ci_low"] == pytest.approx(lo) and row["ci_high"] == pytest.approx(hi)
-            assert row["n"] == 4
+            assert row["n"] == 2
     best = max(expected, key=lambda k: np.mean(expected[k]))
     assert best == (0.3, 3)
     assert cells.attrs["best"] == best
@@ -149,15 +151,16 @@ def test_pivot_values_order_and_best() -> None:
     k = 0
     for neg, base in (("1000", 0.6), ("4x", 0.7), ("500", 0.5)):
         for model, add in (("gmf", 0.0), ("neumf", 0.05)):
-            vals = []
+            per_seed: dict[int, list[float]] = {0: [], 1: []}
             for th in (0.5, 0.9):
                 for seed in (0, 1):
                     v = base + add + 0.01 * seed - (0.02 if th == 0.9 else 0.0) + 0.003 * k
                     k += 1
-                    vals.append(v)
+                    per_seed[seed].append(v)
                     rows.append(_trial(f"t{k}", negatives=neg, model=model, threshold=th,
                                        seed=seed, metrics={"best.val_hr@10": v}))
-            values[(neg, model)] = vals
+            # n = seeds: each seed's two thresholds are averaged first (4 trials, 2 seeds)
+            values[(neg, model)] = [float(np.mean(per_seed[s])) for s in (0, 1)]
     rows.append(_trial("p", "pending", {"best.val_hr@10": np.nan}, negatives="500",
                        model="gmf", threshold=0.5, seed=2))
     cells = pivot(pd.DataFrame(rows), "negatives", "model", "val_hr@10", "max")
@@ -169,7 +172,7 @@ def test_pivot_values_order_and_best() -> None:
         lo, hi = _t_interval(vals)
         assert r["mean"] == pytest.approx(np.mean(vals))
         assert r["ci_low"] == pytest.approx(lo) and r["ci_high"] == pytest.approx(hi)
-        assert r["n"] == 4
+        assert r["n"] == 2
     assert cells.attrs["best"] == max(values, key=lambda c: np.mean(values[c])) == ("4x", "neumf")
     with pytest.raises(KeyError, match="config.nope"):
         pivot(pd.DataFrame(rows), "negatives", "nope", "val_hr@10", "max")
@@ -445,8 +448,8 @@ def test_summarize_dir_partial_holdout_sweep(tmp_path: Path) -> None:
     assert "t000" not in md.split("## 1. Leaderboard")[1]
     assert set(s.tables) == {"leaderboard", "best_per_model", "threshold_x_terms",
                              "negatives_x_model", "threshold_x_model", "strategies",
-                             "strategies_by_term", "strategies_friedman", "thresholds_vs_term0",
-                             "thresholds_vs_term0_by_term"}
+                             "strategies_by_term", "strategies_friedman", "threshold_verdicts",
+                             "threshold_verdicts_by_term"}
     for name, df in s.tables.items():
         csv = pd.read_csv(tmp_path / "tables" / f"{name}.csv")
         assert len(csv) == len(df) and list(csv.columns) == [str(c) for c in df.columns]
@@ -454,9 +457,18 @@ def test_summarize_dir_partial_holdout_sweep(tmp_path: Path) -> None:
     assert len(s.tables["leaderboard"]) == 16
     assert "Top 10 of 16 configuration(s)" in md
     # Equal budget: the verdict at the last term, with effect size, CI and Holm p.
-    line = next(x for x in md.splitlines() if x.startswith("- ocfb vs random-replace at term 4"))
-    assert ": +0.0" in line and "Holm p" in line and line.endswith("ocfb better")
-    assert "- ocfb vs random-replace at the validation-selected term" in md
+    line = next(x for x in md.splitlines()
+                if x.startswith("- ocfb vs random-replace at term 4 (gmf)"))
+    # Decided on full ranking (the records hold it), the sampled metric beside it.
+    assert ": +0.0" in line and "test_full_hr@10 (3 seeds), Holm p" in line
+    assert ": ocfb better; beside it, +0.0" in line and "test_hr@10" in line
+    assert line.endswith("ocfb better (agrees)")
+    assert "- ocfb vs random-replace at the validation-selected term (gmf)" in md
+    # The passing verdicts reach the Findings section, with their numbers.
+    findings = md.split("## Findings")[1].split("## 1.")[0]
+    assert ("- ocfb is better than random-replace at term 4 (gmf) on `test_full_hr@10`: "
+            "difference +0.0") in findings and "Holm p" in findings and "3 seeds" in findings
+    assert s.findings and all(f in findings for f in s.findings)
     assert "_Not applicable: the sweep has no completed OCF-B trials under both" in md
     _check_pngs(s, {"metrics_vs_term_holdout.png", "threshold_x_terms.png",
                     "strategy_differences.png"})
@@ -526,7 +538,9 @@ def test_per_term_table_leaves_out_early_stopped_trials(tmp_path: Path) -> None:
     table = summarize_dir(tmp_path).tables["threshold_x_terms"]
     assert table["mean"].max() < 1.0
     full = terms[~terms["trial_id"].isin(stopped)]
-    want = full[full["config.threshold"] == 0.5].groupby("term")["val_hr@10"].mean()
+    # each seed averaged first, then the mean over seeds
+    want = (full[full["config.threshold"] == 0.5].groupby(["term", "config.seed"])["val_hr@10"]
+            .mean().groupby("term").mean())
     got = table[table["threshold"] == 0.5].set_index("term")["mean"]
     np.testing.assert_allclose(got.to_numpy(), want.to_numpy())
 
@@ -554,10 +568,12 @@ def test_one_seed_sweep_states_why_no_test_ran(tmp_path: Path) -> None:
     _write(tmp_path, trials, terms)
     s = summarize_dir(tmp_path)
     sec5 = s.markdown.split("## 5.")[1].split("## 6.")[0]
-    assert "- ocfb vs static at term 4: +0.0" in sec5
-    assert "no test (only 1 paired seed(s); a test needs >= 3 independent seeds)" in sec5
+    # gmf and mlp are never pooled: each model has its own lines
+    assert "- ocfb vs static at term 4 (gmf): +0.0" in sec5
+    assert ("inconclusive: no test (only 1 paired seed(s); a test needs >= 3 independent "
+            "seeds)") in sec5
     lines = [x for x in sec5.splitlines() if x.startswith("- ocfb vs static")]
-    assert len(lines) == 2  # the last term and the validation-selected term
+    assert len(lines) == 4  # the last term and the validation-selected term, per model
     assert all("Holm p" not in x and "better" not in x and "n/a" not in x for x in lines)
     assert s.tables["strategies_by_term"]["t_p"].isna().all()
     assert "Friedman" in sec5 and "not run" in sec5

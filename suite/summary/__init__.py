@@ -1,23 +1,32 @@
-"""Summaries of a sweep: `ocfb-suite summarize DIR` and the tables, statistics and plots.
+"""Summaries of a sweep: `ocfb-suite summarize DIR`, `ocfb-suite compare DIR DIR ...`.
 
-Modules: `common` (column and format helpers), `stats` (CIs, paired tests, Holm, Friedman),
-`selection` (per-trial selection on validation, canonical configurations), `tables`
-(leaderboard, best per model, grids, protocol gap), `compare` (equal-budget verdicts), `plots`,
-`notes`, `sections` / `verdicts` (the sections of summary.md) and `report` (`summarize_dir`).
+Modules, in the order data flows through them: `frames` (column vocabulary, cleaning,
+selection on validation), `stats` (intervals, paired tests, TOST, minimal detectable effect,
+Holm, Friedman), `tables` (leaderboard, best per model, grids, protocol gap), `verdicts`
+(strategy and threshold verdicts at equal budget), `plots`, `markdown` (the text),
+`sections` (the sections of summary.md), `report` (`summarize_dir`) and `compare` (across
+datasets).
 """
 
 from __future__ import annotations
 
-from suite.summary.common import (
+from suite.summary.compare import compare_dirs
+from suite.summary.frames import (
     HOLDOUT_RANKING_METRICS,
     PAPER_REPORT_METRICS,
     USABLE_STATUSES,
+    canonicalize,
+    dedupe,
+    select,
     varying_axes,
 )
-from suite.summary.compare import strategy_verdicts, threshold_verdicts
-from suite.summary.notes import missing_and_failed
-from suite.summary.report import SECTION_TITLES, SECTIONS, Summary, summarize_dir
-from suite.summary.selection import canonicalize, dedupe, select
+from suite.summary.report import (
+    SECTION_TITLES,
+    SECTIONS,
+    Summary,
+    missing_and_failed,
+    summarize_dir,
+)
 from suite.summary.stats import friedman, holm, mean_ci, paired
 from suite.summary.tables import (
     axis_by_term,
@@ -28,11 +37,12 @@ from suite.summary.tables import (
     protocol_gap,
     to_grid,
 )
+from suite.summary.verdicts import strategy_verdicts, threshold_verdicts, verdict_plan
 
 __all__ = [
     "HOLDOUT_RANKING_METRICS", "PAPER_REPORT_METRICS", "SECTIONS", "SECTION_TITLES",
-    "USABLE_STATUSES", "Summary", "axis_by_term", "best_per_model", "canonicalize", "dedupe",
-    "friedman", "holm", "leaderboard", "mean_ci", "missing_and_failed", "nested_estimate",
-    "paired", "pivot", "protocol_gap", "select", "strategy_verdicts", "summarize_dir",
-    "threshold_verdicts", "to_grid", "varying_axes",
+    "USABLE_STATUSES", "Summary", "axis_by_term", "best_per_model", "canonicalize",
+    "compare_dirs", "dedupe", "friedman", "holm", "leaderboard", "mean_ci", "missing_and_failed",
+    "nested_estimate", "paired", "pivot", "protocol_gap", "select", "strategy_verdicts",
+    "summarize_dir", "threshold_verdicts", "to_grid", "varying_axes", "verdict_plan",
 ]

@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 
 from suite.results import write_bytes
-from suite.summary.common import MODEL_ORDER, label, numeric
-from suite.summary.compare import SELECTED
+from suite.summary.frames import MODEL_ORDER, label, numeric
 from suite.summary.stats import mean_ci
 from suite.summary.tables import to_grid
+from suite.summary.verdicts import SELECTED
 
 # Every plot has this size, so its pixel size is known: 1200 x 800 pixels.
 PLOT_SIZE_IN: tuple[float, float] = (12.0, 8.0)

@@ -2,34 +2,55 @@
 
 Cleaning, done once for every section: only completed or early-stopped trials count; config
 keys that do not apply to a trial's model or strategy are blanked and a (configuration, seed)
-pair counts once (no pseudo-replicates); each trial is selected on validation (selection.py).
+pair counts once (no pseudo-replicates); each trial is selected on validation (frames.py).
+The notes name every trial that failed, is missing or still running; the Findings section
+repeats, one sentence each, the verdicts that passed (issue 20, item 7).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ocfb.names import default_objective, is_test_metric
 from suite.results import write_csv, write_text
-from suite.summary.common import bare, cfg, check_mode, usable, varying_axes
-from suite.summary.notes import missing_and_failed
+from suite.summary.frames import (
+    USABLE_STATUSES,
+    bare,
+    canonicalize,
+    check_mode,
+    col,
+    config_col,
+    dedupe,
+    group_cols,
+    groups,
+    is_missing,
+    label,
+    numeric,
+    select,
+    usable,
+    varying_axes,
+)
 from suite.summary.sections import (
     BestPerModelSection,
     Context,
     LeaderboardSection,
     PivotsSection,
-    Section,
+    ProtocolGapSection,
+    StrategiesSection,
+    SummarySection,
     ThresholdTermsSection,
+    ThresholdVerdictsSection,
 )
-from suite.summary.selection import canonicalize, dedupe, select
-from suite.summary.verdicts import ProtocolGapSection, StrategiesSection, ThresholdVerdictsSection
+from suite.summary.verdicts import verdict_plan
 
-SECTIONS: tuple[Section, ...] = (
+SECTIONS: tuple[SummarySection, ...] = (
     LeaderboardSection(), BestPerModelSection(), ThresholdTermsSection(), PivotsSection(),
     StrategiesSection(), ThresholdVerdictsSection(), ProtocolGapSection(),
 )
@@ -45,9 +66,10 @@ class Summary:
     plots: list[Path] = field(default_factory=list)
     markdown: str = ""
     notes: list[str] = field(default_factory=list)
+    findings: list[str] = field(default_factory=list)
 
 
-def _read_sweep(d: Path) -> dict[str, Any]:
+def read_sweep(d: Path) -> dict[str, Any]:
     p = d / "sweep.json"
     if not p.is_file():
         raise FileNotFoundError(f"{p} not found: {d} is not a sweep output folder")
@@ -94,7 +116,7 @@ def _axes(spec: dict[str, Any], trials: pd.DataFrame) -> list[str]:
     # too (a leaderboard that silently pooled it would mislead).
     axes = [bare(str(a)) for a in spec.get("axes") or []]
     axes += [a for a in (varying_axes(trials) if len(trials) else []) if a not in axes]
-    return [a for a in dict.fromkeys(axes) if cfg(a) in trials.columns]
+    return [a for a in dict.fromkeys(axes) if config_col(a) in trials.columns]
 
 
 def build_context(d: Path, spec: dict[str, Any], notes: list[str]) -> Context:
@@ -114,9 +136,10 @@ def build_context(d: Path, spec: dict[str, Any], notes: list[str]) -> Context:
         columns=["trial_id", "kind", "sel_term"])
     done = set(ok.loc[ok["status"] == "completed", "trial_id"]) if len(ok) else set()
     terms_full = terms_ok[terms_ok["trial_id"].isin(done)] if not terms_ok.empty else terms_ok
+    plan = verdict_plan(spec, objective, protocol, mode, [sel, terms_full])
     return Context(name=str(spec.get("name") or d.name), protocol=protocol, objective=objective,
                    mode=mode, axes=axes, spec=spec, trials=trials, sel=sel, terms=terms,
-                   terms_ok=terms_ok, terms_full=terms_full, plots_dir=d / "plots")
+                   terms_ok=terms_ok, terms_full=terms_full, plots_dir=d / "plots", plan=plan)
 
 
 def _expected(spec: dict[str, Any]) -> int | None:
@@ -151,11 +174,23 @@ def _header(ctx: Context, notes: list[str]) -> str:
     return "\n".join(lines)
 
 
+def _findings(findings: Sequence[str], ctx: Context) -> str:
+    """The Findings section: the verdict lines that passed or read equivalent, one sentence
+    each, generated from the verdict tables and nothing else."""
+    if findings:
+        body = "\n".join(f"- {f}" for f in findings)
+    else:
+        body = (f"- No verdict line on `{ctx.plan.metric}` passed (better / worse at Holm p < "
+                "0.05) or read practically equivalent; see sections 5 and 6.")
+    return ("## Findings\n\nOne sentence per verdict line that passed or read practically "
+            "equivalent, generated from sections 5 and 6.\n\n" + body)
+
+
 def summarize_dir(out_dir: str | Path) -> Summary:
     """Summarize a sweep folder (sweep.json, trials.parquet, terms.parquet; partial sweeps too):
     writes summary.md, tables/<name>.csv and plots/*.png atomically and returns them."""
     d = Path(out_dir)
-    spec = _read_sweep(d)
+    spec = read_sweep(d)
     notes: list[str] = []
     ctx = build_context(d, spec, notes)
     out = Summary(notes=notes)
@@ -164,11 +199,102 @@ def summarize_dir(out_dir: str | Path) -> Summary:
         part = section.build(ctx)
         out.tables.update(part.tables)
         out.plots += part.plots
+        out.findings += part.findings
         body.append(f"## {section.title}\n\n{part.markdown}")
     if out.plots:
         body.append("## Plots\n\n" + "\n".join(f"![{p.stem}](plots/{p.name})" for p in out.plots))
-    out.markdown = "\n\n".join([_header(ctx, notes), *body]) + "\n"
+    out.markdown = "\n\n".join([_header(ctx, notes), _findings(out.findings, ctx), *body]) + "\n"
     for name, df in out.tables.items():
         write_csv(df, d / "tables" / f"{name}.csv")
     write_text(out.markdown, d / "summary.md")
     return out
+
+
+
+# -- notes: failed, missing, running, stopped trials --------------------------------------------
+
+
+def _describe(trial: pd.Series, axes: Sequence[str]) -> str:
+    parts = [f"{bare(c)}={label(trial.get(c))}" for c in axes if c in trial.index]
+    return f"{trial['trial_id']} ({', '.join(parts)})" if parts else str(trial["trial_id"])
+
+
+def _first_line(msg: Any, limit: int = 200) -> str:
+    if is_missing(msg) or not str(msg).strip():
+        return ""
+    line = str(msg).strip().splitlines()[0]
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def _terms_done(trial: pd.Series) -> str:
+    v = trial.get("terms_done")
+    return "?" if is_missing(v) else str(int(v))
+
+
+def _status_notes(trials: pd.DataFrame, cols: list[str]) -> list[str]:
+    notes: list[str] = []
+    status = trials["status"].astype("object")
+    for _, t in trials[status == "error"].iterrows():
+        why = _first_line(t.get("error")) or "no error message recorded"
+        notes.append(f"Trial {_describe(t, cols)} errored after {_terms_done(t)} term(s): "
+                     f"{why}. Left out of every table.")
+    for _, t in trials[status == "diverged"].iterrows():
+        why = _first_line(t.get("error"))
+        notes.append(f"Trial {_describe(t, cols)} diverged (non-finite training loss) after "
+                     f"{_terms_done(t)} term(s){': ' + why if why else ''}. Left out of every "
+                     "table.")
+    for _, t in trials[status == "running"].iterrows():
+        notes.append(f"Trial {_describe(t, cols)} is still marked running after "
+                     f"{_terms_done(t)} term(s): the sweep was interrupted or is in progress; "
+                     "`resume` finishes it. Its partial results are left out.")
+    for _, t in trials[status == "pending"].iterrows():
+        notes.append(f"Trial {_describe(t, cols)} is pending: it never started. `resume` runs it.")
+    stopped = trials[status == "stopped"]
+    if len(stopped):
+        done = numeric(col(stopped, "terms_done"))
+        span = f" after {int(done.min())}-{int(done.max())} term(s)" if done.notna().any() else ""
+        notes.append(f"{len(stopped)} trial(s) were stopped early by the scheduler{span} and "
+                     "count at their validation-selected term: "
+                     f"{', '.join(str(t) for t in stopped['trial_id'])}.")
+    known = set(USABLE_STATUSES) | {"error", "diverged", "running", "pending"}
+    for _, t in trials[~status.isin(known)].iterrows():
+        notes.append(f"Trial {_describe(t, cols)} has unknown status {t['status']!r}; left out.")
+    return notes
+
+
+def _no_objective_notes(trials: pd.DataFrame, objective: str) -> list[str]:
+    fine = trials[trials["status"].isin(USABLE_STATUSES)]
+    bad = fine[~np.isfinite(numeric(col(fine, f"best.{objective}")))]
+    # One line per protocol: listing each trial of a protocol that never logs the metric
+    # would bury the real failures.
+    by = "config.protocol" if "config.protocol" in bad.columns else None
+    notes = []
+    for p, g in groups(bad, [by] if by else []):
+        where = f" under protocol {label(p[0])}" if by else ""
+        ids = [str(t) for t in g["trial_id"]]
+        more = f" and {len(ids) - 10} more" if len(ids) > 10 else ""
+        notes.append(f"{len(ids)} completed trial(s){where} have no finite {objective}, so they "
+                     f"are left out of the tables ranked by it: {', '.join(ids[:10])}{more}.")
+    return notes
+
+
+def missing_and_failed(trials: pd.DataFrame, expected: int | None,
+                       axes: Sequence[str] | None = None,
+                       objective: str | None = None) -> list[str]:
+    """One note per trial that errored, diverged, is still running or pending (naming its
+    configuration and why), one for the early-stopped trials, one per protocol whose usable
+    trials lack the objective, and one for the expected trials absent from trials.parquet."""
+    notes: list[str] = []
+    n = len(trials)
+    if n and "status" in trials.columns:
+        notes += _status_notes(trials, group_cols(trials, axes, drop=()))
+        if objective is not None and f"best.{objective}" in trials.columns:
+            notes += _no_objective_notes(trials, objective)
+    if expected is not None:
+        if n < expected:
+            notes.append(f"{expected - n} of {expected} expected trial(s) are absent from "
+                         "trials.parquet: the sweep stopped before creating them; `resume` "
+                         "runs them.")
+        elif n > expected:
+            notes.append(f"trials.parquet holds {n} trials, more than the {expected} expected.")
+    return notes

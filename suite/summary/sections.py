@@ -1,4 +1,5 @@
-"""The sections of summary.md: each builds its tables, renders markdown, optionally plots.
+"""The sections of summary.md: each builds its tables, renders markdown, optionally plots, and
+hands its passing verdicts to the Findings section.
 
 A new section is a new class with a `title` and `build(ctx) -> Part`, added to `SECTIONS` in
 suite/summary/report.py; nothing else changes.
@@ -12,36 +13,56 @@ from typing import Any, Protocol
 
 import pandas as pd
 
-from ocfb.metrics import format_classification_report
 from ocfb.names import default_objective
-from suite.summary.common import (
+from suite.summary.frames import (
     HOLDOUT_PLOT_METRICS,
-    HOLDOUT_RANKING_METRICS,
     PAPER_PLOT_METRICS,
-    PAPER_REPORT_METRICS,
-    cfg,
     col,
-    config_label,
+    config_col,
+    label,
+    ordered,
+    report_metric,
+)
+from suite.summary.markdown import (
+    finding,
     fmt,
     fmt_p,
-    is_missing,
-    label,
+    grid_rows,
     md_table,
-    ordered,
     pm,
+    render_best,
+    render_leaderboard,
+    verdict_line,
+    verdict_table,
 )
-from suite.summary.plots import plot_heatmap, plot_metrics_vs_term
-from suite.summary.selection import report_metric
-from suite.summary.tables import axis_by_term, best_per_model, leaderboard, pivot, to_grid
+from suite.summary.plots import plot_heatmap, plot_metrics_vs_term, plot_strategy_differences
+from suite.summary.stats import ALPHA, MIN_SEEDS
+from suite.summary.tables import (
+    axis_by_term,
+    best_per_model,
+    leaderboard,
+    pivot,
+    protocol_gap,
+    to_grid,
+)
+from suite.summary.verdicts import (
+    SELECTED,
+    VerdictPlan,
+    key_rows,
+    side_by_side,
+    strategy_verdicts,
+    threshold_verdicts,
+)
 
 
 @dataclass
 class Context:
     """What every section reads: the sweep's settings and its frames, already cleaned.
 
-    `sel`: one row per usable, deduplicated trial (selection.select); `terms_ok`: their per-term
+    `sel`: one row per usable, deduplicated trial (frames.select); `terms_ok`: their per-term
     rows; `terms_full`: those of trials that ran every term (per-term tables leave early-stopped
-    trials out, else later terms would average the survivors only)."""
+    trials out, else later terms would average the survivors only); `plan`: what the verdicts
+    compare on."""
 
     name: str
     protocol: str
@@ -55,18 +76,21 @@ class Context:
     terms_ok: pd.DataFrame
     terms_full: pd.DataFrame
     plots_dir: Path
+    plan: VerdictPlan
 
 
 @dataclass
 class Part:
-    """A built section: its markdown, the tables to write as CSV, the PNGs it wrote."""
+    """A built section: its markdown, the tables to write as CSV, the PNGs it wrote, and one
+    sentence per verdict that passed (for the Findings section)."""
 
     markdown: str
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     plots: list[Path] = field(default_factory=list)
+    findings: list[str] = field(default_factory=list)
 
 
-class Section(Protocol):
+class SummarySection(Protocol):
     """One section of summary.md."""
 
     title: str
@@ -76,21 +100,10 @@ class Section(Protocol):
         ...
 
 
-def grid_rows(cells: pd.DataFrame, row_key: str, col_key: str,
-              best: tuple[Any, Any] | None) -> tuple[pd.DataFrame, list[list[Any]]]:
-    """Markdown rows of a row_key x col_key grid: "mean +- ci (n)" per cell, the best in bold."""
+def _grid(cells: pd.DataFrame, row_key: str, col_key: str,
+          best: tuple[Any, Any] | None) -> tuple[pd.DataFrame, list[list[Any]]]:
     grid, ci, n = (to_grid(cells, row_key, col_key, v) for v in ("mean", "ci95", "n"))
-    rows = []
-    for i, r in enumerate(grid.index):
-        row = [r]
-        for j, c in enumerate(grid.columns):
-            v = grid.iat[i, j]
-            s = "" if is_missing(v) else pm(v, ci.iat[i, j], n.iat[i, j])
-            if best is not None and s and label(best[0]) == r and label(best[1]) == c:
-                s = f"**{s}**"
-            row.append(s)
-        rows.append(row)
-    return grid, rows
+    return grid, grid_rows(grid, ci, n, best)
 
 
 class LeaderboardSection:
@@ -108,42 +121,6 @@ class LeaderboardSection:
         return Part(render_leaderboard(board, ctx.objective, ctx.mode), {"leaderboard": full})
 
 
-def render_leaderboard(board: pd.DataFrame, objective: str, mode: str) -> str:
-    """summary.md's leaderboard: rank (ref for baselines), axes, selection metric, test."""
-    axes = board.attrs.get("axes", [])
-    test = report_metric(objective)
-    has_test = test != objective and test in board.columns
-    header = ["rank", *axes, f"{objective} (validation, mean +- 95% CI, n seeds)"]
-    header += [f"{test} at the selected term", f"{test} at the final term (fixed budget)"] if (
-        has_test) else []
-    header += ["selected term (mean)"]
-    rows = []
-    for _, r in board.iterrows():
-        ref = r["kind"] == "baseline"
-        row = ["ref" if ref else str(int(r["rank"])), *[label(r[a]) for a in axes],
-               pm(r["mean"], r["ci95"], r["n_seeds"])]
-        if has_test:
-            row += [pm(r[test], r[f"{test}_ci95"]),
-                    pm(r[f"final_{test}"], r[f"final_{test}_ci95"])]
-        row.append("fitted once" if ref else fmt(r["sel_term"], 1))
-        rows.append(row)
-    trained = board[board["kind"] == "trained"]
-    better = "higher" if mode == "max" else "lower"
-    lines = [f"Top {len(trained)} of {board.attrs.get('n_configs', len(trained))} "
-             f"configuration(s) by `{objective}` ({better} is better), each trial at the term "
-             "where its validation objective peaks (earliest on ties); mean +- 95% CI (t) over "
-             "seeds. Rows marked `ref` are reference baselines (fitted once, no terms).", "",
-             md_table(header, rows)]
-    if len(trained) >= 2 and not trained["ci95"].iloc[:2].isna().any():
-        a, b = trained.iloc[0], trained.iloc[1]
-        overlap = (a["ci_low"] <= b["ci_high"]) if mode == "max" else (
-            a["ci_high"] >= b["ci_low"])
-        lines += ["", f"The winner ({config_label(a, axes)}) leads the runner-up by "
-                  f"{fmt(abs(a['mean'] - b['mean']))}; their 95% CIs "
-                  + ("overlap: the lead may be noise." if overlap else "do not overlap.")]
-    return "\n".join(lines)
-
-
 class BestPerModelSection:
     """Each model's configuration chosen on validation; its test numbers, nested estimate."""
 
@@ -151,13 +128,12 @@ class BestPerModelSection:
 
     def build(self, ctx: Context) -> Part:
         """One table per protocol present (a protocol axis runs both)."""
-        protos = [p for p in ordered(col(ctx.sel, "config.protocol")) if p in ("paper",
-                                                                               "holdout")]
+        protos = [p for p in ordered(col(ctx.sel, "config.protocol"))
+                  if p in ("paper", "holdout")]
         protos = protos or ([ctx.protocol] if len(ctx.sel) else [])
         if not protos:
             return Part("_Not applicable: no completed trial yet._")
-        out = Part("")
-        texts = []
+        out, texts = Part(""), []
         for p in protos:
             sub = ctx.sel if len(protos) == 1 else ctx.sel[col(ctx.sel, "config.protocol") == p]
             obj = ctx.objective
@@ -180,70 +156,17 @@ class BestPerModelSection:
         return out
 
 
-def _nested_text(best: pd.DataFrame, test: str) -> str:
-    lines = []
-    for _, r in best[best["kind"] == "trained"].iterrows():
-        if is_missing(r["nested"]):
-            continue
-        lines.append(f"- {r['model']}: {test} {fmt(r[test])} as picked, "
-                     f"{pm(r['nested'], r['nested_ci95'], r['nested_n'])} cross-seed (chosen on "
-                     f"the other seeds, scored on the held-out one); the plain pick overstates "
-                     f"it by {fmt(r['overstates'])}. Optimistic (configuration and term selected "
-                     f"on test): {fmt(r['optimistic'])}.")
-    return "\n".join(lines)
-
-
-def render_best(best: pd.DataFrame, protocol: str, objective: str) -> str:
-    """The paper's classification report per model (`paper`) or a metric x model table."""
-    axes = best.attrs.get("axes", [])
-    test = report_metric(objective)
-    parts = [f"Protocol `{protocol}`: each model type's configuration with the best mean "
-             f"`{objective}` over seeds (validation); its test metrics at each seed's "
-             "validation-selected term. Baselines: reference rows."]
-    if protocol == "paper":
-        for _, r in best.iterrows():
-            report = {m.removeprefix("test_"): r[m] for m in PAPER_REPORT_METRICS}
-            kind = "baseline, fitted once" if r["kind"] == "baseline" else (
-                f"selected term {fmt(r['sel_term'], 1)} on average")
-            title = (f"{r['model']} ({config_label(r, axes)}; {int(r['n_seeds'])} seed(s), "
-                     f"{kind})")
-            try:
-                body = format_classification_report(report, title=title)
-            except (ValueError, TypeError, KeyError):
-                body = f"{title}\n(classification report not recorded)"
-            body += f"\nAUC {pm(r['test_auc'], r['test_auc_ci95'])}"
-            parts.append("```\n" + body + "\n```")
-    else:
-        metrics = [m for m in HOLDOUT_RANKING_METRICS if m in best.columns]
-        names = [f"{m} (baseline)" if k == "baseline" else str(m)
-                 for m, k in zip(best["model"], best["kind"], strict=True)]
-        rows = [["configuration", *[config_label(r, axes) for _, r in best.iterrows()]],
-                ["seeds", *[str(int(n)) for n in best["n_seeds"]]],
-                ["selected term (mean)", *["fitted once" if r["kind"] == "baseline" else
-                                           fmt(r["sel_term"], 1) for _, r in best.iterrows()]],
-                [f"{objective} (selection)", *[pm(r["mean"], r["ci95"])
-                                               for _, r in best.iterrows()]]]
-        rows += [[m, *[pm(r[m], r[f"{m}_ci95"]) for _, r in best.iterrows()]] for m in metrics]
-        rows.append([f"{test} at the final term (fixed budget)",
-                     *[pm(r[f"final_{test}"], r[f"final_{test}_ci95"]) for _, r in
-                       best.iterrows()]])
-        parts.append(md_table(["metric", *names], rows))
-    nested = _nested_text(best, test)
-    if nested:
-        parts.append("How much picking the best configuration flatters it:\n" + nested)
-    return "\n\n".join(parts)
-
-
-def threshold_scope(ctx: Context) -> tuple[pd.DataFrame, str]:
-    """Per-term rows the threshold tables use: OCF-B trials only when strategy varies (the
-    threshold is OCF-B's), trained trials only (baselines have no terms)."""
+def _trained_terms(ctx: Context) -> pd.DataFrame:
+    """Per-term rows of trained trials that ran every term (baselines have no terms)."""
     t = ctx.terms_full
     if "config.model" in t.columns:
         t = t[~t["trial_id"].isin(ctx.sel.loc[ctx.sel["kind"] == "baseline", "trial_id"])]
-    scope = "trials that ran every term; early-stopped ones left out"
-    if cfg("strategy") in t.columns and t[cfg("strategy")].nunique() > 1:
-        t, scope = t[t[cfg("strategy")] == "ocfb"], "ocfb trials only"
-    return t, scope
+    return t
+
+
+def _pooled(t: pd.DataFrame) -> str:
+    models = [str(m) for m in ordered(col(t, "config.model").dropna())]
+    return f"; pools models {', '.join(models)}" if len(models) > 1 else ""
 
 
 class ThresholdTermsSection:
@@ -253,17 +176,21 @@ class ThresholdTermsSection:
 
     def build(self, ctx: Context) -> Part:
         """Table, and a heat map when more than one threshold ran."""
-        t, scope = threshold_scope(ctx)
-        if t.empty or ctx.objective not in t.columns or cfg("threshold") not in t.columns:
+        t, scope = _trained_terms(ctx), "trials that ran every term; early-stopped ones left out"
+        if config_col("strategy") in t.columns and t[config_col("strategy")].nunique() > 1:
+            t, scope = t[t[config_col("strategy")] == "ocfb"], "ocfb trials only"
+        scope += _pooled(t)
+        if t.empty or ctx.objective not in t.columns or config_col("threshold") not in t.columns:
             return Part("_Not applicable: no per-term history of a completed trial with "
                         f"`{ctx.objective}` yet._")
         cells = axis_by_term(t, "threshold", ctx.objective, ctx.mode)
         best = cells.attrs.get("best")
-        grid, rows = grid_rows(cells, "term", "threshold",
-                               None if best is None else (best[1], best[0]))
-        lines = [f"`{ctx.objective}` at every term for every threshold ({scope}; mean +- 95% CI "
-                 "over seeds and the other axes, n = trials). Read off the per-term history: "
-                 "one trial covers every term count. Term 0 is plain negative sampling.", "",
+        grid, rows = _grid(cells, "term", "threshold", None if best is None else (best[1],
+                                                                                  best[0]))
+        lines = [f"`{ctx.objective}` at every term for every threshold ({scope}; each seed "
+                 "averaged over the other axes first, then mean +- 95% CI over seeds, n = "
+                 "seeds). Read off the per-term history: one trial covers every term count. "
+                 "Term 0 is plain negative sampling; term m has had m terms' more epochs.", "",
                  md_table(["term", *[f"threshold={c}" for c in grid.columns]], rows)]
         if best is not None:
             lines += ["", f"Best cell (bold): threshold={label(best[0])} at term {best[1]}, "
@@ -291,34 +218,170 @@ class PivotsSection:
                 pairs += [t] if t not in pairs else []
         out, texts = Part(""), []
         for a, b in pairs:
-            missing = [k for k in (a, b) if cfg(k) not in ctx.trials.columns]
+            missing = [k for k in (a, b) if config_col(k) not in ctx.trials.columns]
             if missing or ctx.sel.empty:
-                why = (f"no column(s) {', '.join(cfg(k) for k in missing)} in trials.parquet"
-                       if missing else "no completed trial yet")
+                why = (f"no column(s) {', '.join(config_col(k) for k in missing)} in "
+                       "trials.parquet" if missing else "no completed trial yet")
                 texts.append(f"### {a} x {b}\n\n_Skipped: {why}._")
                 continue
             cells = pivot(ctx.sel, a, b, ctx.objective, ctx.mode)
             out.tables[f"{a}_x_{b}"] = cells
-            if cells.empty:
-                texts.append(f"### {a} x {b}\n\n_No completed trial has `{ctx.objective}`._")
-                continue
-            grid, rows = grid_rows(cells, a, b, cells.attrs.get("best"))
-            texts.append("\n".join([
-                f"### {a} x {b}", "", f"`{ctx.objective}` (each trial at its validation-selected "
-                "term), mean +- 95% CI over seeds and the other axes, n = trials; best cell in "
-                "bold.", "", md_table([f"{a} \\ {b}", *grid.columns], rows)]))
+            texts.append(self._render(cells, a, b, ctx.objective))
         out.markdown = "\n\n".join(texts)
         return out
 
+    @staticmethod
+    def _render(cells: pd.DataFrame, a: str, b: str, objective: str) -> str:
+        left = cells.attrs.get("left_out") or []
+        note = (f" Reference baselines ({', '.join(left)}) have no `{a}` or `{b}` and are "
+                "never pooled into a cell: see the leaderboard." if left else "")
+        if cells.empty:
+            return f"### {a} x {b}\n\n_No completed trial has `{objective}`._{note}"
+        grid, rows = _grid(cells, a, b, cells.attrs.get("best"))
+        return "\n".join([
+            f"### {a} x {b}", "", f"`{objective}` (each trial at its validation-selected term): "
+            "each seed averaged over the other axes first, then mean +- 95% CI over seeds, "
+            f"n = seeds; best cell in bold.{note}", "",
+            md_table([f"{a} \\ {b}", *grid.columns], rows)])
 
-def comparison_table(rows: pd.DataFrame, metric: str, first: str) -> str:
-    """Markdown of comparison rows: who vs whom, difference [CI], pairs, p-values, verdict."""
-    header = [first, "comparison", f"difference in {metric} [95% CI]", "seeds",
-              "t p (Holm)", "Wilcoxon p (Holm)", "verdict"]
-    body = []
-    for _, r in rows.iterrows():
-        ci = "" if is_missing(r["ci_low"]) else f" [{fmt(r['ci_low'])}, {fmt(r['ci_high'])}]"
-        body.append([label(r.get(first, r["budget"])), f"{r['a']} vs {r['b']}",
-                     f"{fmt(r['diff'])}{ci}", str(int(r["n_pairs"])), fmt_p(r["t_p_holm"]),
-                     fmt_p(r["wilcoxon_p_holm"]), r["verdict"]])
-    return md_table(header, body)
+
+def _how(plan: VerdictPlan) -> str:
+    beside = (f" `{plan.beside}` is shown beside each line, and a line says when the two "
+              "disagree." if plan.beside else "")
+    return (f"Verdicts on `{plan.metric}` (test).{beside} Pairs are matched on seed only (an "
+            "arm's value at a seed is the mean over its configurations at that seed); "
+            "difference = first minus second with its 95% t interval. The lines below (last "
+            "term and validation-selected term) are one Holm family per metric; the per-term "
+            f"CSV is exploratory (Holm within each term). Outcomes: better / worse (Holm paired "
+            f"t p < {ALPHA}), practically equivalent (Holm TOST p < {ALPHA} for |difference| < "
+            f"{plan.rope:g}), else inconclusive with the smallest effect the seeds could detect "
+            f"(paired t, 80% power, alpha {ALPHA}); fewer than {MIN_SEEDS} seeds: no test.")
+
+
+def _verdict_part(key: pd.DataFrame, plan: VerdictPlan, intro: str, section: str) -> Part:
+    """Verdict lines, their table and their findings."""
+    show_model = key["model"].nunique(dropna=True) > 1
+    lines = [intro, ""] + [f"- {verdict_line(r, plan, show_model)}" for _, r in key.iterrows()]
+    lines += ["", verdict_table(key, plan)]
+    found = [finding(r, plan, section, show_model) for _, r in key.iterrows()]
+    return Part("\n".join(lines), findings=[f for f in found if f])
+
+
+class StrategiesSection:
+    """Each strategy vs ocfb (and vs resample-all) at every term and at the selected term."""
+
+    title = "5. Strategy comparison at equal budget"
+
+    def build(self, ctx: Context) -> Part:
+        """Verdict lines, the key table, Friedman, the per-term difference figure."""
+        trained = ctx.sel[ctx.sel["kind"] == "trained"]
+        if (config_col("strategy") not in trained.columns
+                or trained[config_col("strategy")].nunique() < 2):
+            return Part("_Not applicable: the completed trials do not vary `strategy`._")
+        terms = ctx.terms_full[ctx.terms_full["trial_id"].isin(trained["trial_id"])]
+        comp, fried = strategy_verdicts(trained, terms, ctx.plan)
+        if comp.empty:
+            return Part("_No pair of strategies shares a seed with a finite "
+                        f"`{ctx.plan.metric}`: nothing to compare._")
+        key = side_by_side(key_rows(comp, ctx.plan), ctx.plan)
+        part = _verdict_part(key, ctx.plan, "Each trial at the same term (equal budget) and at "
+                             f"its validation-selected term. {_how(ctx.plan)}", "section 5")
+        part.markdown += "\n\n" + _friedman_text(fried, ctx.plan.metric) + (
+            "\n\nEvery term: `tables/strategies_by_term.csv`; figure: "
+            "`plots/strategy_differences.png` (arm minus ocfb, mean and 95% CI band).")
+        part.tables = {"strategies": key, "strategies_by_term": comp,
+                       "strategies_friedman": fried}
+        # Full-ranking metrics exist at the last term only: the figure uses the metric with
+        # the most terms.
+        per_term = comp[comp["budget"] != SELECTED].groupby("metric")["budget"].nunique()
+        shown = str(per_term.idxmax()) if len(per_term) else ctx.plan.metric
+        rows = comp[(comp["metric"] == shown) & (comp["model"].astype(str) ==
+                                                 str(comp["model"].iat[0]))]
+        png = plot_strategy_differences(
+            rows, shown, "ocfb", f"{ctx.name}: each strategy minus ocfb on {shown}",
+            ctx.plots_dir / "strategy_differences.png")
+        part.plots += [png] if png else []
+        return part
+
+
+def _friedman_text(fried: pd.DataFrame, metric: str) -> str:
+    rows = fried[fried["metric"] == metric] if len(fried) else fried
+    if rows.empty:
+        return "Friedman test across all arms: not run (no budget with every arm)."
+    out = []
+    for _, g in rows.groupby("model", sort=False, dropna=False):
+        terms = g[g["budget"] != SELECTED]
+        picks = [*g[g["budget"] == SELECTED].itertuples(), *terms.tail(1).itertuples()]
+        for r in picks:
+            where = ("at the selected term" if r.budget == SELECTED else f"at term {r.budget}")
+            where += f" ({r.model})" if rows["model"].nunique() > 1 else ""
+            out.append(f"Friedman on `{metric}` across {r.arms} {where}: " + (
+                f"not run ({r.why_no_test})." if r.why_no_test else
+                f"chi2 {fmt(r.chi2, 2)}, p {fmt_p(r.p)} ({r.n_seeds} seeds)."))
+    return "\n".join(f"- {x}" for x in out)
+
+
+class ThresholdVerdictsSection:
+    """Does OCF-B beat its control, per threshold, at equal budget?"""
+
+    title = "6. Thresholds against their control"
+
+    def build(self, ctx: Context) -> Part:
+        """Verdict lines per threshold at the last and the selected term; every term as CSV."""
+        t = _trained_terms(ctx)
+        strategy = col(t, "config.strategy")
+        if strategy.nunique() > 1:
+            t = t[strategy.isin(["ocfb", "static"])]
+        if t.empty or config_col("threshold") not in t.columns or t["term"].max() < 1:
+            return Part("_Not applicable: no completed OCF-B trial with terms after term 0._")
+        sel = ctx.sel[ctx.sel["trial_id"].isin(t["trial_id"])]
+        comp = threshold_verdicts(sel, t, ctx.plan)
+        if comp.empty:
+            return Part(f"_No threshold has `{ctx.plan.metric}` at a later term and its "
+                        "control._")
+        key = side_by_side(key_rows(comp, ctx.plan), ctx.plan)
+        if (col(t, "config.strategy") == "static").any():
+            control = ("each threshold (ocfb trials) minus `static` at the same term: equal "
+                       "epochs, same seeds, same model")
+        else:
+            control = ("each threshold at a later term minus the same trials at term 0. The "
+                       "sweep has no `static` trials, so every difference includes the effect "
+                       "of the extra epochs (named on each line); add `static` to the strategy "
+                       "grid for the control at equal epochs")
+        intro = f"{control.capitalize()}{_pooled(t)}. {_how(ctx.plan)}"
+        part = _verdict_part(key, ctx.plan, intro, "section 6")
+        part.markdown += "\n\nEvery term: `tables/threshold_verdicts_by_term.csv`."
+        part.tables = {"threshold_verdicts": key, "threshold_verdicts_by_term": comp}
+        return part
+
+
+class ProtocolGapSection:
+    """How much of OCF-B's paper-protocol gain survives a frozen holdout."""
+
+    title = "7. Protocol gap"
+
+    def build(self, ctx: Context) -> Part:
+        """Gain (last term minus term 0) under each protocol, and the share that survives."""
+        gap = protocol_gap(ctx.trials, ctx.terms)
+        if gap is None or gap.empty:
+            return Part("_Not applicable: the sweep has no completed OCF-B trials under both "
+                        "the `paper` and `holdout` protocols._")
+        header = ["metric", "model", "gain under paper", "gain under holdout",
+                  "fraction surviving"]
+        rows = [[r["metric"], r["model"], pm(r["paper_gain"], r["paper_ci95"], r["n_paper"]),
+                 pm(r["holdout_gain"], r["holdout_ci95"], r["n_holdout"]),
+                 "n/a" if pd.isna(r["survives"]) else f"{100 * r['survives']:.0f}%"]
+                for _, r in gap.iterrows()]
+        lines = ["OCF-B's gain = test metric at the last term minus term 0 (completed `ocfb` "
+                 "trials; a fixed budget, nothing selected). Under `paper` the test negatives "
+                 "are rewritten every term, so the test set gets easier; `holdout` freezes "
+                 "them.", "", md_table(header, rows)]
+        auc = gap[(gap["metric"] == "auc") & (gap["model"] == "all")]
+        if len(auc):
+            r = auc.iloc[0]
+            frac = ("n/a (no positive gain under paper)" if pd.isna(r["survives"])
+                    else f"{100 * r['survives']:.0f}%")
+            lines += ["", f"Test AUC: {fmt(r['paper_gain'])} under paper vs "
+                          f"{fmt(r['holdout_gain'])} under holdout; share of the gain that "
+                          f"survives: {frac}."]
+        return Part("\n".join(lines), {"protocol_gap": gap})

@@ -1,10 +1,14 @@
-"""Statistics of the summaries: means with t intervals, paired differences on seeds, tests.
+"""Statistics of the summaries, on plain arrays: means with t intervals, paired tests on seeds,
+equivalence (TOST), the minimal detectable effect, Holm, Friedman, and the outcome of a line.
 
 Replicates are seeds. A paired comparison matches two arms on seed only (same seed = same data,
 split and initial negatives), never on configuration. With fewer than `MIN_SEEDS` pairs no test
 is run: two numbers cannot say whether a difference is noise, and a zero-variance difference of
-one pair once printed "p < 0.001" (issue 9). Multiple comparisons are Holm-corrected with
-statsmodels; the Friedman test (scipy) asks whether any of three or more arms differ.
+one pair once printed "p < 0.001" (issue 9). Every test is scipy's or statsmodels'.
+
+A line has one of four outcomes (issue 20): `a better`, `a worse`, `practically equivalent`
+(TOST within +-rope) or `inconclusive`, which names the smallest effect the seeds could have
+detected. A non-significant difference is never read as "the same".
 """
 
 from __future__ import annotations
@@ -18,9 +22,17 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.power import TTestPower
+from statsmodels.stats.weightstats import ttost_paired
 
 CI_LEVEL = 0.95
 ALPHA = 0.05
+# The power at which the minimal detectable effect is quoted (the usual 80 %).
+POWER = 0.8
+# The region of practical equivalence for HR / NDCG-type metrics (fractions of users): a
+# difference under one user in a hundred is read as "the same". A sweep overrides it with
+# `verdicts: {rope: ...}`; this is the one default.
+DEFAULT_ROPE = 0.01
 # Fewer independent seeds than this: no test at all, and the table says why.
 MIN_SEEDS = 3
 # An exact two-sided Wilcoxon signed-rank test on n non-zero differences cannot go below
@@ -52,9 +64,8 @@ def holm(pvalues: Sequence[float]) -> np.ndarray:
     out = np.full(p.shape, np.nan)
     ok = np.isfinite(p)
     if ok.any():
-        # statsmodels' Holm ends with gc.collect(); in a sweep driver (Ray, torch, pandas on the
-        # heap) that full collection cost 2.2 of the summary's 5 s (py-spy, 114 trials).
-        # Frozen objects are skipped by a collection, and this call creates no cycles to free.
+        # statsmodels' Holm ends with gc.collect(); in a sweep driver that full collection cost
+        # 2.2 of the summary's 5 s (py-spy, 114 trials). Frozen objects are skipped by it.
         gc.freeze()
         try:
             out[ok] = multipletests(p[ok], method="holm")[1]
@@ -63,37 +74,81 @@ def holm(pvalues: Sequence[float]) -> np.ndarray:
     return out
 
 
+def min_detectable_effect(sd: float, n: int, alpha: float = ALPHA,
+                          power: float = POWER) -> float:
+    """The smallest mean paired difference a two-sided paired t-test on `n` seeds detects with
+    `power` at `alpha`, given the paired sd: statsmodels' TTestPower solved for the effect
+    size, times `sd`. NaN where it cannot be computed (n < 2, sd not finite)."""
+    if n < 2 or not math.isfinite(sd):
+        return math.nan
+    if sd == 0:
+        return 0.0
+    d = TTestPower().solve_power(effect_size=None, nobs=n, alpha=alpha, power=power,
+                                 alternative="two-sided")
+    return float(d) * sd
+
+
 @dataclass(frozen=True)
 class Paired:
     """One paired comparison: a minus b over the seeds both have.
 
     `diff` and [`ci_low`, `ci_high`] are the mean difference and its 95 % t interval (the effect
-    size, in the metric's units); `dz` is the standardised effect (mean / sd of the differences).
-    `t_p` / `wilcoxon_p` are two-sided, NaN where no test ran; `why` says why not.
+    size, in the metric's units); `sd` the sd of the differences, `dz` = diff / sd. `t_p` and
+    `wilcoxon_p` are two-sided; `tost_p` is the TOST p of |diff| < `rope` (statsmodels
+    `ttost_paired`); `mde` the minimal detectable effect; NaN where no test ran, `why` says why.
     """
 
     n: int
     diff: float
     ci_low: float
     ci_high: float
+    sd: float
     dz: float
     t_p: float
     wilcoxon_p: float
+    tost_p: float
+    mde: float
+    rope: float
     why: str
 
     def as_dict(self) -> dict[str, float | int | str]:
         """Columns of a comparison table."""
         return {"n_pairs": self.n, "diff": self.diff, "ci_low": self.ci_low,
-                "ci_high": self.ci_high, "dz": self.dz, "t_p": self.t_p,
-                "wilcoxon_p": self.wilcoxon_p, "why_no_test": self.why}
+                "ci_high": self.ci_high, "sd": self.sd, "dz": self.dz, "t_p": self.t_p,
+                "wilcoxon_p": self.wilcoxon_p, "tost_p": self.tost_p, "mde": self.mde,
+                "rope": self.rope, "why_no_test": self.why}
 
 
-def paired(a: Sequence[float], b: Sequence[float], level: float = CI_LEVEL) -> Paired:
+def _tests(x: np.ndarray, y: np.ndarray, d: np.ndarray, sd: float,
+           rope: float) -> tuple[float, float, float]:
+    """(paired t p, Wilcoxon p, TOST p) on matched, finite samples of >= MIN_SEEDS pairs."""
+    if sd == 0:
+        # A constant difference: t is infinite (scipy and statsmodels return NaN or warn on
+        # 0 / 0); the limits are p = 0 for a non-zero shift, 1 for none, and TOST decides by
+        # where the constant lies.
+        t_p = 1.0 if d[0] == 0 else 0.0
+        w_p = (1.0 if d[0] == 0 else math.nan) if d.size >= WILCOXON_MIN_N else math.nan
+        return t_p, w_p, 0.0 if abs(float(d[0])) < rope else 1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        t_p = float(stats.ttest_rel(x, y).pvalue)
+        w_p = math.nan
+        if np.count_nonzero(d) >= WILCOXON_MIN_N:
+            w_p = float(stats.wilcoxon(x, y).pvalue)
+        tost_p = float(ttost_paired(x, y, -rope, rope)[0])
+    return t_p, w_p, tost_p
+
+
+def paired(a: Sequence[float], b: Sequence[float], rope: float = DEFAULT_ROPE,
+           level: float = CI_LEVEL) -> Paired:
     """Paired difference a - b (already matched, one entry per seed): effect size with CI, paired
-    t and Wilcoxon p-values. Pairs with a non-finite side are dropped."""
+    t, Wilcoxon and TOST p-values, the minimal detectable effect. Pairs with a non-finite side
+    are dropped."""
     x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if x.shape != y.shape:
         raise ValueError(f"paired samples differ in length: {x.size} vs {y.size}")
+    if not (math.isfinite(rope) and rope > 0):
+        raise ValueError(f"rope must be a positive number, got {rope!r}")
     keep = np.isfinite(x) & np.isfinite(y)
     x, y = x[keep], y[keep]
     d = x - y
@@ -101,35 +156,29 @@ def paired(a: Sequence[float], b: Sequence[float], level: float = CI_LEVEL) -> P
     sd = float(d.std(ddof=1)) if n >= 2 else math.nan
     dz = mean / sd if n >= 2 and sd > 0 else math.nan
     lo, hi = (mean - half, mean + half) if n >= 2 else (math.nan, math.nan)
+    if sd == 0:
+        lo = hi = mean
+    mde = min_detectable_effect(sd, n)
     if n < MIN_SEEDS:
         why = f"only {n} paired seed(s); a test needs >= {MIN_SEEDS} independent seeds"
-        return Paired(n, mean, lo, hi, dz, math.nan, math.nan, why)
-    if np.all(d == 0):
-        # No difference at all: no evidence of one (scipy returns NaN from 0 / 0).
-        return Paired(n, 0.0, 0.0, 0.0, math.nan, 1.0,
-                      1.0 if n >= WILCOXON_MIN_N else math.nan, "")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        t_p = float(stats.ttest_rel(x, y).pvalue)
-        w_p = math.nan
-        if np.count_nonzero(d) >= WILCOXON_MIN_N:
-            w_p = float(stats.wilcoxon(x, y).pvalue)
-    return Paired(n, mean, lo, hi, dz, t_p, w_p, "")
+        return Paired(n, mean, lo, hi, sd, dz, math.nan, math.nan, math.nan, mde, rope, why)
+    t_p, w_p, tost_p = _tests(x, y, d, sd, rope)
+    return Paired(n, mean, lo, hi, sd, dz, t_p, w_p, tost_p, mde, rope, "")
 
 
 def friedman(blocks: np.ndarray) -> tuple[float, float, str]:
-    """Friedman test across arms: `blocks` is seeds x arms (complete rows only are used).
+    """Friedman test across arms: `blocks` is blocks (seeds) x arms, complete rows only used.
 
-    Returns (statistic, p, why); NaN and a reason where fewer than 3 arms or `MIN_SEEDS` seeds.
+    Returns (statistic, p, why); NaN and a reason where fewer than 3 arms or `MIN_SEEDS` blocks.
     """
     m = np.asarray(blocks, dtype=np.float64)
     if m.ndim != 2:
-        raise ValueError(f"friedman needs a seeds x arms matrix, got shape {m.shape}")
+        raise ValueError(f"friedman needs a blocks x arms matrix, got shape {m.shape}")
     m = m[np.all(np.isfinite(m), axis=1)]
     if m.shape[1] < 3:
         return math.nan, math.nan, f"{m.shape[1]} arm(s); Friedman needs >= 3"
     if m.shape[0] < MIN_SEEDS:
-        return math.nan, math.nan, (f"only {m.shape[0]} seed(s) with every arm; a test needs "
+        return math.nan, math.nan, (f"only {m.shape[0]} block(s) with every arm; a test needs "
                                     f">= {MIN_SEEDS}")
     if np.all(m == m[:, :1]):
         return 0.0, 1.0, ""
@@ -139,14 +188,27 @@ def friedman(blocks: np.ndarray) -> tuple[float, float, str]:
     return float(res.statistic), float(res.pvalue), ""
 
 
-def verdict(diff: float, p_holm: float, mode: str, a: str, why: str) -> str:
-    """'a better' / 'a worse' / 'no detectable difference' / 'no test (why)'.
-
-    A difference counts only when the Holm-corrected paired t-test is below ALPHA; the direction
-    follows `mode` (for a metric to minimise, a negative difference is better)."""
+def outcome(diff: float, p_holm: float, tost_holm: float, mode: str, a: str, why: str,
+            n: int, mde: float, rope: float) -> str:
+    """The reading of one line: 'a better' / 'a worse' (Holm paired t < ALPHA, direction by
+    `mode`), 'practically equivalent (within +-rope)' (Holm TOST < ALPHA; it wins over a
+    difference smaller than the rope), else 'inconclusive: with n seeds the smallest effect
+    this can detect is X'. Never "no detectable difference"."""
     if why or not math.isfinite(p_holm):
-        return f"no test ({why or 'no p-value'})"
-    if p_holm >= ALPHA or diff == 0:
-        return "no detectable difference"
-    good = diff > 0 if mode == "max" else diff < 0
-    return f"{a} better" if good else f"{a} worse"
+        return f"inconclusive: no test ({why or 'no p-value'})"
+    if math.isfinite(tost_holm) and tost_holm < ALPHA:
+        return f"practically equivalent (within +-{rope:g})"
+    if p_holm < ALPHA and diff != 0:
+        good = diff > 0 if mode == "max" else diff < 0
+        return f"{a} better" if good else f"{a} worse"
+    detect = "n/a" if not math.isfinite(mde) else f"{mde:.4f}"
+    return f"inconclusive: with {n} seeds the smallest effect this can detect is {detect}"
+
+
+def kind_of(verdict: str) -> str:
+    """'better' / 'worse' / 'equivalent' / 'inconclusive' of an outcome string."""
+    if verdict.startswith("practically equivalent"):
+        return "equivalent"
+    if verdict.startswith("inconclusive"):
+        return "inconclusive"
+    return "better" if verdict.endswith(" better") else "worse"

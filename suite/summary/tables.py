@@ -1,6 +1,6 @@
 """The comparison tables: pure functions from selected trials / per-term rows to data frames.
 
-Every table reads the per-trial selection (`selection.select`): the validation objective at the
+Every table reads the per-trial selection (`frames.select`): the validation objective at the
 validation-selected term chooses and ranks; test at that term, and at the final term ("fixed
 budget"), is what gets reported. Reference baselines (popularity, EASE, ALS) appear as rows
 of kind "baseline" beside the trained configurations, never ranked among them.
@@ -15,35 +15,35 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from suite.summary.common import (
+from suite.summary.frames import (
     HOLDOUT_RANKING_METRICS,
     LEADERBOARD_TOP,
     PAPER_REPORT_METRICS,
     bare,
     better,
-    cfg,
+    canonicalize,
     check_mode,
     col,
+    config_col,
+    dedupe,
+    ensure_selected,
     group_cols,
     groups,
+    is_baseline_row,
     is_missing,
     label,
     mask_eq,
     numeric,
     ordered,
     py,
-    same,
-    sort_key,
-    usable,
-    varying_axes,
-)
-from suite.summary.selection import (
-    canonicalize,
-    dedupe,
-    ensure_selected,
     report_metric,
+    same,
     select,
+    sort_key,
+    tuning_budget,
+    usable,
     value,
+    varying_axes,
 )
 from suite.summary.stats import mean_ci
 
@@ -79,6 +79,7 @@ def _config_rows(sel: pd.DataFrame, cols: list[str], objective: str) -> list[dic
             _stat(row, f"final_{test}", value(g, "final", test))
         row["final_term"] = mean_ci(numeric(col(g, "final_term")))[0]
         row["trials"] = ",".join(str(t) for t in g["trial_id"])
+        row["tuning_budget"] = tuning_budget(g)
         rows.append(row)
     return rows
 
@@ -168,7 +169,7 @@ def _model_row(sub: pd.DataFrame, other: list[str], objective: str, mode: str,
     mean, ci, n = mean_ci(value(g, "sel", objective))
     row.update(objective=objective, mean=mean, ci95=ci, n_seeds=n,
                sel_term=mean_ci(numeric(col(g, "sel_term")))[0],
-               trials=",".join(str(t) for t in g["trial_id"]))
+               trials=",".join(str(t) for t in g["trial_id"]), tuning_budget=tuning_budget(g))
     for m in metrics:
         row[m], row[f"{m}_ci95"], _ = mean_ci(value(g, "sel", m))
     row[f"final_{test}"], row[f"final_{test}_ci95"], _ = mean_ci(value(g, "final", test))
@@ -213,12 +214,16 @@ def best_per_model(
 
 
 def _cells(df: pd.DataFrame, a: str, b: str, val: str) -> pd.DataFrame:
-    """Long table of mean / CI / n of `val` per (a, b) cell, cells in natural order."""
+    """Long table of mean / CI / n of `val` per (a, b) cell, cells in natural order. Each seed
+    is averaged first (over the other axes' configurations), so n counts seeds, never trials
+    (issue 20, item 5: n = 192 from 3 seeds once read as 192 replicates)."""
     rows = []
     for ka in ordered(df[a]) if len(df) else []:
         da = df[mask_eq(df[a], ka)]
         for kb in ordered(da[b]):
-            mean, ci, n = mean_ci(numeric(da[mask_eq(da[b], kb)][val]))
+            sub = da[mask_eq(da[b], kb)]
+            seed = col(sub, "seed").astype("object").fillna("-")
+            mean, ci, n = mean_ci(numeric(sub[val]).groupby(seed).mean())
             if n:
                 rows.append({a: ka, b: kb, "mean": mean, "ci95": ci,
                              "ci_low": mean - ci, "ci_high": mean + ci, "n": n})
@@ -242,7 +247,7 @@ def axis_by_term(terms: pd.DataFrame, axis: str, metric: str, mode: str) -> pd.D
     trial and term counts once): long table axis, term, mean, ci95, ci_low, ci_high, n.
     attrs["best"] = (axis value, term) of the best cell, attrs["best_value"] its mean."""
     check_mode(mode)
-    c = cfg(axis)
+    c = config_col(axis)
     name = bare(c)
     if len(terms) and c not in terms.columns:
         raise KeyError(f"terms has no column {c!r}; it varies axes {varying_axes(terms)}")
@@ -250,6 +255,7 @@ def axis_by_term(terms: pd.DataFrame, axis: str, metric: str, mode: str) -> pd.D
         out = pd.DataFrame(columns=[name, "term", "mean", "ci95", "ci_low", "ci_high", "n"])
         return _mark_best(out, name, "term", mode)
     df = terms[[c, "term", metric]].rename(columns={c: name})
+    df["seed"] = col(terms, "config.seed")
     df = df[np.isfinite(numeric(df[metric]))]
     out = _cells(df, name, "term", metric)
     out["term"] = out["term"].astype("int64")
@@ -257,19 +263,29 @@ def axis_by_term(terms: pd.DataFrame, axis: str, metric: str, mode: str) -> pd.D
 
 
 def pivot(trials: pd.DataFrame, a: str, b: str, objective: str, mode: str) -> pd.DataFrame:
-    """The objective (each trial at its validation-selected term) per (a, b) cell, averaged over
-    seeds and the other axes: long table a, b, mean, ci95, ci_low, ci_high, n; attrs["best"]."""
+    """The objective (each trial at its validation-selected term) per (a, b) cell: each seed
+    averaged over the other axes first, then mean, ci95, ci_low, ci_high and n over seeds;
+    attrs["best"]. Reference baselines are never pooled into a cell (issue 23: popularity, EASE
+    and ALS once shared a "-" cell): unless `model` is an axis of the pivot they are left out,
+    and attrs["left_out"] names them."""
     check_mode(mode)
-    ca, cb = cfg(a), cfg(b)
+    ca, cb = config_col(a), config_col(b)
     if ca == cb:
         raise ValueError(f"pivot needs two different axes, got {a!r} twice")
     missing = [c for c in (ca, cb) if c not in trials.columns]
     if missing:
         raise KeyError(f"trials has no column(s) {missing}")
     sel = ensure_selected(trials, objective, mode)
-    df = pd.DataFrame({bare(ca): sel[ca], bare(cb): sel[cb],
+    left_out: list[str] = []
+    if "config.model" not in (ca, cb):
+        base = is_baseline_row(sel).to_numpy()
+        left_out = [str(m) for m in ordered(col(sel, "config.model")[base]) if not is_missing(m)]
+        sel = sel[~base]
+    df = pd.DataFrame({bare(ca): sel[ca], bare(cb): sel[cb], "seed": col(sel, "config.seed"),
                        "v": value(sel, "sel", objective)})
-    return _mark_best(_cells(df, bare(ca), bare(cb), "v"), bare(ca), bare(cb), mode)
+    out = _mark_best(_cells(df, bare(ca), bare(cb), "v"), bare(ca), bare(cb), mode)
+    out.attrs["left_out"] = left_out
+    return out
 
 
 def to_grid(cells: pd.DataFrame, a: str, b: str, val: str = "mean") -> pd.DataFrame:

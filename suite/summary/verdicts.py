@@ -1,141 +1,300 @@
-"""Sections 5-7 of summary.md: strategy and threshold verdicts at equal budget, protocol gap."""
+"""Verdicts at equal budget: strategies against each other, thresholds against their control.
+
+Comparing arms at their own best terms rewards the arm whose score swings most (issue 9: mean
+best terms 3.0 / 1.0 / 3.8 / 0.8 made `static` look as good as OCF-B, which beats it at term 15).
+So every comparison is at the same budget: at every term, and at each trial's validation-
+selected term. Pairs are matched on seed only: an arm's value at a seed is the mean over its
+configurations at that seed, so two configurations per arm and 3 seeds give 3 pairs, not 6.
+Several trained models are never pooled: each model is compared on its own.
+
+The verdict lines of a section (the last term and the selected term) form one Holm family; the
+per-term tables are exploratory (Holm within each term). Each line is read on the verdict
+metric (full ranking under `holdout` where the records hold it) with the other metric beside it
+(issue 20, item 2), and has one of four outcomes (stats.outcome).
+"""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
 import pandas as pd
 
-from suite.summary.common import cfg, fmt, fmt_p, md_table, pm
-from suite.summary.compare import SELECTED, strategy_verdicts, threshold_verdicts, verdict_line
-from suite.summary.plots import plot_strategy_differences
-from suite.summary.sections import Context, Part, comparison_table, threshold_scope
-from suite.summary.selection import report_metric
-from suite.summary.stats import ALPHA, MIN_SEEDS
-from suite.summary.tables import protocol_gap
+from ocfb.names import STRATEGIES
+from suite.summary.frames import (
+    col,
+    full_counterpart,
+    numeric,
+    ordered,
+    report_metric,
+    sampled_counterpart,
+    sort_key,
+)
+from suite.summary.stats import DEFAULT_ROPE, friedman, holm, kind_of, outcome, paired
 
-_HOW = ("Pairs are matched on seed only (an arm's value at a seed is the mean over its "
-        "configurations at that seed); difference = first minus second with its 95% t "
-        f"interval; p-values Holm-corrected across the comparisons at the same budget; a "
-        f"verdict needs Holm p < {ALPHA}; fewer than {MIN_SEEDS} seeds: no test.")
-
-
-def _final_budget(comp: pd.DataFrame) -> int | None:
-    terms = [b for b in comp["budget"] if b != SELECTED]
-    return int(max(terms)) if terms else None
+SELECTED = "selected"  # the budget label of "each trial at its validation-selected term"
+HOLM_KEYS = ("t_p", "wilcoxon_p", "tost_p")
 
 
-def _key_rows(comp: pd.DataFrame) -> pd.DataFrame:
-    last = _final_budget(comp)
-    return comp[(comp["budget"] == SELECTED) | (comp["budget"] == last)]
+@dataclass(frozen=True)
+class VerdictPlan:
+    """What the verdict sections compare on: `metric` decides, `beside` (its sampled or
+    full-ranking counterpart, where recorded) is shown next to it; `rope` is the region of
+    practical equivalence in the metric's units."""
+
+    metric: str
+    beside: str | None
+    rope: float
+    mode: str
+
+    @property
+    def metrics(self) -> list[str]:
+        """The verdict metric, then the one beside it."""
+        return [self.metric, *([self.beside] if self.beside else [])]
 
 
-class StrategiesSection:
-    """Each strategy vs ocfb (and vs resample-all) at every term and at the selected term."""
-
-    title = "5. Strategy comparison at equal budget"
-
-    def build(self, ctx: Context) -> Part:
-        """Verdict lines, the key table, Friedman, the per-term difference figure."""
-        trained = ctx.sel[ctx.sel["kind"] == "trained"]
-        if cfg("strategy") not in trained.columns or trained[cfg("strategy")].nunique() < 2:
-            return Part("_Not applicable: the completed trials do not vary `strategy`._")
-        metric = report_metric(ctx.objective)
-        terms = ctx.terms_full[ctx.terms_full["trial_id"].isin(trained["trial_id"])]
-        comp, fried = strategy_verdicts(trained, terms, metric, ctx.mode)
-        if comp.empty:
-            return Part("_No pair of strategies shares a seed with a finite "
-                        f"`{metric}`: nothing to compare._")
-        key = _key_rows(comp)
-        lines = [f"On `{metric}` (test), each trial at the same term (equal budget) and at its "
-                 f"validation-selected term. {_HOW}", ""]
-        lines += [f"- {verdict_line(r, metric)}" for _, r in key.iterrows()]
-        lines += ["", comparison_table(key, metric, "budget"), ""]
-        lines += [_friedman_text(fried)]
-        lines += ["", "Every term: `tables/strategies_by_term.csv`; figure: "
-                  "`plots/strategy_differences.png` (arm minus ocfb, mean and 95% CI band)."]
-        part = Part("\n".join(lines), {"strategies": key.reset_index(drop=True),
-                                       "strategies_by_term": comp,
-                                       "strategies_friedman": fried})
-        png = plot_strategy_differences(
-            comp, metric, "ocfb", f"{ctx.name}: each strategy minus ocfb on {metric}",
-            ctx.plots_dir / "strategy_differences.png")
-        part.plots += [png] if png else []
-        return part
+def _held(metric: str, frames: Sequence[pd.DataFrame]) -> bool:
+    """Some record holds a finite `metric` (per term, or at the selected term)."""
+    for f in frames:
+        for c in (metric, f"sel.{metric}"):
+            if c in f.columns and numeric(f[c]).notna().any():
+                return True
+    return False
 
 
-def _friedman_text(fried: pd.DataFrame) -> str:
-    if fried.empty:
-        return "Friedman test across all arms: not run (no budget with every arm)."
+def verdict_plan(spec: dict[str, Any], objective: str, protocol: str, mode: str,
+                 frames: Sequence[pd.DataFrame]) -> VerdictPlan:
+    """The sweep's `verdicts: {metric, rope}` where given, else: under `holdout` the full-ranking
+    counterpart of the reported metric where the records hold it, the sampled one beside it;
+    rope `DEFAULT_ROPE`. A bad setting is refused naming the key and what is allowed."""
+    settings = spec.get("verdicts") or {}
+    if not isinstance(settings, dict):
+        raise ValueError(f"sweep.json: verdicts must be a mapping with 'metric' and/or 'rope', "
+                         f"got {settings!r}")
+    rope = settings.get("rope", DEFAULT_ROPE)
+    if isinstance(rope, bool) or not isinstance(rope, int | float) or not (
+            math.isfinite(rope) and rope > 0):
+        raise ValueError(f"sweep.json: verdicts.rope must be a positive number (e.g. "
+                         f"{DEFAULT_ROPE}), got {rope!r}")
+    reported = report_metric(objective)
+    named = settings.get("metric")
+    if named is not None and not str(named).startswith("test_"):
+        raise ValueError(f"sweep.json: verdicts.metric must be a test metric (test_...), got "
+                         f"{named!r}: validation selects, test decides")
+    if named:
+        metric = str(named)
+    else:
+        full = full_counterpart(reported)
+        metric = full if protocol == "holdout" and full and _held(full, frames) else reported
+    other = full_counterpart(metric) or sampled_counterpart(metric)
+    beside = other if other and _held(other, frames) else None
+    return VerdictPlan(metric, beside, float(rope), mode)
+
+
+def strategy_order(values: Sequence[Any]) -> list[Any]:
+    """Strategies in names.STRATEGIES order, unknown ones after them."""
+    known = {s: i for i, s in enumerate(STRATEGIES)}
+    return sorted(ordered(values), key=lambda s: (known.get(s, len(known)), sort_key(s)))
+
+
+def on_validation(sel: pd.DataFrame) -> pd.DataFrame:
+    """Trials whose selected term was chosen by the validation objective (a trial without it
+    falls back to its final term, which is no "selected term" to compare)."""
+    if "selected_on" not in sel.columns:
+        return sel
+    return sel[sel["selected_on"] == "validation"]
+
+
+def arm_seed_table(rows: pd.DataFrame, arm_col: str, metric: str) -> pd.DataFrame:
+    """seeds x arms matrix of `metric`, each cell the mean over the arm's rows at that seed
+    (configurations are averaged, never paired)."""
+    df = pd.DataFrame({"arm": rows[arm_col].to_numpy(), "seed": col(rows, "config.seed"),
+                       "v": numeric(rows[metric]) if metric in rows else np.nan})
+    df = df[np.isfinite(df["v"].astype(float))]
+    if df.empty:
+        return pd.DataFrame()
+    return df.groupby(["seed", "arm"])["v"].mean().unstack("arm")
+
+
+def _by_model(frame: pd.DataFrame) -> list[tuple[Any, pd.DataFrame]]:
+    """(model, rows) per trained model; a frame without a model column is one group."""
+    if "config.model" not in frame.columns:
+        return [(None, frame)]
+    return [(m, frame[frame["config.model"] == m]) for m in ordered(frame["config.model"])]
+
+
+def _budgets(terms: pd.DataFrame, sel: pd.DataFrame, arm_col: str,
+             metric: str) -> list[tuple[Any, pd.DataFrame]]:
+    """(budget, seeds x arms matrix) for every term every arm reached, then `selected`."""
+    out: list[tuple[Any, pd.DataFrame]] = []
+    if not terms.empty and metric in terms.columns:
+        for term, g in terms.groupby("term", sort=True):
+            out.append((int(term), arm_seed_table(g, arm_col, metric)))
+    if f"sel.{metric}" in sel.columns:
+        out.append((SELECTED, arm_seed_table(on_validation(sel), arm_col, f"sel.{metric}")))
+    return out
+
+
+def family(rows: pd.DataFrame | list[dict[str, Any]], plan: VerdictPlan) -> pd.DataFrame:
+    """Holm across the given lines (one family: `t_p_holm`, `wilcoxon_p_holm`, `tost_p_holm`)
+    and each line's outcome; lines of different metrics are separate families."""
+    df = pd.DataFrame(rows).reset_index(drop=True)
+    if df.empty:
+        return df
+    for key in HOLM_KEYS:
+        df[f"{key}_holm"] = np.nan
+        for _, idx in df.groupby("metric", sort=False).groups.items():
+            df.loc[idx, f"{key}_holm"] = holm(df.loc[idx, key].to_numpy(float))
+    df["verdict"] = [
+        outcome(r["diff"], r["t_p_holm"], r["tost_p_holm"], plan.mode, str(r["a"]),
+                r["why_no_test"], int(r["n_pairs"]), r["mde"], r["rope"])
+        for _, r in df.iterrows()]
+    return df
+
+
+def _compare(mat: pd.DataFrame, pairs: list[tuple[Any, Any]], rope: float) -> list[dict]:
+    rows = []
+    for a, b in pairs:
+        if a in mat.columns and b in mat.columns:
+            res = paired(mat[a].to_numpy(float), mat[b].to_numpy(float), rope)
+            rows.append({"a": a, "b": b, **res.as_dict()})
+    return rows
+
+
+def strategy_pairs(arms: Sequence[Any]) -> list[tuple[Any, Any]]:
+    """Each arm vs `ocfb`, and each remaining arm vs `resample-all` (the strongest classic)."""
+    pairs = [("ocfb", s) for s in arms if s != "ocfb" and "ocfb" in arms]
+    if "resample-all" in arms:
+        pairs += [("resample-all", s) for s in arms if s not in ("ocfb", "resample-all")]
+    return pairs
+
+
+def strategy_verdicts(sel: pd.DataFrame, terms: pd.DataFrame,
+                      plan: VerdictPlan) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Equal-budget strategy comparisons (trained trials, each model on its own) on every metric
+    of `plan`, at every term and at the selected term; Holm within each (metric, model, budget):
+    exploratory. Returns (comparisons, Friedman across all arms per model and budget)."""
+    trained = sel[sel["kind"] == "trained"] if "kind" in sel.columns else sel
+    comp, fried = [], []
+    for model, rows in _by_model(trained):
+        t = terms[terms["trial_id"].isin(rows["trial_id"])] if len(terms) else terms
+        arms = strategy_order(col(rows, "config.strategy").dropna())
+        for metric in plan.metrics:
+            for budget, mat in _budgets(t, rows, "config.strategy", metric):
+                if mat.empty:
+                    continue
+                found = [{"metric": metric, "model": model, "budget": budget, **r}
+                         for r in _compare(mat, strategy_pairs(arms), plan.rope)]
+                comp += family(found, plan).to_dict("records") if found else []
+                stat, p, why = friedman(mat.to_numpy(float))
+                fried.append({"metric": metric, "model": model, "budget": budget,
+                              "arms": ",".join(str(a) for a in mat.columns),
+                              "n_seeds": int(mat.dropna().shape[0]), "chi2": stat, "p": p,
+                              "why_no_test": why})
+    return pd.DataFrame(comp), pd.DataFrame(fried)
+
+
+def _seed_series(rows: pd.DataFrame, metric: str) -> pd.Series:
+    """Per seed, the mean of `metric` over `rows` (configurations averaged)."""
+    df = pd.DataFrame({"seed": col(rows, "config.seed"),
+                       "v": numeric(rows[metric]) if metric in rows else np.nan})
+    df = df[np.isfinite(df["v"].astype(float))]
+    return df.groupby("seed")["v"].mean()
+
+
+def _control(static: pd.DataFrame, zero: pd.DataFrame, static_metric: str,
+             zero_metric: str) -> tuple[str, pd.Series]:
+    """The control of one (model, threshold) line at one budget: `static` at the same budget
+    when the sweep ran it (equal epochs), else the same trials at term 0."""
+    if len(static):
+        return "static", _seed_series(static, static_metric)
+    return "term 0", _seed_series(zero, zero_metric)
+
+
+def _threshold_lines(sel: pd.DataFrame, terms: pd.DataFrame, metric: str, model: Any,
+                     plan: VerdictPlan) -> list[dict[str, Any]]:
+    strategy = col(terms, "config.strategy")
+    has_static = bool((strategy == "static").any())
+    ocfb_terms = terms[strategy != "static"] if has_static else terms
+    static_terms = terms[strategy == "static"] if has_static else terms.iloc[0:0]
+    sel_ocfb = on_validation(sel[col(sel, "config.strategy") != "static"])
+    sel_static = on_validation(sel[col(sel, "config.strategy") == "static"])
+    zero = ocfb_terms[ocfb_terms["term"] == 0]
+    budgets = sorted(int(t) for t in ocfb_terms.loc[ocfb_terms["term"] > 0, "term"].unique())
+    per_term = col(ocfb_terms, "config.epochs_per_term")
+    ept = float(numeric(per_term).dropna().iloc[0]) if numeric(per_term).notna().any() else 1.0
+    rows: list[dict[str, Any]] = []
+    for budget in [*budgets, SELECTED]:
+        for th in ordered(ocfb_terms["config.threshold"].dropna()):
+            if budget == SELECTED:
+                mine = sel_ocfb[col(sel_ocfb, "config.threshold") == th]
+                x = _seed_series(mine, f"sel.{metric}")
+                control, z = _control(sel_static, zero[zero["config.threshold"] == th],
+                                      f"sel.{metric}", metric)
+                extra = float(numeric(col(mine, "sel_term")).mean()) * ept
+            else:
+                at = ocfb_terms[ocfb_terms["term"] == budget]
+                x = _seed_series(at[at["config.threshold"] == th], metric)
+                control, z = _control(static_terms[static_terms["term"] == budget],
+                                      zero[zero["config.threshold"] == th], metric, metric)
+                extra = budget * ept
+            both = pd.concat([x.rename("x"), z.rename("z")], axis=1)
+            if both.dropna().empty:
+                continue
+            res = paired(both["x"].to_numpy(float), both["z"].to_numpy(float), plan.rope)
+            rows.append({"metric": metric, "model": model, "budget": budget, "threshold": th,
+                         "a": f"threshold {th:g}", "b": control, "control": control,
+                         "extra_epochs": math.nan if control == "static" else extra,
+                         **res.as_dict()})
+    return rows
+
+
+def threshold_verdicts(sel: pd.DataFrame, terms: pd.DataFrame,
+                       plan: VerdictPlan) -> pd.DataFrame:
+    """Each threshold at every term t >= 1 and at the selected term against its control on the
+    same seeds and model: `static` at the same term (equal epochs) when the sweep ran `static`,
+    else its own term 0 (then `extra_epochs` says how many more epochs the threshold had).
+    Holm within each (metric, model, budget): exploratory; `family` makes the section's."""
+    if terms.empty or "config.threshold" not in terms.columns:
+        return pd.DataFrame()
     out = []
-    for _, r in fried[fried["budget"] == SELECTED].iterrows():
-        where = "at the selected term"
-        out.append(_friedman_line(r, where))
-    terms = fried[fried["budget"] != SELECTED]
-    if len(terms):
-        r = terms.iloc[-1]
-        out.append(_friedman_line(r, f"at term {r['budget']}"))
-    return "\n".join(f"- {x}" for x in out)
+    for model, rows in _by_model(terms):
+        s = sel[sel["trial_id"].isin(rows["trial_id"])]
+        for metric in plan.metrics:
+            if metric not in rows.columns and f"sel.{metric}" not in s.columns:
+                continue
+            lines = _threshold_lines(s, rows, metric, model, plan)
+            for _, g in pd.DataFrame(lines).groupby("budget", sort=False) if lines else []:
+                out += family(g, plan).to_dict("records")
+    return pd.DataFrame(out)
 
 
-def _friedman_line(r: pd.Series, where: str) -> str:
-    if r["why_no_test"]:
-        return f"Friedman across {r['arms']} {where}: not run ({r['why_no_test']})."
-    return (f"Friedman across {r['arms']} {where}: chi2 {fmt(r['chi2'], 2)}, p {fmt_p(r['p'])} "
-            f"({r['n_seeds']} seeds).")
+def key_rows(comp: pd.DataFrame, plan: VerdictPlan) -> pd.DataFrame:
+    """The verdict lines of a section: the last term every line reached and the selected term,
+    Holm-corrected as one family per metric across both budgets (issue 20, item 5)."""
+    if comp.empty:
+        return comp
+    terms = [b for b in comp["budget"] if b != SELECTED]
+    last = max(int(b) for b in terms) if terms else None
+    key = comp[(comp["budget"] == SELECTED) | (comp["budget"] == last)]
+    return family(key.drop(columns=[c for c in key.columns if c.endswith("_holm")]), plan)
 
 
-class ThresholdVerdictsSection:
-    """Does OCF-B improve on its own term 0, per threshold, at equal budget?"""
-
-    title = "6. Thresholds against term 0"
-
-    def build(self, ctx: Context) -> Part:
-        """Verdict lines per threshold at the final and the selected term; every term as CSV."""
-        terms, scope = threshold_scope(ctx)
-        metric = report_metric(ctx.objective)
-        if terms.empty or cfg("threshold") not in terms.columns or terms["term"].max() < 1:
-            return Part("_Not applicable: no completed OCF-B trial with terms after term 0._")
-        sel = ctx.sel[ctx.sel["trial_id"].isin(terms["trial_id"])]
-        comp = threshold_verdicts(sel, terms, metric, ctx.mode)
-        if comp.empty:
-            return Part(f"_No threshold has `{metric}` at term 0 and a later term._")
-        key = _key_rows(comp)
-        lines = [f"On `{metric}` (test; {scope}): each threshold at a later term minus the same "
-                 f"trials at term 0 (plain negative sampling). {_HOW}", ""]
-        lines += [f"- {verdict_line(r, metric, f'threshold {r.threshold:g}')}"
-                  for _, r in key.iterrows()]
-        lines += ["", comparison_table(key, metric, "threshold"), "",
-                  "Every term: `tables/thresholds_vs_term0_by_term.csv`."]
-        return Part("\n".join(lines), {"thresholds_vs_term0": key.reset_index(drop=True),
-                                       "thresholds_vs_term0_by_term": comp})
-
-
-class ProtocolGapSection:
-    """How much of OCF-B's paper-protocol gain survives a frozen holdout."""
-
-    title = "7. Protocol gap"
-
-    def build(self, ctx: Context) -> Part:
-        """Gain (last term minus term 0) under each protocol, and the share that survives."""
-        gap = protocol_gap(ctx.trials, ctx.terms)
-        if gap is None or gap.empty:
-            return Part("_Not applicable: the sweep has no completed OCF-B trials under both "
-                        "the `paper` and `holdout` protocols._")
-        header = ["metric", "model", "gain under paper", "gain under holdout",
-                  "fraction surviving"]
-        rows = [[r["metric"], r["model"], pm(r["paper_gain"], r["paper_ci95"], r["n_paper"]),
-                 pm(r["holdout_gain"], r["holdout_ci95"], r["n_holdout"]),
-                 "n/a" if pd.isna(r["survives"]) else f"{100 * r['survives']:.0f}%"]
-                for _, r in gap.iterrows()]
-        lines = ["OCF-B's gain = test metric at the last term minus term 0 (completed `ocfb` "
-                 "trials; a fixed budget, nothing selected). Under `paper` the test negatives "
-                 "are rewritten every term, so the test set gets easier; `holdout` freezes "
-                 "them.", "", md_table(header, rows)]
-        auc = gap[(gap["metric"] == "auc") & (gap["model"] == "all")]
-        if len(auc):
-            r = auc.iloc[0]
-            frac = ("n/a (no positive gain under paper)" if pd.isna(r["survives"])
-                    else f"{100 * r['survives']:.0f}%")
-            lines += ["", f"Test AUC: {fmt(r['paper_gain'])} under paper vs "
-                          f"{fmt(r['holdout_gain'])} under holdout; share of the gain that "
-                          f"survives: {frac}."]
-        return Part("\n".join(lines), {"protocol_gap": gap})
+def side_by_side(key: pd.DataFrame, plan: VerdictPlan) -> pd.DataFrame:
+    """One row per verdict line: the verdict metric's columns, and the `beside` metric's
+    difference, CI, Holm p and verdict as `beside_*`, with `agree` (same kind of outcome)."""
+    main = key[key["metric"] == plan.metric].reset_index(drop=True)
+    if main.empty or plan.beside is None:
+        return main
+    ids = ["model", "budget", "a", "b"]
+    other = key[key["metric"] == plan.beside][[*ids, "diff", "ci_low", "ci_high", "t_p_holm",
+                                               "verdict", "n_pairs"]]
+    other = other.rename(columns={c: f"beside_{c}" for c in other.columns if c not in ids})
+    out = main.merge(other, on=ids, how="left")
+    out["agree"] = [
+        "n/a" if not isinstance(b, str) else ("yes" if kind_of(v) == kind_of(b) else "no")
+        for v, b in zip(out["verdict"], out["beside_verdict"], strict=True)]
+    return out

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from suite.summary.selection import canonicalize, dedupe, select
+from suite.summary.frames import canonicalize, dedupe, select
 
 # val peaks at term 2 (tied again at 4: the earliest wins), test peaks at term 3.
 VAL = [0.50, 0.60, 0.70, 0.65, 0.70]

@@ -1,5 +1,6 @@
 """Equal-budget verdicts: pairing on seeds only, Holm across comparisons, the verdict lines,
-thresholds against term 0, and the cross-seed (nested) estimate of best-per-model."""
+thresholds against static (or term 0, labelled with its extra epochs), the verdict metric, and
+the cross-seed (nested) estimate of best-per-model."""
 
 from __future__ import annotations
 
@@ -11,9 +12,19 @@ import pytest
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
-from suite.summary.compare import SELECTED, strategy_verdicts, threshold_verdicts, verdict_line
-from suite.summary.selection import select
+from suite.summary.frames import select
+from suite.summary.markdown import verdict_line
 from suite.summary.tables import best_per_model, nested_estimate
+from suite.summary.verdicts import (
+    SELECTED,
+    VerdictPlan,
+    key_rows,
+    strategy_verdicts,
+    threshold_verdicts,
+    verdict_plan,
+)
+
+PLAN = VerdictPlan("test_hr@10", None, 0.01, "max")
 
 SHIFT = {"ocfb": 0.10, "random-replace": 0.03, "resample-all": 0.09, "static": 0.0}
 
@@ -44,7 +55,7 @@ def _frames(seeds: int, strategies=tuple(SHIFT), configs=(0, 1), terms=4):
 
 def test_pairs_match_on_seed_only_and_average_configurations() -> None:
     sel, terms = _frames(3, strategies=("ocfb", "static"))
-    comp, _ = strategy_verdicts(sel, terms, "test_hr@10", "max")
+    comp, _ = strategy_verdicts(sel, terms, PLAN)
     r = comp[(comp["budget"] == 3) & (comp["b"] == "static")].iloc[0]
     assert r["n_pairs"] == 3  # two configurations per arm and 3 seeds: 3 pairs, not 6
     per_seed = [np.mean([_value("ocfb", c, s, 3) - _value("static", c, s, 3) for c in (0, 1)])
@@ -59,7 +70,7 @@ def test_pairs_match_on_seed_only_and_average_configurations() -> None:
 
 def test_holm_across_comparisons_per_budget_and_friedman_across_arms() -> None:
     sel, terms = _frames(6)
-    comp, fried = strategy_verdicts(sel, terms, "test_hr@10", "max")
+    comp, fried = strategy_verdicts(sel, terms, PLAN)
     at = comp[comp["budget"] == 3]
     # each vs ocfb (3), and the two others vs resample-all
     assert list(zip(at["a"], at["b"], strict=True)) == [
@@ -75,7 +86,7 @@ def test_holm_across_comparisons_per_budget_and_friedman_across_arms() -> None:
     assert SELECTED in set(comp["budget"])
     static = at[at["b"] == "static"].iloc[0]
     assert static["verdict"] == "ocfb better"
-    line = verdict_line(static, "test_hr@10")
+    line = verdict_line(static, PLAN)
     assert line.startswith("ocfb vs static at term 3: +0.")
     assert "(6 seeds), Holm p " in line and line.endswith(": ocfb better")
     assert at[at["b"] == "random-replace"].iloc[0]["verdict"] == "ocfb better"
@@ -83,16 +94,15 @@ def test_holm_across_comparisons_per_budget_and_friedman_across_arms() -> None:
 
 def test_one_seed_sweep_gives_no_p_value_and_the_reason() -> None:
     sel, terms = _frames(1, strategies=("ocfb", "static"), configs=(0,))
-    comp, fried = strategy_verdicts(sel, terms, "test_hr@10", "max")
+    comp, fried = strategy_verdicts(sel, terms, PLAN)
     assert comp["t_p"].isna().all() and comp["t_p_holm"].isna().all()
     r = comp[comp["budget"] == 3].iloc[0]
-    assert r["verdict"].startswith("no test (only 1 paired seed(s)")
-    assert "no test" in verdict_line(r, "test_hr@10") and "Holm p" not in verdict_line(
-        r, "test_hr@10")
+    assert r["verdict"].startswith("inconclusive: no test (only 1 paired seed(s)")
+    assert "no test" in verdict_line(r, PLAN) and "Holm p" not in verdict_line(r, PLAN)
     assert fried["p"].isna().all()
 
 
-def test_thresholds_against_their_own_term_zero() -> None:
+def test_thresholds_against_their_own_term_zero_name_the_extra_epochs() -> None:
     rows, trials = [], []
     for th, slope in ((0.3, 0.02), (0.9, -0.01)):
         for seed in range(4):
@@ -105,15 +115,19 @@ def test_thresholds_against_their_own_term_zero() -> None:
                              "config.threshold": th, "config.seed": seed})
     terms = pd.DataFrame(rows)
     sel = select(pd.DataFrame(trials), terms, "val_hr@10", "max")
-    comp = threshold_verdicts(sel, terms, "test_hr@10", "max")
+    comp = threshold_verdicts(sel, terms, PLAN)
     r = comp[(comp["budget"] == 2) & (comp["threshold"] == 0.3)].iloc[0]
     gains = [terms[(terms["trial_id"] == f"0.3-{s}") & (terms["term"] == 2)]["test_hr@10"].iat[0]
              - terms[(terms["trial_id"] == f"0.3-{s}") & (terms["term"] == 0)]["test_hr@10"]
              .iat[0] for s in range(4)]
     assert r["diff"] == pytest.approx(np.mean(gains)) and r["n_pairs"] == 4
-    assert r["verdict"] == "term 2 better"
+    assert r["verdict"] == "threshold 0.3 better" and r["b"] == "term 0"
+    assert r["extra_epochs"] == 2  # term 2, one epoch per term (the default)
+    line = verdict_line(r, PLAN)
+    assert line.startswith("threshold 0.3: term 2 vs term 0 (includes the effect of 2.0 extra "
+                           "epochs): +0.0")
     assert comp[(comp["budget"] == 2) & (comp["threshold"] == 0.9)].iloc[0]["verdict"] == (
-        "term 2 worse")
+        "threshold 0.9 worse")
     worse = comp[(comp["budget"] == SELECTED) & (comp["threshold"] == 0.9)].iloc[0]
     assert worse["diff"] == pytest.approx(0.0)  # val peaks at term 0: selected = term 0
 
@@ -138,3 +152,69 @@ def test_best_per_model_chooses_on_validation_and_reports_the_nested_estimate() 
     assert r["nested"] == pytest.approx(0.5) and r["overstates"] == pytest.approx(-0.2)
     # Picking on test needs the per-term history; without it there is no optimistic number.
     assert math.isnan(r["optimistic"])
+
+
+def _epochs_history(static: bool, seeds: int = 6, terms: int = 4):
+    """ocfb gains 0.02 per term over its term 0, but only because it trains longer: `static`
+    (no replacement, same epochs) gains exactly as much, up to seed noise of +-0.001."""
+    trials, rows = [], []
+    arms = ("ocfb", "static") if static else ("ocfb",)
+    for arm in arms:
+        for seed in range(seeds):
+            tid = f"{arm}-{seed}"
+            trials.append({"trial_id": tid, "status": "completed", "config.model": "neumf",
+                           "config.strategy": arm, "config.seed": seed, "config.epochs_per_term": 2,
+                           "config.threshold": 0.5 if arm == "ocfb" else None})
+            for t in range(terms):
+                jitter = 0.001 * math.sin(11 * seed + 5 * t + (arm == "ocfb"))
+                v = 0.5 + 0.03 * seed + 0.02 * t + jitter
+                rows.append({"trial_id": tid, "term": t, "val_hr@10": v, "test_hr@10": v,
+                             **{k: v for k, v in trials[-1].items() if k.startswith("config.")}})
+    terms_df = pd.DataFrame(rows)
+    return select(pd.DataFrame(trials), terms_df, "val_hr@10", "max"), terms_df
+
+
+def test_threshold_beats_term_zero_but_is_no_better_than_static() -> None:
+    sel, terms = _epochs_history(static=False)
+    vs_zero = key_rows(threshold_verdicts(sel, terms, PLAN), PLAN)
+    last = vs_zero[vs_zero["budget"] == 3].iloc[0]
+    assert last["b"] == "term 0" and last["verdict"] == "threshold 0.5 better"
+    assert last["extra_epochs"] == 6  # 3 terms x 2 epochs per term
+    assert "(includes the effect of 6.0 extra epochs)" in verdict_line(last, PLAN)
+
+    sel, terms = _epochs_history(static=True)
+    vs_static = key_rows(threshold_verdicts(sel, terms, PLAN), PLAN)
+    assert set(vs_static["b"]) == {"static"}  # no term-0 line once static ran
+    for _, r in vs_static.iterrows():
+        assert r["verdict"] == "practically equivalent (within +-0.01)"
+        line = verdict_line(r, PLAN)
+        assert line.endswith("(no better than static)") and "better than static" in line
+        assert abs(r["diff"]) < 0.002 and r["n_pairs"] == 6
+
+
+def test_section_lines_are_one_holm_family_across_both_budgets() -> None:
+    sel, terms = _frames(6)
+    comp, _ = strategy_verdicts(sel, terms, PLAN)
+    key = key_rows(comp, PLAN)
+    assert set(key["budget"]) == {3, SELECTED} and len(key) == 10
+    np.testing.assert_allclose(key["t_p_holm"], multipletests(key["t_p"], method="holm")[1])
+    np.testing.assert_allclose(key["tost_p_holm"],
+                               multipletests(key["tost_p"], method="holm")[1])
+
+
+def test_verdict_plan_prefers_full_ranking_under_holdout_and_reads_the_rope() -> None:
+    frame = pd.DataFrame({"sel.test_hr@10": [0.5], "sel.test_full_hr@10": [0.1]})
+    plan = verdict_plan({}, "val_hr@10", "holdout", "max", [frame])
+    assert (plan.metric, plan.beside, plan.rope) == ("test_full_hr@10", "test_hr@10", 0.01)
+    # Only sampled numbers recorded: the sampled metric decides, nothing beside it.
+    only = verdict_plan({}, "val_hr@10", "holdout", "max", [frame[["sel.test_hr@10"]]])
+    assert (only.metric, only.beside) == ("test_hr@10", None)
+    named = verdict_plan({"verdicts": {"metric": "test_hr@10", "rope": 0.02}}, "val_hr@10",
+                         "holdout", "max", [frame])
+    assert (named.metric, named.beside, named.rope) == ("test_hr@10", "test_full_hr@10", 0.02)
+    assert verdict_plan({}, "val_hr@10", "paper", "max", [frame]).metric == "test_hr@10"
+    with pytest.raises(ValueError, match=r"verdicts.rope must be a positive number"):
+        verdict_plan({"verdicts": {"rope": -1}}, "val_hr@10", "holdout", "max", [frame])
+    with pytest.raises(ValueError, match=r"verdicts.metric must be a test metric"):
+        verdict_plan({"verdicts": {"metric": "val_hr@10"}}, "val_hr@10", "holdout", "max",
+                     [frame])

@@ -1,0 +1,292 @@
+"""The text of summary.md: number formats, markdown tables, and the rendering of each table
+and verdict line. Pure functions from the tables' data frames to strings."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import pandas as pd
+
+from ocfb.metrics import format_classification_report
+from suite.summary.frames import (
+    HOLDOUT_RANKING_METRICS,
+    PAPER_REPORT_METRICS,
+    is_missing,
+    label,
+    report_metric,
+)
+from suite.summary.stats import kind_of
+from suite.summary.verdicts import SELECTED, VerdictPlan
+
+
+def fmt(v: Any, digits: int = 4) -> str:
+    """A number for summary.md: 4 decimals below 100, fewer above, 'n/a' when missing."""
+    if is_missing(v) or (isinstance(v, float) and not math.isfinite(v)):
+        return "n/a"
+    v = float(v)
+    if abs(v) >= 1000:
+        return f"{v:.0f}"
+    if abs(v) >= 100:
+        return f"{v:.1f}"
+    return f"{v:.{digits}f}"
+
+
+def signed(v: Any) -> str:
+    """A difference with its sign: '+0.0100', '-0.0200', '0.0000'."""
+    return f"{'+' if not is_missing(v) and float(v) > 0 else ''}{fmt(v)}"
+
+
+def pm(mean: float, ci: float, n: int | None = None) -> str:
+    """'0.8123 +- 0.0100 (n=3)': the way every number appears in summary.md."""
+    if is_missing(mean):
+        return "n/a"
+    body = fmt(mean) if is_missing(ci) else f"{fmt(mean)} +- {fmt(ci)}"
+    return body if n is None else f"{body} (n={int(n)})"
+
+
+def fmt_p(p: float) -> str:
+    """'0.004', '<0.001' or 'n/a'."""
+    if is_missing(p):
+        return "n/a"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def md_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """A GitHub markdown table; pipes and newlines inside cells are escaped."""
+
+    def cell(s: Any) -> str:
+        return str(s).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(cell(h) for h in header) + " |"]
+    lines.append("|" + "|".join("---" for _ in header) + "|")
+    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def config_label(row: pd.Series, axes: Sequence[str]) -> str:
+    """'model=gmf, threshold=0.5' for the axes a row has (missing ones left out)."""
+    parts = [f"{a}={label(row[a])}" for a in axes if a in row.index and not is_missing(row[a])]
+    return ", ".join(parts) or "-"
+
+
+def grid_rows(grid: pd.DataFrame, ci: pd.DataFrame, n: pd.DataFrame,
+              best: tuple[Any, Any] | None) -> list[list[Any]]:
+    """Markdown rows of a wide grid: "mean +- ci (n)" per cell, the best in bold."""
+    rows = []
+    for i, r in enumerate(grid.index):
+        row = [r]
+        for j, c in enumerate(grid.columns):
+            v = grid.iat[i, j]
+            s = "" if is_missing(v) else pm(v, ci.iat[i, j], n.iat[i, j])
+            if best is not None and s and label(best[0]) == r and label(best[1]) == c:
+                s = f"**{s}**"
+            row.append(s)
+        rows.append(row)
+    return rows
+
+
+# -- leaderboard and best per model -------------------------------------------------------------
+
+
+def _winner_line(board: pd.DataFrame, axes: Sequence[str], objective: str, mode: str) -> str:
+    """The best row against the runner-up, every row (baselines too) in the race (issue 23)."""
+    rows = board[board["mean"].notna()].sort_values("mean", ascending=mode != "max",
+                                                     kind="stable")
+    if len(rows) < 2 or rows["ci95"].iloc[:2].isna().any():
+        return ""
+    a, b = rows.iloc[0], rows.iloc[1]
+    overlap = (a["ci_low"] <= b["ci_high"]) if mode == "max" else (a["ci_high"] >= b["ci_low"])
+
+    def who(r: pd.Series) -> str:
+        return config_label(r, axes) + (", baseline" if r["kind"] == "baseline" else "")
+
+    return (f"The best row ({who(a)}) leads the runner-up ({who(b)}) by "
+            f"{fmt(abs(a['mean'] - b['mean']))} `{objective}`; their 95% CIs "
+            + ("overlap: the lead may be noise." if overlap else "do not overlap."))
+
+
+def render_leaderboard(board: pd.DataFrame, objective: str, mode: str) -> str:
+    """summary.md's leaderboard: rank (ref for baselines), axes, selection metric, test, the
+    tuning budget each row had."""
+    axes = board.attrs.get("axes", [])
+    test = report_metric(objective)
+    has_test = test != objective and test in board.columns
+    header = ["rank", *axes, f"{objective} (validation, mean +- 95% CI, n seeds)"]
+    header += [f"{test} at the selected term", f"{test} at the final term (fixed budget)"] if (
+        has_test) else []
+    header += ["selected term (mean)", "tuning budget"]
+    rows = []
+    for _, r in board.iterrows():
+        ref = r["kind"] == "baseline"
+        row = ["ref" if ref else str(int(r["rank"])), *[label(r[a]) for a in axes],
+               pm(r["mean"], r["ci95"], r["n_seeds"])]
+        if has_test:
+            row += [pm(r[test], r[f"{test}_ci95"]),
+                    pm(r[f"final_{test}"], r[f"final_{test}_ci95"])]
+        row += ["fitted once" if ref else fmt(r["sel_term"], 1), r["tuning_budget"]]
+        rows.append(row)
+    trained = board[board["kind"] == "trained"]
+    better = "higher" if mode == "max" else "lower"
+    lines = [f"Top {len(trained)} of {board.attrs.get('n_configs', len(trained))} "
+             f"configuration(s) by `{objective}` ({better} is better), each trial at the term "
+             "where its validation objective peaks (earliest on ties); mean +- 95% CI (t) over "
+             "seeds. Rows marked `ref` are reference baselines (fitted once, no terms).", "",
+             md_table(header, rows)]
+    winner = _winner_line(board, axes, objective, mode)
+    return "\n".join(lines + (["", winner] if winner else []))
+
+
+def _nested_text(best: pd.DataFrame, test: str) -> str:
+    lines = []
+    for _, r in best[best["kind"] == "trained"].iterrows():
+        if is_missing(r["nested"]):
+            continue
+        lines.append(f"- {r['model']}: {test} {fmt(r[test])} as picked, "
+                     f"{pm(r['nested'], r['nested_ci95'], r['nested_n'])} cross-seed (chosen on "
+                     f"the other seeds, scored on the held-out one); the plain pick overstates "
+                     f"it by {fmt(r['overstates'])}. Optimistic (configuration and term selected "
+                     f"on test): {fmt(r['optimistic'])}.")
+    return "\n".join(lines)
+
+
+def _paper_reports(best: pd.DataFrame, axes: Sequence[str]) -> list[str]:
+    parts = []
+    for _, r in best.iterrows():
+        report = {m.removeprefix("test_"): r[m] for m in PAPER_REPORT_METRICS}
+        kind = "baseline, fitted once" if r["kind"] == "baseline" else (
+            f"selected term {fmt(r['sel_term'], 1)} on average")
+        title = (f"{r['model']} ({config_label(r, axes)}; {int(r['n_seeds'])} seed(s), {kind}; "
+                 f"tuning budget: {r['tuning_budget']})")
+        try:
+            body = format_classification_report(report, title=title)
+        except (ValueError, TypeError, KeyError):
+            body = f"{title}\n(classification report not recorded)"
+        body += f"\nAUC {pm(r['test_auc'], r['test_auc_ci95'])}"
+        parts.append("```\n" + body + "\n```")
+    return parts
+
+
+def _ranking_table(best: pd.DataFrame, axes: Sequence[str], objective: str) -> str:
+    test = report_metric(objective)
+    metrics = [m for m in HOLDOUT_RANKING_METRICS if m in best.columns]
+    names = [f"{m} (baseline)" if k == "baseline" else str(m)
+             for m, k in zip(best["model"], best["kind"], strict=True)]
+    it = [r for _, r in best.iterrows()]
+    rows = [["configuration", *[config_label(r, axes) for r in it]],
+            ["tuning budget", *[r["tuning_budget"] for r in it]],
+            ["seeds", *[str(int(r["n_seeds"])) for r in it]],
+            ["selected term (mean)", *["fitted once" if r["kind"] == "baseline" else
+                                       fmt(r["sel_term"], 1) for r in it]],
+            [f"{objective} (selection)", *[pm(r["mean"], r["ci95"]) for r in it]]]
+    rows += [[m, *[pm(r[m], r[f"{m}_ci95"]) for r in it]] for m in metrics]
+    rows.append([f"{test} at the final term (fixed budget)",
+                 *[pm(r[f"final_{test}"], r[f"final_{test}_ci95"]) for r in it]])
+    return md_table(["metric", *names], rows)
+
+
+def render_best(best: pd.DataFrame, protocol: str, objective: str) -> str:
+    """The paper's classification report per model (`paper`) or a metric x model table."""
+    axes = best.attrs.get("axes", [])
+    parts = [f"Protocol `{protocol}`: each model type's configuration with the best mean "
+             f"`{objective}` over seeds (validation); its test metrics at each seed's "
+             "validation-selected term. Baselines: reference rows."]
+    if protocol == "paper":
+        parts += _paper_reports(best, axes)
+    else:
+        parts.append(_ranking_table(best, axes, objective))
+    nested = _nested_text(best, report_metric(objective))
+    if nested:
+        parts.append("How much picking the best configuration flatters it:\n" + nested)
+    return "\n\n".join(parts)
+
+
+# -- verdicts -----------------------------------------------------------------------------------
+
+
+def _where(r: pd.Series | dict[str, Any], show_model: bool) -> str:
+    at = ("at the validation-selected term" if r["budget"] == SELECTED
+          else f"at term {r['budget']}")
+    return f"{at} ({r['model']})" if show_model and not is_missing(r.get("model")) else at
+
+
+def _numbers(r: pd.Series | dict[str, Any], metric: str, prefix: str = "") -> str:
+    ci = "" if is_missing(r[f"{prefix}ci_low"]) else (
+        f" [{fmt(r[f'{prefix}ci_low'])}, {fmt(r[f'{prefix}ci_high'])}]")
+    n = int(r[f"{prefix}n_pairs"])
+    if is_missing(r[f"{prefix}t_p_holm"]):
+        return f"{signed(r[f'{prefix}diff'])}{ci} {metric} over {n} seed(s)"
+    return f"{signed(r[f'{prefix}diff'])}{ci} {metric} ({n} seeds), Holm p " + fmt_p(
+        r[f"{prefix}t_p_holm"])
+
+
+def _head(r: pd.Series | dict[str, Any], show_model: bool) -> str:
+    where = _where(r, show_model)
+    if r.get("control") == "term 0":
+        at = "selected term" if r["budget"] == SELECTED else f"term {r['budget']}"
+        model = f" ({r['model']})" if show_model and not is_missing(r.get("model")) else ""
+        return (f"{r['a']}{model}: {at} vs term 0 (includes the effect of "
+                f"{fmt(r['extra_epochs'], 1)} extra epochs)")
+    return f"{r['a']} vs {r['b']} {where}"
+
+
+def verdict_line(r: pd.Series | dict[str, Any], plan: VerdictPlan,
+                 show_model: bool = False) -> str:
+    """'ocfb vs static at term 15: +0.1000 [0.0700, 0.1300] test_full_hr@10 (5 seeds), Holm p
+    0.004: ocfb better; test_hr@10 beside: +0.0900 [...], Holm p 0.010: ocfb better'. A
+    threshold against `static` that is not better says "no better than static"."""
+    verdict = str(r["verdict"])
+    if r.get("control") == "static" and kind_of(verdict) != "better":
+        verdict += " (no better than static)"
+    line = f"{_head(r, show_model)}: {_numbers(r, plan.metric)}: {verdict}"
+    if plan.beside and isinstance(r.get("beside_verdict"), str):
+        agree = "agrees" if r["agree"] == "yes" else "the two metrics DISAGREE"
+        line += (f"; beside it, {_numbers(r, plan.beside, 'beside_')}: "
+                 f"{r['beside_verdict']} ({agree})")
+    return line
+
+
+def verdict_table(rows: pd.DataFrame, plan: VerdictPlan) -> str:
+    """Markdown of verdict lines: budget, (model), who vs whom, difference [CI], seeds,
+    p-values (Holm), the minimal detectable effect, the verdict, and the other metric beside."""
+    show_model = rows["model"].nunique(dropna=True) > 1
+    header = ["budget", *(["model"] if show_model else []), "comparison",
+              f"difference in {plan.metric} [95% CI]", "seeds", "t p (Holm)",
+              "Wilcoxon p (Holm)", f"TOST p (Holm), rope {plan.rope:g}",
+              "smallest detectable effect", "verdict"]
+    if plan.beside:
+        header += [f"difference in {plan.beside}", f"{plan.beside} verdict", "agree"]
+    body = []
+    for _, r in rows.iterrows():
+        ci = "" if is_missing(r["ci_low"]) else f" [{fmt(r['ci_low'])}, {fmt(r['ci_high'])}]"
+        line = [label(r["budget"]), *([label(r["model"])] if show_model else []),
+                f"{r['a']} vs {r['b']}", f"{fmt(r['diff'])}{ci}", str(int(r["n_pairs"])),
+                fmt_p(r["t_p_holm"]), fmt_p(r["wilcoxon_p_holm"]), fmt_p(r["tost_p_holm"]),
+                fmt(r["mde"]), r["verdict"]]
+        if plan.beside:
+            line += [fmt(r.get("beside_diff")), r.get("beside_verdict", "n/a"),
+                     r.get("agree", "n/a")]
+        body.append(line)
+    return md_table(header, body)
+
+
+def finding(r: pd.Series | dict[str, Any], plan: VerdictPlan, section: str,
+            show_model: bool = False) -> str | None:
+    """One sentence for a verdict line that passes (better / worse) or reads equivalent, with
+    its numbers; None for an inconclusive line."""
+    kind = kind_of(str(r["verdict"]))
+    if kind == "inconclusive":
+        return None
+    where = _where(r, show_model)
+    if r.get("control") == "term 0":
+        where += f" (against term 0: includes {fmt(r['extra_epochs'], 1)} extra epochs)"
+    ci = "" if is_missing(r["ci_low"]) else f", 95% CI [{fmt(r['ci_low'])}, {fmt(r['ci_high'])}]"
+    if kind == "equivalent":
+        what = (f"{r['a']} and {r['b']} are practically equivalent (within +-{r['rope']:g}) "
+                f"{where} on `{plan.metric}`: difference {signed(r['diff'])}{ci}, TOST Holm p "
+                f"{fmt_p(r['tost_p_holm'])}")
+    else:
+        what = (f"{r['a']} is {kind} than {r['b']} {where} on `{plan.metric}`: difference "
+                f"{signed(r['diff'])}{ci}, Holm p {fmt_p(r['t_p_holm'])}")
+    return f"{what}, {int(r['n_pairs'])} seeds ({section})."
