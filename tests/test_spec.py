@@ -35,9 +35,9 @@ EXPECTED = {
     "paper": (4 + 16 + 64 + 3) * 2 * 3,
     "ablation-threshold": (7 + 3) * 5,  # 7 NeuMF thresholds + 3 baselines, x 5 seeds
     "ablation-terms": (2 * 2 + 3) * 5,  # 2 models x 2 thresholds + 3 baselines, x 5 seeds
-    "strategies": (6 + 3) * 5,  # 6 NeuMF strategies + 3 baselines, x 5 seeds
+    "strategies": (9 + 3) * 10,  # 9 NeuMF strategies + 3 baselines, x 10 seeds
     "movielens-100k": 16 * 1,  # optuna: num_samples x seeds
-    "movielens-100k-strategies": (6 + 3) * 5,  # 6 strategies + 3 baselines, x 5 seeds
+    "movielens-100k-strategies": (9 + 3) * 5,  # 9 strategies + 3 baselines, x 5 seeds
     "protocol-gap": 2 * (2 + 3) * 5,  # protocol x (MLP x 2 strategies + 3 baselines) x seeds
 }
 
@@ -104,10 +104,9 @@ def test_shipped_config_details():
     assert t.pivots == [["threshold", "terms"]] and t.fixed["terms"] == 15
 
     s = _load("strategies")
-    # the six strategies of the paper's comparison (later strategies have their own sweeps)
-    assert s.space["strategy"].candidates() == list(STRATEGIES[:6])
-    assert s.protocol == "holdout" and len(s.seeds) == 5
-    assert sorted(p["model"] for p in s.grid_points()) == ["als", "ease"] + ["neumf"] * 6 + [
+    assert s.space["strategy"].candidates() == list(STRATEGIES)  # all nine (issue 22)
+    assert s.protocol == "holdout" and len(s.seeds) == 10
+    assert sorted(p["model"] for p in s.grid_points()) == ["als", "ease"] + ["neumf"] * 9 + [
         "popularity"]
 
     m = _load("movielens-100k")
