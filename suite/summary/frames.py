@@ -182,10 +182,10 @@ def varying_axes(frame: pd.DataFrame) -> list[str]:
 
     Blank values (a key that does not apply to a run: every loop key of a baseline, mf_dim of
     an MLP) do not count as a value: otherwise one baseline row makes all 26 keys "axes". A
-    recorded tuning budget describes a row; it is no axis.
+    recorded tuning budget or tune-then-confirm stage describes a row; it is no axis.
     """
     return [bare(c) for c in frame.columns if c.startswith("config.")
-            and c not in TUNING_BUDGET_COLS and frame[c].nunique(dropna=True) > 1]
+            and c not in (*TUNING_BUDGET_COLS, STAGE_COL) and frame[c].nunique(dropna=True) > 1]
 
 
 def group_cols(frame: pd.DataFrame, axes: Iterable[str] | None, drop: Iterable[str]) -> list[str]:
@@ -467,6 +467,8 @@ def sampled_counterpart(metric: str) -> str | None:
 TUNING_BUDGET_COLS: tuple[str, ...] = ("config.tune_budget", "tune_budget", "config.budget",
                                        "budget")
 NOT_RECORDED = "not recorded"
+# Tune-then-confirm sweeps (suite.spec.tuning) mark each trial `search` or `confirm`.
+STAGE_COL = "config.stage"
 
 
 def tuning_budget(rows: pd.DataFrame) -> str:

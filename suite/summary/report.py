@@ -21,6 +21,8 @@ import pandas as pd
 from ocfb.names import default_objective, is_test_metric
 from suite.results import write_csv, write_text
 from suite.summary.frames import (
+    STAGE_COL,
+    TUNING_BUDGET_COLS,
     USABLE_STATUSES,
     bare,
     canonicalize,
@@ -113,10 +115,12 @@ def _objective(spec: dict[str, Any], protocol: str, notes: list[str]) -> tuple[s
 
 def _axes(spec: dict[str, Any], trials: pd.DataFrame) -> list[str]:
     # The runner's axes first; any other config key that varies among the trials is an axis
-    # too (a leaderboard that silently pooled it would mislead).
+    # too (a leaderboard that silently pooled it would mislead). A tune-then-confirm stage or
+    # a tuning budget describes rows; neither is an axis.
     axes = [bare(str(a)) for a in spec.get("axes") or []]
     axes += [a for a in (varying_axes(trials) if len(trials) else []) if a not in axes]
-    return [a for a in dict.fromkeys(axes) if config_col(a) in trials.columns]
+    return [a for a in dict.fromkeys(axes) if config_col(a) in trials.columns
+            and config_col(a) not in (STAGE_COL, *TUNING_BUDGET_COLS)]
 
 
 def build_context(d: Path, spec: dict[str, Any], notes: list[str]) -> Context:
@@ -130,6 +134,7 @@ def build_context(d: Path, spec: dict[str, Any], notes: list[str]) -> Context:
     notes += missing_and_failed(trials, _expected(spec), axes, objective)
     ok, dup_notes = dedupe(usable(trials))
     notes += dup_notes
+    ok = _confirmed(ok, notes)
     ids = set(ok["trial_id"]) if "trial_id" in ok.columns else set()
     terms_ok = terms[terms["trial_id"].isin(ids)] if not terms.empty else terms
     sel = select(ok, terms_ok, objective, mode) if len(ok) else pd.DataFrame(
@@ -140,6 +145,26 @@ def build_context(d: Path, spec: dict[str, Any], notes: list[str]) -> Context:
     return Context(name=str(spec.get("name") or d.name), protocol=protocol, objective=objective,
                    mode=mode, axes=axes, spec=spec, trials=trials, sel=sel, terms=terms,
                    terms_ok=terms_ok, terms_full=terms_full, plots_dir=d / "plots", plan=plan)
+
+
+def _confirmed(ok: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
+    """Under tune-then-confirm (`config.stage`), the tables read the confirmation trials only:
+    their seeds played no part in choosing the configuration. Until a confirmation trial has
+    ended, the search trials stand in, and a note says so."""
+    if STAGE_COL not in ok.columns:
+        return ok
+    stage = ok[STAGE_COL].astype("object")
+    n_search, n_confirm = int((stage == "search").sum()), int((stage == "confirm").sum())
+    if n_confirm == 0:
+        notes.append(f"Tune-then-confirm sweep: no confirmation trial has ended yet; the tables "
+                     f"read the {n_search} search trial(s), whose seeds chose the "
+                     "configurations (optimistic).")
+        return ok
+    notes.append(f"Tune-then-confirm sweep: {n_search} search trial(s) chose each model "
+                 f"family's configuration on validation; every table reads the {n_confirm} "
+                 "confirmation trial(s), on seeds that played no part in the search. The "
+                 "`tuning budget` column says what search each row had.")
+    return ok[stage == "confirm"]
 
 
 def _expected(spec: dict[str, Any]) -> int | None:
