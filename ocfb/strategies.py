@@ -253,7 +253,7 @@ def srns(
     np.minimum(age + 1, SRNS_WINDOW, out=age)
     std = window_std(hist, age, step)
     weight = cfg.srns_alpha * (min(1.0, step / cfg.srns_warmup) if cfg.srns_warmup else 1.0)
-    chosen, pending = dns_choose(mem, p + weight * std)
+    chosen, pending = dns_choose(mem, p + np.float32(weight) * std)
     col = np.argmax(mem == chosen[:, None], axis=1)  # pending rows: 0, refilled below
     rows = np.arange(n)
     chosen_std = std[rows, col]
@@ -303,21 +303,21 @@ def _uniform(pool: NegativePool, rng: np.random.Generator, k: int) -> np.ndarray
 
 
 def window_std(hist: np.ndarray, age: np.ndarray, step: int) -> np.ndarray:
-    """Population std (float64) of each memory cell's last `age` scores in the ring `hist`.
+    """Population std (float32) of each memory cell's last `age` scores in the ring `hist`.
 
     hist[j] holds the scores of step j (mod window); a cell's scores are the `age` most recent
-    steps up to `step`. Two passes over the window's planes, each a whole-array operation (a
-    reduction over a short last axis took 3.8 s per term at 4M x 3 cells).
+    steps up to `step`. Two passes over the window's planes, each a whole-array float32
+    operation (a reduction over a short last axis took 3.8 s per term at 4M x 3 cells).
     """
     w = hist.shape[0]
-    cnt = np.maximum(age, 1).astype(np.float64)
-    lags = [(step - j) % w for j in range(w)]  # 0 = this step
-    total = np.zeros(age.shape)
-    for j, lag in enumerate(lags):
-        total += np.where(age > lag, hist[j], 0.0)
+    cnt = np.maximum(age, 1).astype(np.float32)
+    masks = [age > (step - j) % w for j in range(w)]  # lag (step - j) % w: 0 = this step
+    total = np.zeros(age.shape, dtype=np.float32)
+    for j in range(w):
+        total += hist[j] * masks[j]
     mean = total / cnt
-    sq = np.zeros(age.shape)
-    for j, lag in enumerate(lags):
-        d = np.where(age > lag, hist[j] - mean, 0.0)
+    sq = np.zeros(age.shape, dtype=np.float32)
+    for j in range(w):
+        d = (hist[j] - mean) * masks[j]
         sq += d * d
     return np.sqrt(sq / cnt)
