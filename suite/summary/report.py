@@ -199,14 +199,14 @@ def _header(ctx: Context, notes: list[str]) -> str:
     return "\n".join(lines)
 
 
-def _findings(findings: Sequence[str], ctx: Context) -> str:
+def _findings(findings: Sequence[str]) -> str:
     """The Findings section: the verdict lines that passed or read equivalent, one sentence
     each, generated from the verdict tables and nothing else."""
     if findings:
         body = "\n".join(f"- {f}" for f in findings)
     else:
-        body = (f"- No verdict line on `{ctx.plan.metric}` passed (better / worse at Holm p < "
-                "0.05) or read practically equivalent; see sections 5 and 6.")
+        body = ("- No verdict line passed (better / worse at Holm p < 0.05) or read "
+                "practically equivalent; see sections 5 and 6.")
     return ("## Findings\n\nOne sentence per verdict line that passed or read practically "
             "equivalent, generated from sections 5 and 6.\n\n" + body)
 
@@ -228,7 +228,7 @@ def summarize_dir(out_dir: str | Path) -> Summary:
         body.append(f"## {section.title}\n\n{part.markdown}")
     if out.plots:
         body.append("## Plots\n\n" + "\n".join(f"![{p.stem}](plots/{p.name})" for p in out.plots))
-    out.markdown = "\n\n".join([_header(ctx, notes), _findings(out.findings, ctx), *body]) + "\n"
+    out.markdown = "\n\n".join([_header(ctx, notes), _findings(out.findings), *body]) + "\n"
     for name, df in out.tables.items():
         write_csv(df, d / "tables" / f"{name}.csv")
     write_text(out.markdown, d / "summary.md")

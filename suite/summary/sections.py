@@ -258,6 +258,16 @@ def _how(plan: VerdictPlan) -> str:
             f"(paired t, 80% power, alpha {ALPHA}); fewer than {MIN_SEEDS} seeds: no test.")
 
 
+def _section_plan(comp: pd.DataFrame, plan: VerdictPlan) -> tuple[VerdictPlan, str]:
+    """The plan, or (where no line of this section has the verdict metric: full ranking is not
+    recorded at term 0) the metric beside it alone, with a sentence saying so."""
+    if plan.beside is None or (comp["metric"] == plan.metric).any():
+        return plan, ""
+    return (VerdictPlan(plan.beside, None, plan.rope, plan.mode),
+            f"`{plan.metric}` is not recorded for these comparisons (full ranking runs at the "
+            f"selected and last terms only), so they use `{plan.beside}`. ")
+
+
 def _verdict_part(key: pd.DataFrame, plan: VerdictPlan, intro: str, section: str) -> Part:
     """Verdict lines, their table and their findings."""
     show_model = key["model"].nunique(dropna=True) > 1
@@ -283,10 +293,11 @@ class StrategiesSection:
         if comp.empty:
             return Part("_No pair of strategies shares a seed with a finite "
                         f"`{ctx.plan.metric}`: nothing to compare._")
-        key = side_by_side(key_rows(comp, ctx.plan), ctx.plan)
-        part = _verdict_part(key, ctx.plan, "Each trial at the same term (equal budget) and at "
-                             f"its validation-selected term. {_how(ctx.plan)}", "section 5")
-        part.markdown += "\n\n" + _friedman_text(fried, ctx.plan.metric) + (
+        plan, why = _section_plan(comp, ctx.plan)
+        key = side_by_side(key_rows(comp, plan), plan)
+        part = _verdict_part(key, plan, "Each trial at the same term (equal budget) and at "
+                             f"its validation-selected term. {why}{_how(plan)}", "section 5")
+        part.markdown += "\n\n" + _friedman_text(fried, plan.metric) + (
             "\n\nEvery term: `tables/strategies_by_term.csv`; figure: "
             "`plots/strategy_differences.png` (arm minus ocfb, mean and 95% CI band).")
         part.tables = {"strategies": key, "strategies_by_term": comp,
@@ -339,7 +350,8 @@ class ThresholdVerdictsSection:
         if comp.empty:
             return Part(f"_No threshold has `{ctx.plan.metric}` at a later term and its "
                         "control._")
-        key = side_by_side(key_rows(comp, ctx.plan), ctx.plan)
+        plan, why = _section_plan(comp, ctx.plan)
+        key = side_by_side(key_rows(comp, plan), plan)
         if (col(t, "config.strategy") == "static").any():
             control = ("each threshold (ocfb trials) minus `static` at the same term: equal "
                        "epochs, same seeds, same model")
@@ -348,8 +360,10 @@ class ThresholdVerdictsSection:
                        "sweep has no `static` trials, so every difference includes the effect "
                        "of the extra epochs (named on each line); add `static` to the strategy "
                        "grid for the control at equal epochs")
-        intro = f"{control.capitalize()}{_pooled(t)}. {_how(ctx.plan)}"
-        part = _verdict_part(key, ctx.plan, intro, "section 6")
+        models = [str(m) for m in ordered(col(t, "config.model").dropna())]
+        split = f"; each model on its own ({', '.join(models)})" if len(models) > 1 else ""
+        intro = f"{control[0].upper()}{control[1:]}{split}. {why}{_how(plan)}"
+        part = _verdict_part(key, plan, intro, "section 6")
         part.markdown += "\n\nEvery term: `tables/threshold_verdicts_by_term.csv`."
         part.tables = {"threshold_verdicts": key, "threshold_verdicts_by_term": comp}
         return part
