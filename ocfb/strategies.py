@@ -39,6 +39,7 @@ from ocfb.sampling import (
     first_occurrences,
     isin_sorted,
     merge_sorted,
+    packed_order,
     sample_free_cells,
     sample_free_cells_with_replacement,
 )
@@ -197,9 +198,16 @@ def dns_choose(cand: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.nda
         best = np.argmax(sub, axis=1)
         prop = cand[pending, best]
         # `pending` is in row order, so the first occurrence of a cell is its lowest row
-        keep = first_occurrences(prop) & ~isin_sorted(prop, taken)
-        chosen[pending[keep]] = prop[keep]
-        taken = merge_sorted(taken, prop[keep])
+        if taken.size == 0:  # the first pass: the sort that finds repeats also gives `taken`
+            ordered, order = packed_order(prop)
+            keep = np.ones(prop.size, dtype=bool)
+            keep[order[1:]] = ordered[1:] != ordered[:-1]
+            chosen[pending[keep]] = prop[keep]
+            taken = ordered[keep[order]]  # sorted, each cell once
+        else:
+            keep = first_occurrences(prop) & ~isin_sorted(prop, taken)
+            chosen[pending[keep]] = prop[keep]
+            taken = merge_sorted(taken, prop[keep])
         scores[pending[~keep], best[~keep]] = -np.inf
         pending = pending[~keep]
         if pending.size == 0:
@@ -257,10 +265,11 @@ def srns(
     col = np.argmax(mem == chosen[:, None], axis=1)  # pending rows: 0, refilled below
     rows = np.arange(n)
     chosen_std = std[rows, col]
+    moved = np.flatnonzero(col)
     for a in (mem, age, p, *hist):  # the chosen cell becomes column 0
-        first = a[:, 0].copy()
-        a[:, 0] = a[rows, col]
-        a[rows, col] = first
+        first = a[moved, 0]
+        a[moved, 0] = a[moved, col[moved]]
+        a[moved, col[moved]] = first
     if pending.size:
         taken = merge_sorted(pool.fixed, chosen[chosen >= 0])
         mem[pending, 0] = sample_free_cells(rng, pool.n_users, pool.n_items, pending.size, taken)
