@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -256,8 +257,11 @@ def make_holdout_split(
             with np.load(path, allow_pickle=False) as z:
                 # files from before ids were stored lack n_users: rebuild and rewrite them
                 if str(z["data_hash"]) == data_hash and "n_users" in z.files:
-                    return HoldoutSplit(**{f: z[f] for f in _FIELDS}, data_hash=data_hash)
+                    cached = HoldoutSplit(**{f: z[f] for f in _FIELDS}, data_hash=data_hash)
+                    _note_left_out(cached, data.n_users, split)
+                    return cached
     out = _split(data, seed, split, fraction, n_candidates, data_hash)
+    _note_left_out(out, data.n_users, split)
     if path is not None:
         settings = {"seed": seed, "split": split, "holdout_fraction": fraction,
                     "n_candidates": n_candidates}
@@ -271,6 +275,21 @@ def make_holdout_split(
             "settings": json.dumps(settings),
         })
     return out
+
+
+def users_left_out(split: HoldoutSplit, n_users: int) -> int:
+    """Users the split leaves out of evaluation: no test or no validation positive (under
+    'loo' a user needs 3 positives, one each for test, validation and training)."""
+    return n_users - np.intersect1d(split.val_users, split.test_users).size
+
+
+def _note_left_out(split: HoldoutSplit, n_users: int, how: str) -> None:
+    # said in the run's log: nine last.fm users with < 3 positives used to vanish silently
+    n = users_left_out(split, n_users)
+    if n:
+        logging.getLogger(__name__).warning(
+            "note: the %r split leaves %d of %d users out of evaluation (no test or no "
+            "validation positive; 'loo' needs 3 positives per user)", how, n, n_users)
 
 
 def _split(

@@ -78,12 +78,11 @@ def train_epochs(
             total += loss.detach().to(torch.float64)
         mean = float(total) / n
         if not math.isfinite(mean) or (max_loss is not None and mean > max_loss):
-            bound = f"max_loss {max_loss:.4g}" if max_loss is not None else "no max_loss"
+            # the reason that applies, never both: a finite 2.5e8 is not "non-finite"
+            why = "non-finite" if not math.isfinite(mean) else f"above max_loss {max_loss:.4g}"
             raise DivergedError(
-                f"training diverged (loss non-finite or above max_loss): loss {mean:.4g} in "
-                f"epoch {epoch + 1} is "
-                f"{'non-finite' if not math.isfinite(mean) else 'above the bound'} ({bound}; "
-                "an untrained model's loss is ln 2 = 0.693); lower the learning rate (lr)"
+                f"training diverged: loss {mean:.4g} in epoch {epoch + 1} is {why} (an "
+                "untrained model's loss is ln 2 = 0.693); lower the learning rate (lr)"
             )
         losses.append(mean)
     return losses

@@ -150,7 +150,7 @@ def _close(spec: Any, out: Path, writer: Any, mode: str, wall: float, verbose: b
         return 1
     statuses = writer.statuses()
     if verbose:
-        print(f"sweep {spec.name}: {writer.finished} trials finished in {wall:.1f} s; "
+        print(f"sweep {spec.name}: {_finished_text(writer, spec)} in {wall:.1f} s; "
               f"results in {out}")
         print_leaderboard(writer, spec)
     try:
@@ -287,6 +287,22 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         return _fail(str(err))
 
 
+def _finished_text(writer: Any, spec: Any) -> str:
+    """The closing line's count. A resume counts the trials that had not ended before it: a
+    trial that ended within the second before a kill (Ray's state not yet saved) reruns its
+    last term and ends again, which made "41 trials finished" of 36 that remained."""
+    if not writer.ended_before:
+        return f"{writer.finished} trials finished"
+    ended = {tid for tid, t in writer.trials.items() if t["status"] not in ("running", "pending")}
+    new = len(ended - writer.ended_before)
+    again = max(0, writer.finished - new)
+    expected = spec.expected_trials()
+    return (f"{new} remaining trial(s) finished"
+            + (f" ({again} that had already ended reran from their checkpoints)" if again
+               else "")
+            + f"; {len(ended)} of {expected if expected is not None else '?'} ended in all")
+
+
 def _finished(out: Path, meta: dict[str, Any]) -> int | None:
     """The trial count if every expected trial of the sweep in `out` ended for good."""
     import pandas as pd
@@ -347,6 +363,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def _resume_locked(spec: Any, out: Path, meta: dict[str, Any], args: argparse.Namespace,
                    address: str) -> int:
     from suite import preflight, tuner
+    from suite.spec import SpecError
 
     for bad in tuner.unreadable_state_files(spec, out):
         # Ray would print a JSONDecodeError traceback and fall back to an older state
@@ -363,7 +380,13 @@ def _resume_locked(spec: Any, out: Path, meta: dict[str, Any], args: argparse.Na
         return _fail(f"{out}: Ray saved no readable experiment state at "
                      f"{tuner.experiment_path(spec, out)} (killed before the first trial "
                      "started?); run the sweep again instead")
-    datasets = preflight.load_datasets(spec)
+    try:
+        datasets = preflight.load_datasets(spec)
+    except SpecError as err:  # resume has no data flags: name sweep.json's keys instead
+        from suite.cli import flags_as_keys
+
+        return _fail(f"{flags_as_keys(str(err))} (the data no longer loads as the sweep read "
+                     f"it: restore the file, or fix the data keys in {out / 'sweep.json'})")
     mode = args.wandb or meta.get("wandb_mode") or "disabled"
     return run_sweep(spec, out, datasets, mode=mode, restore=True,
                      address=None if address == "local" else address,

@@ -10,6 +10,7 @@ turns every such case into one line naming the file and what to do, checked befo
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +77,10 @@ def parquet_problem(path: Path, columns: tuple[str, ...] = ()) -> str | None:
 
 
 def _first_line(err: BaseException) -> str:
-    return (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+    """pyarrow's reason without the path it repeats: "Parquet magic bytes not found in footer"."""
+    text = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    text = re.sub(r"^Could not open Parquet input source '.*?': ", "", text)
+    return text.split(". ")[0].rstrip(".")[:200]
 
 
 def check_results(out: Path, *, need_trials: bool, need_columns: bool = True) -> None:

@@ -166,6 +166,7 @@ class ResultsWriter:
         # called once, when the last expected trial starts (the sweep's tail begins)
         self.on_all_started: Callable[[], None] | None = None
         self._last_flush = 0.0
+        self.ended_before: set[str] = set()  # resume: trials already ended (its closing count)
         if resume:
             self._load_existing()
 
@@ -178,6 +179,8 @@ class ResultsWriter:
                                 ("status", "error", "node_id", "wall_time_s", "config_cols")}
             self.trials[tid]["config"] = None
             self.terms[tid] = {int(r["term"]): r for r in line.get("terms", [])}
+        self.ended_before = {tid for tid, t in self.trials.items()
+                             if t["status"] not in ("running", "pending")}
 
     def _load_parquet(self) -> None:
         tp, tt = self.out / "terms.parquet", self.out / "trials.parquet"

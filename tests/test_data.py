@@ -19,6 +19,7 @@ from scipy.sparse.linalg import svds
 from sklearn.metrics import roc_auc_score
 
 from ocfb import data
+from ocfb.config import DataConfig
 from ocfb.data import (
     FORMATS,
     DataError,
@@ -768,3 +769,64 @@ def test_hints_name_cli_flags(tmp_path: Path) -> None:
     assert "--format" in _error(tmp_path / "r.csv", format="excel")
     message = _error(_write(tmp_path / "s.csv", "user,item\n1,1\n2,2\n"), rating_col="stars")
     assert "--rating-col" in message
+
+
+# --------------------------------------------------------------------------------------------
+# Mixed id columns, string_ids, sep, MovieLens headers under any name (issue 23)
+# --------------------------------------------------------------------------------------------
+
+
+def test_a_stray_word_in_numeric_ids_is_refused_with_its_line(tmp_path: Path) -> None:
+    rows = [f"{u},{u % 7}\n" for u in range(50)]
+    text = "user,item\n" + "".join(rows[:10]) + "oops,3\n" + "".join(rows[10:]) + "x,1\n"
+    f = _write(tmp_path / "ids.csv", text)
+    message = _error(f)  # header line 1, ten rows, then the word on line 12
+    assert message == (f"{f}: line 12, column 'user': user id 'oops' is not a number, but 50 of "
+                       "52 user ids are (2 are not); fix the line, or pass --string-ids if the "
+                       "ids are text")
+    d = load_file(f, string_ids=True)  # strings meant: every id as written
+    assert d.n_users == 52 and {"oops", "x", "0", "49"} <= set(d.user_ids.tolist())
+    assert d.user_ids.dtype == object and d.item_ids.dtype == object
+
+
+def test_text_ids_that_are_partly_numbers_load_as_text(tmp_path: Path) -> None:
+    # half or more words: a column of names, some of which look numeric ("1984" the user)
+    f = _write(tmp_path / "names.csv", "user,item\nann,1\n1984,2\nbob,1\n2001,3\n")
+    d = load_file(f)
+    assert sorted(d.user_ids.tolist()) == ["1984", "2001", "ann", "bob"]
+    assert d.item_ids.dtype.kind == "i"  # the all-integer column stays numeric
+
+
+def test_string_ids_reads_numbers_as_written(tmp_path: Path) -> None:
+    f = tmp_path / "p.parquet"
+    pd.DataFrame({"user": [7, 8, 9], "item": [1, 1, 2]}).to_parquet(f)
+    d = load_file(f, string_ids=True)
+    assert sorted(d.user_ids.tolist()) == ["7", "8", "9"]
+    assert DataConfig(source=str(f), string_ids=True).load_kwargs()["string_ids"] is True
+    assert "string_ids" not in DataConfig(source=str(f)).load_kwargs()
+
+
+def test_sep_reads_other_delimiters(tmp_path: Path) -> None:
+    f = _write(tmp_path / "s.csv", "user;item\n1;1\n2;2\n3;1\n")
+    assert "pass --sep ';'" in _error(f)
+    d = load_file(f, sep=";")
+    assert (d.n_users, d.n_items) == (3, 2)
+    assert DataConfig(source=str(f), sep=";").load_kwargs()["sep"] == ";"
+
+
+def test_movielens_header_is_recognised_under_any_name(tmp_path: Path) -> None:
+    text = "userId,movieId,rating,timestamp\n1,10,5.0,300\n1,20,3.0,100\n2,20,4.0,200\n"
+    d = load_file(_write(tmp_path / "lastfm-export.csv", text))
+    assert d.name == "movielens-csv" and d.timestamps is not None
+    assert sorted(d.timestamps.tolist()) == [100, 200, 300]  # 'loo' holds out the latest
+    # told it is plain csv, the hint names MovieLens's format, not only the column flags
+    message = _error(tmp_path / "lastfm-export.csv", format="csv")
+    assert "the header is MovieLens's: pass --format movielens-csv" in message
+    # only MovieLens's id columns: name them (no format would find a timestamp)
+    message = _error(_write(tmp_path / "ids.csv", "userId,movieId\n1,1\n2,2\n"))
+    assert "pass --user-col userId --item-col movieId" in message
+    assert "movielens-csv" not in message
+    # other files with a time column: the hint says how to keep it
+    message = _error(_write(tmp_path / "t.csv", "u,i,timestamp\n1,1,5\n2,2,6\n"))
+    assert message.endswith("name the columns with --user-col and --item-col (and "
+                            "--timestamp-col timestamp to keep the times)")

@@ -338,13 +338,16 @@ def _require_columns(path: Path, table: _Table, needed: dict[str, str]) -> None:
 def _column_hint(found: list[str]) -> str:
     """What to pass when the id columns are not found: MovieLens's own format when the header
     is MovieLens's, else the column flags (with --timestamp-col when a column looks like one)."""
-    if {"userId", "movieId"} <= set(found):
+    if _MOVIELENS_CSV_HEADER <= set(found):
         return ("the header is MovieLens's: pass --format movielens-csv (it keeps the "
                 f"timestamps, so 'loo' holds out each user's latest), or {_COLUMN_HINT}")
+    hint = _COLUMN_HINT
+    if {"userId", "movieId"} <= set(found):
+        hint = "pass --user-col userId --item-col movieId"
     stamp = next((c for c in found if c.lower() in ("timestamp", "time", "ts", "date")), None)
     if stamp is not None:
-        return f"{_COLUMN_HINT} (and --timestamp-col {stamp} to keep the times)"
-    return _COLUMN_HINT
+        return f"{hint} (and --timestamp-col {stamp} to keep the times)"
+    return hint
 
 
 def load_file(
