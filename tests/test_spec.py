@@ -22,6 +22,7 @@ from suite.spec import (
     load_sweep,
     produced_metrics,
 )
+from suite.spec.tuning import search_specs
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
@@ -36,7 +37,9 @@ EXPECTED = {
     "ablation-threshold": (7 + 3) * 5,  # 7 NeuMF thresholds + 3 baselines, x 5 seeds
     "ablation-terms": (2 * 2 + 3) * 5,  # 2 models x 2 thresholds + 3 baselines, x 5 seeds
     "strategies": (9 + 3) * 10,  # 9 NeuMF strategies + 3 baselines, x 10 seeds
-    "movielens-100k": 16 * 1,  # optuna: num_samples x seeds
+    # tune-then-confirm: 3 searched families x 24 proposals x 1 search seed, then 4 families x
+    # 5 confirmation seeds
+    "movielens-100k": 3 * 24 * 1 + 4 * 5,
     "movielens-100k-strategies": (9 + 3) * 5,  # 9 strategies + 3 baselines, x 5 seeds
     "protocol-gap": 2 * (2 + 3) * 5,  # protocol x (MLP x 2 strategies + 3 baselines) x seeds
 }
@@ -112,8 +115,15 @@ def test_shipped_config_details():
     m = _load("movielens-100k")
     assert m.data.source == ML_PLACEHOLDER and m.data.format == "movielens-100k"
     assert (m.search.algorithm, m.scheduler.type) == ("optuna", "asha")
-    assert m.max_terms() == 10 and m.tune_num_samples() == 16
-    assert {"lr", "weight_decay", "epochs", "negatives", "batch_size"} <= set(m.axes())
+    assert m.tune_per_model is not None and m.tune_per_model.proposals == 24
+    assert m.tune_per_model.confirm_seeds == [1, 2, 3, 4, 5] and m.seeds == [0]
+    stages = search_specs(m)
+    assert [s.name for s in stages] == [f"movielens-100k-search-{f}" for f in ("neumf", "ease",
+                                                                               "als")]
+    assert [s.tune_num_samples() for s in stages] == [24, 24, 24]
+    assert stages[0].max_terms() == 10
+    assert {"lr", "weight_decay", "epochs", "negatives", "batch_size", "l2",
+            "als_factors"} <= set(m.axes())
     # by default the team's copy beside the checkout (never committed); --data overrides it
     assert load_sweep(CONFIGS / "movielens-100k.yaml").data.source == (
         "../shared/data/ml-100k/u.data")
@@ -209,7 +219,9 @@ def test_with_smoke_shrinks(tmp_path):
     assert q.expected_trials() == EXPECTED["quickstart"] // 3  # one seed of three
 
     m = _load("movielens-100k").with_smoke()
-    assert m.search.num_samples == 2 and m.fixed["terms"] == 2 and m.fixed["epochs"] == 1
+    assert m.tune_per_model is not None and m.tune_per_model.proposals == 2
+    assert m.tune_per_model.confirm_seeds == [1] and m.expected_trials() == 3 * 2 + 4
+    assert m.fixed["terms"] == 2 and m.fixed["epochs"] == 1
 
     spec = load_sweep(_write(tmp_path, """\
         name: t
@@ -271,12 +283,12 @@ def test_param_space_for_ray():
         runs = {json.dumps(spec.run_config(v).canonical(), sort_keys=True) for v in variants}
         assert len(runs) == len(variants), name
 
-    m = _load("movielens-100k")
+    m = search_specs(_load("movielens-100k"))[0]  # NeuMF's own search
     mps = m.param_space()
-    assert mps["epochs"].lower == 2 and mps["epochs"].upper == 9  # int [2, 8], hi inclusive
+    assert mps["epochs"].lower == 2 and mps["epochs"].upper == 7  # int [2, 6], hi inclusive
     assert "seed" not in mps  # seeds are replicated by a Repeater, never searched by TPE
     dists = OptunaSearch.convert_search_space(mps)
-    assert dists["epochs"].high == 8 and dists["lr"].log
+    assert dists["epochs"].high == 6 and dists["lr"].log
 
     # layers as strings; grid dims become choices under optuna
     spec = SweepSpec.from_dict({
