@@ -109,7 +109,12 @@ def run_sweep(spec: Any, out: Path, datasets: dict[tuple, Any], *, mode: str,
     started_local = tuner.init_ray(address)
     if started_local:
         reaper.start_reaper(reaper.own_children() - before)
+    elif (problem := _node_memory_problem(spec, datasets)) is not None:
+        if not connected_before:
+            tuner.stop_ray()
+        return _fail(problem)
     _sigterm_as_interrupt()
+    tuner.ray_logs_to_file(out)
     tuner.activate(session)
     started = time.time()
     try:
@@ -121,6 +126,14 @@ def run_sweep(spec: Any, out: Path, datasets: dict[tuple, Any], *, mode: str,
             tuner.build_tuner(spec, out, datasets, restore=restore).fit()
     except KeyboardInterrupt:
         pass  # a second Ctrl-C / SIGTERM: what was written stays, the hint below says resume
+    except RuntimeError as err:
+        if not tuner.oom_crash(err):
+            raise
+        # a cluster's memory monitor killed a worker and Ray Tune stopped (tuner.oom_crash):
+        # the results so far stand, the summary is written, resume continues
+        print(f"ocfb-suite: error: Ray's memory monitor killed a trial's worker and Ray Tune "
+              f"stopped the sweep ({str(err.__cause__).splitlines()[0][:160]}); give trials "
+              f"more memory or run fewer at once", file=sys.stderr)
     finally:
         tuner.activate(None)
         writer.flush()
@@ -131,6 +144,26 @@ def run_sweep(spec: Any, out: Path, datasets: dict[tuple, Any], *, mode: str,
     finally:
         if not connected_before:  # a Ray instance the caller started stays up
             tuner.stop_ray()
+
+
+def _node_memory_problem(spec: Any, datasets: dict[tuple, Any]) -> str | None:
+    """On a joined cluster: why no node can hold one of the sweep's trials, or None."""
+    from suite import preflight, tuner
+    from suite.spec import SpecError
+
+    try:
+        preflight.check_memory(spec, datasets, tuner.cluster_memory_limit(),
+                               "the cluster's largest node")
+    except SpecError as err:
+        return str(err)
+    return None
+
+
+def tuner_log_name() -> str:
+    """The file in the output folder that holds Ray's own log lines and tracebacks."""
+    from suite.tuner import RAY_LOG
+
+    return RAY_LOG
 
 
 def _summary_imports() -> None:
@@ -180,12 +213,19 @@ def _close(spec: Any, out: Path, writer: Any, mode: str, wall: float, verbose: b
               f"loss non-finite or above max_loss: lower lr), {len(statuses) - n_div} failed; "
               f"see the error column of {out / 'trials.parquet'}", file=sys.stderr)
         return 1
+    if "error" in statuses:
+        # a failed trial (killed for memory, a crash) leaves the sweep short of its design;
+        # resume re-runs exactly the failed trials
+        print(f"sweep {spec.name}: {statuses.count('error')} trial(s) failed (reasons in the "
+              f"error column of {out / 'trials.parquet'}, Ray's tracebacks in "
+              f"{out / tuner_log_name()}); {_resume_hint(out)}", file=sys.stderr)
+        return 1
     return 0
 
 
 # Results of an earlier sweep in the same folder, moved aside (never mixed, never deleted).
 _PREVIOUS = ("sweep.json", "trials.parquet", "terms.parquet", "summary.md", "tables", "plots",
-             "ray", "splits", "wandb", "dashboard", "chosen.json", JOURNAL)
+             "ray", "splits", "wandb", "dashboard", "chosen.json", JOURNAL, "ray.log")
 
 
 def archive_previous(out: Path) -> Path | None:
@@ -251,6 +291,9 @@ def _preflight(spec: Any, out: Path, *, local: bool) -> dict[tuple, Any]:
     preflight.check_storage_path(spec.storage_path)
     datasets = preflight.load_datasets(spec)
     preflight.check_data(spec, datasets)
+    if local:  # a cluster's nodes are known only once joined (run_sweep checks them there)
+        preflight.check_memory(spec, datasets, preflight.local_memory_limit(
+            preflight.object_store_bytes()), "this machine")
     preflight.check_output(out)  # last: it creates the folder
     return datasets
 

@@ -214,3 +214,83 @@ def _positives_problems(spec: Any, data: Any) -> list[str]:
                     f"test, one validation, one to train on), but every user in "
                     f"{spec.data.source} has at most {most}; use protocol: paper, or more data")
     return problems
+
+
+# -- memory -------------------------------------------------------------------------------------
+
+# Trial memory requests are rounded up to this step: trials of one sweep then share a request
+# (and so reuse each other's Ray workers) unless they truly differ in size.
+MEMORY_STEP = 2**29  # 0.5 GiB
+
+
+def data_shape(data: Any) -> tuple[int, int, int]:
+    """(users, items, positives) of a dataset: all a memory estimate needs of it."""
+    return int(data.n_users), int(data.n_items), len(data)
+
+
+def trial_memory(cfg: Any, shape: tuple[int, int, int]) -> tuple[int, str]:
+    """The memory a trial asks Ray for (bytes, rounded up to MEMORY_STEP) and why."""
+    from ocfb.memory import estimate
+
+    est = estimate(cfg, *shape)
+    return -(-est.bytes // MEMORY_STEP) * MEMORY_STEP, est.detail
+
+
+def sampled_configs(spec: Any) -> list[Any]:
+    """The RunConfigs whose memory bounds the sweep's: every grid point, or, for a sampled
+    search, each model with each listed `negatives` value (the two things memory grows with;
+    sampled sizes are taken at their defaults)."""
+    if spec.enumerates_grid():
+        return [spec.run_config(p) for p in spec.distinct_configs()]
+    models = [v for _, v in spec.values_of("model")] or [None]
+    negatives = [v for _, v in spec.values_of("negatives")] or [None]
+    out = []
+    for m in models:
+        for n in negatives:
+            params = {k: v for k, v in (("model", m), ("negatives", n)) if v is not None}
+            try:
+                out.append(spec.run_config(params))
+            except Exception:  # a combination the space never draws (per-model blocks)
+                continue
+    return out
+
+
+def check_memory(spec: Any, datasets: dict[tuple, Any], limit: int, where: str) -> None:
+    """Exit 2 (SpecError) when one trial alone needs more memory than the largest node has:
+    Ray would leave it pending forever, or its memory monitor would kill it mid-sweep."""
+    shapes = {key: data_shape(d) for key, d in datasets.items()}
+    worst: dict[str, tuple[int, str]] = {}
+    for cfg in sampled_configs(spec):
+        shape = shapes.get(data_key(cfg.data)) or next(iter(shapes.values()))
+        need, detail = trial_memory(cfg, shape)
+        if need > worst.get(cfg.model, (0, ""))[0]:
+            worst[cfg.model] = (need, detail)
+    over = [f"model {m}: one trial needs an estimated {need / 2**30:.1f} GiB ({detail}), but "
+            f"{where} offers at most {limit / 2**30:.1f} GiB per trial"
+            for m, (need, detail) in sorted(worst.items()) if need > limit]
+    if over:
+        raise _spec_error("\n".join(over) + "; use a machine or cluster node with more "
+                          "memory, or fewer items (EASE needs n_items^2 x 4 B)")
+
+
+def object_store_bytes() -> int:
+    """The object store a local Ray gets: 5 % of memory, within 0.25-2 GiB (it holds the
+    sweep's datasets once and small results)."""
+    from ocfb.memory import host_memory_bytes
+
+    return int(min(2 * 2**30, max(2**28, host_memory_bytes() * 0.05)))
+
+
+def local_memory_limit(store_bytes: int) -> int:
+    """What a local Ray node will offer trials: available memory less the object store (Ray's
+    own `memory` resource is computed the same way: 20.6 of 23.5 GiB measured here)."""
+    from ocfb.memory import host_memory_bytes
+
+    available = host_memory_bytes()
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                available = min(available, int(line.split()[1]) * 1024)
+    except OSError:
+        pass
+    return max(0, available - store_bytes)

@@ -54,7 +54,9 @@ def _mark(event: str, run_term: int) -> None:
     from ray import tune
 
     Path(marker_dir).mkdir(parents=True, exist_ok=True)
-    name = f"{tune.get_context().get_trial_id()}-from{run_term}-{uuid.uuid4().hex[:6]}.{event}"
+    # the pid lets a test kill this worker as the kernel's OOM killer would
+    name = (f"{tune.get_context().get_trial_id()}-from{run_term}-{uuid.uuid4().hex[:6]}"
+            f"-pid{os.getpid()}.{event}")
     (Path(marker_dir) / name).write_text(f"{time.time():.6f}\n")
 
 
@@ -100,6 +102,19 @@ def checkpoint_due(term: int, done: bool, every: int, since_s: float, interval_s
     every `every`-th term once `interval_s` seconds passed since its last checkpoint (or its
     start). Resume is exact from any term, so this only sets how much work a kill re-runs."""
     return done or ((term + 1) % every == 0 and since_s >= interval_s)
+
+
+def _release(run: Any) -> None:
+    """Free a finished run's large arrays before this (reused) worker starts its next trial:
+    an EASE run holds n_items^2 weights (1.24 GB at 17.6k items) that the next trial's
+    estimate does not count. numpy returns such arrays to the OS when their last reference
+    goes, so dropping them and collecting cycles is enough."""
+    import gc
+
+    release = getattr(run, "release", None)
+    if release is not None:
+        release()
+    gc.collect()
 
 
 def make_trainable(spec: Any, cache_dir: str | None = None):
@@ -154,5 +169,6 @@ def make_trainable(spec: Any, cache_dir: str | None = None):
             else:
                 tune.report({**rec, **extra})
         _mark("end", run.term)
+        _release(run)
 
     return ocfb_trial

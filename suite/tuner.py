@@ -10,6 +10,7 @@ no swapped callbacks).
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,7 +74,8 @@ class SweepCallback(tune.Callback):
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:  # noqa: D102
         if _ACTIVE is not None:
-            _ACTIVE.writer.on_end(trial, error=error_text(trial),
+            _ACTIVE.writer.on_end(trial, error=failure_reason(error_text(trial),
+                                                             memory_request(trial)),
                                   history=history_from_checkpoint(trial))
         self._each("on_trial_error", iteration, trials, trial, **info)
 
@@ -117,6 +119,67 @@ def error_text(trial: Any) -> str:
         return "trial failed"
 
 
+# What Ray writes when a worker died for memory: its own memory monitor's OutOfMemoryError,
+# or a SIGKILL (the kernel's OOM killer) seen as an actor death
+_MEMORY_KILL = ("OutOfMemoryError", "running low on memory")
+_SIGKILL = ("SIGKILL", "unexpectedly exits", "died unexpectedly")
+
+
+def memory_request(trial: Any) -> int | None:
+    """The `memory` a trial asked Ray for (bytes), from its public placement group factory."""
+    try:
+        return int(trial.placement_group_factory.required_resources.get("memory", 0)) or None
+    except Exception:  # not a Tune trial (tests), or no request
+        return None
+
+
+def failure_reason(text: str, request: int | None) -> str:
+    """One line for a failed trial: a kill for memory says so and names the estimate (the
+    full Ray text, 60 lines for an OOM kill, stays in the trial's error file)."""
+    est = f"; its estimate was {request / 2**30:.1f} GiB" if request else ""
+    if any(m in text for m in _MEMORY_KILL):
+        used = next((ln.split(" was ", 1)[1].split(")")[0] + ")" for ln in text.splitlines()
+                     if "Memory on the node" in ln and " was " in ln), "")
+        return f"killed for memory by Ray's memory monitor{' at ' + used if used else ''}{est}"
+    if any(m in text for m in _SIGKILL):
+        return (f"worker killed (SIGKILL: the kernel's out-of-memory killer, or a kill from "
+                f"outside){est}")
+    if "MemoryError" in text:
+        return f"out of memory inside the trial (MemoryError){est}"
+    return text
+
+
+def oom_crash(err: BaseException) -> bool:
+    """Whether Ray Tune's controller died of a worker killed for memory. Ray 2.60's actor
+    manager raises RuntimeError('Caught unexpected exception: ...') for an OutOfMemoryError
+    of an actor task (only RayActorError and RayTaskError are handled as trial failures), so
+    a memory-monitor kill ends `fit()` instead of failing one trial."""
+    from ray.exceptions import OutOfMemoryError
+
+    return isinstance(err, RuntimeError) and isinstance(err.__cause__, OutOfMemoryError)
+
+
+# Ray's own log lines (a failed trial's 60-line traceback, restore warnings) go here, in the
+# output folder, instead of the terminal, where the sweep prints one line per trial
+RAY_LOG = "ray.log"
+
+
+def ray_logs_to_file(out: Path) -> None:
+    """Send the driver's Ray loggers to `out/ray.log` instead of the terminal (standard
+    `logging` calls only; the trial's own error file keeps the full text too)."""
+    handler = logging.FileHandler(out / RAY_LOG)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    for name in ("ray", "ray.tune", "ray.train", "ray.air"):
+        lg = logging.getLogger(name)
+        for h in list(lg.handlers):
+            if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler):
+                lg.removeHandler(h)
+        lg.propagate = False
+    logging.getLogger("ray").addHandler(handler)
+    for name in ("ray.tune", "ray.train", "ray.air"):
+        logging.getLogger(name).propagate = True
+
+
 # -- Ray setup ----------------------------------------------------------------------------------
 
 
@@ -142,11 +205,16 @@ def init_ray(address: str | None) -> bool:
             kw["runtime_env"] = {"env_vars": {START_MARKER_ENV: os.environ[START_MARKER_ENV]}}
         ray.init(address=address, **kw)
         return False
-    total_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    # a small object store: it holds the sweep's datasets (once) and small results
-    store = int(min(2.0, max(0.25, total_gb * 0.05)) * 2**30)
+    from suite.preflight import object_store_bytes
+
+    # Ray's memory monitor kills a worker as an OutOfMemoryError, which Ray 2.60's Tune does
+    # not treat as a trial failure: it ends the whole sweep (oom_crash). On a local instance
+    # the trials' `memory` requests already keep them within the node, so the kernel's OOM
+    # killer is the last resort; it kills a Ray worker first (Ray sets their oom_score_adj to
+    # 1000), which Tune records as that trial's failure and the sweep goes on.
+    os.environ.setdefault("RAY_memory_monitor_refresh_ms", "0")
     ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False,
-             object_store_memory=store, **kw)
+             object_store_memory=object_store_bytes(), **kw)
     return True
 
 
@@ -184,7 +252,35 @@ def _trainable(spec: Any, out: Path, datasets: dict[tuple, Any]) -> Any:
     # any node) gets them from there instead of reloading the file
     fn = tune.with_parameters(make_trainable(spec, cache_dir=str((out / "splits").resolve())),
                               datasets=datasets)
-    return tune.with_resources(fn, {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus})
+    return tune.with_resources(fn, trial_resources(spec, datasets))
+
+
+def trial_resources(spec: Any, datasets: dict[tuple, Any]) -> Any:
+    """Per trial: its CPUs and GPUs, and its memory estimate as Ray's `memory` resource, so
+    Ray never co-schedules trials that together exceed a node (two 17.6k-item EASE fits
+    at 2 GiB each run side by side on 24 GiB; a 40k-item one runs alone or not at all)."""
+    from suite.preflight import data_key, data_shape, trial_memory
+
+    shapes = {key: data_shape(d) for key, d in datasets.items()}
+    cpus, gpus = spec.resources.cpus, spec.resources.gpus
+
+    def request(config: dict[str, Any]) -> tune.PlacementGroupFactory:
+        cfg = spec.run_config(config)
+        shape = shapes.get(data_key(cfg.data)) or next(iter(shapes.values()))
+        bundle = {"CPU": cpus, "memory": trial_memory(cfg, shape)[0]}
+        if gpus:
+            bundle["GPU"] = gpus
+        return tune.PlacementGroupFactory([bundle])
+
+    return request
+
+
+def cluster_memory_limit() -> int:
+    """The largest `memory` resource of any alive node of the connected cluster."""
+    import ray
+
+    return int(max((n.get("Resources", {}).get("memory", 0) for n in ray.nodes()
+                    if n.get("Alive")), default=0))
 
 
 def _search(spec: Any) -> Any:
@@ -223,15 +319,17 @@ def _scheduler(spec: Any) -> Any:
 def build_tuner(spec: Any, out: Path, datasets: dict[tuple, Any], *,
                 restore: bool = False) -> tune.Tuner:
     """The Tuner for a sweep: new, or restored from its experiment folder (public API only)."""
+    from suite.spec import param_space
+
     trainable = _trainable(spec, out, datasets)
     if restore:
         return tune.Tuner.restore(experiment_path(spec, out), trainable=trainable,
                                   resume_unfinished=True, resume_errored=True,
-                                  param_space=spec.param_space())
+                                  param_space=param_space(spec))
     optuna = spec.search.algorithm == "optuna"
     return tune.Tuner(
         trainable,
-        param_space=spec.param_space(),
+        param_space=param_space(spec),
         tune_config=tune.TuneConfig(
             metric=spec.objective.metric, mode=spec.objective.mode, search_alg=_search(spec),
             scheduler=_scheduler(spec), num_samples=spec.tune_num_samples(),
