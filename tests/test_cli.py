@@ -369,3 +369,17 @@ def test_resume_counts_the_trials_that_remained() -> None:
         "checkpoints); 57 of 57 ended in all")
     fresh = SimpleNamespace(ended_before=set(), finished=57, trials=trials)
     assert _finished_text(fresh, spec) == "57 trials finished"
+
+
+def test_smoke_writes_to_output_smoke_unless_out_is_given(tmp_path: Path, monkeypatch) -> None:
+    """README: `--smoke` writes to `<output>-smoke` (a real sweep's results are never replaced),
+    and to DIR when `--out DIR` names the folder explicitly."""
+    import suite.commands as commands
+
+    outs: list[Path] = []
+    monkeypatch.setattr(commands, "run_sweep", lambda spec, out, datasets, **kw: outs.append(
+        out) or 0)
+    cfg = _sweep_yaml(tmp_path)
+    assert main(["sweep", str(cfg), "--smoke"]) == 0
+    assert main(["sweep", str(cfg), "--smoke", "--out", str(tmp_path / "mine")]) == 0
+    assert outs == [tmp_path / "out-smoke", tmp_path / "mine"]
