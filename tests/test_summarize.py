@@ -354,28 +354,13 @@ def _make_sweep(
                             if model == "popularity" and (th, neg, strategy) != (
                                     0.5, "500", strategies[0]):
                                 continue  # a baseline ignores the loop's keys: one per seed
+                            cfg = {"model": model, "threshold": th, "negatives": neg,
+                                   "strategy": strategy, "seed": seed,
+                                   "protocol": protocol, "layers": "32,16,8"}
                             for term in range(last + 1):
                                 v = (0.5 + 0.05 * (model == "mlp") + 0.01 * term * (1 - th)
                                      + 0.02 * (strategy == "ocfb") + rng.normal(0, 0.005))
-                                rec = {"trial_id": tid, "term": term, "train_loss": 0.3,
-                                       "n_negatives": int(neg), "n_replaced": 10 * term}
-                                if protocol == "holdout":
-                                    rec.update({"val_hr@10": v, "test_auc": v + 0.1,
-                                                "test_precision": v, "test_recall": v,
-                                                "test_f1": v})
-                                    rec.update({m: v - 0.01 for m in HOLDOUT_RANKING_METRICS
-                                                if m != "test_auc"})
-                                else:
-                                    rec.update({m: v + 0.04 * term for m in PAPER_REPORT_METRICS})
-                                    rec["val_auc"] = v + 0.03 * term
-                                    rec["test_support_neg"] = rec["test_support_pos"] = 300.0
-                                if model == "popularity":
-                                    rec["is_baseline"] = 1.0
-                                cfg = {"model": model, "threshold": th, "negatives": neg,
-                                       "strategy": strategy, "seed": seed,
-                                       "protocol": protocol, "layers": "32,16,8"}
-                                rec.update({f"config.{c}": x for c, x in cfg.items()})
-                                hist.append(rec)
+                                hist.append(_record(tid, term, v, cfg))
                             h = pd.DataFrame(hist)
                             bi = int(h[objective].idxmax())
                             row = _trial(tid, **cfg)
@@ -398,6 +383,24 @@ def _make_sweep(
             "expected_trials": len(tr) + extra_expected}
     (d / "sweep.json").write_text(json.dumps(spec))
     return tr, te
+
+
+def _record(tid: str, term: int, v: float, cfg: dict) -> dict:
+    """One terms.parquet row of value `v` under the config's protocol (a baseline flagged)."""
+    rec = {"trial_id": tid, "term": term, "train_loss": 0.3,
+           "n_negatives": int(cfg["negatives"]), "n_replaced": 10 * term}
+    if cfg["protocol"] == "holdout":
+        rec.update({"val_hr@10": v, "test_auc": v + 0.1, "test_precision": v,
+                    "test_recall": v, "test_f1": v})
+        rec.update({m: v - 0.01 for m in HOLDOUT_RANKING_METRICS if m != "test_auc"})
+    else:
+        rec.update({m: v + 0.04 * term for m in PAPER_REPORT_METRICS})
+        rec["val_auc"] = v + 0.03 * term
+        rec["test_support_neg"] = rec["test_support_pos"] = 300.0
+    if cfg["model"] == "popularity":
+        rec["is_baseline"] = 1.0
+    rec.update({f"config.{c}": x for c, x in cfg.items()})
+    return rec
 
 
 def _write(d: Path, trials: pd.DataFrame, terms: pd.DataFrame) -> None:
@@ -577,3 +580,44 @@ def test_one_seed_sweep_states_why_no_test_ran(tmp_path: Path) -> None:
     assert all("Holm p" not in x and "better" not in x and "n/a" not in x for x in lines)
     assert s.tables["strategies_by_term"]["t_p"].isna().all()
     assert "Friedman" in sec5 and "not run" in sec5
+
+
+def test_tune_then_confirm_tables_read_confirmation_trials_with_their_budget(
+        tmp_path: Path) -> None:
+    trials, terms = _make_sweep(tmp_path, seeds=4, baselines=True)
+    # seeds 0-1 searched, seeds 2-3 confirm; the search trials get an absurd value that must
+    # not reach any table.
+    stage = np.where(trials["config.seed"] < 2, "search", "confirm")
+    trials["config.stage"] = stage
+    trials["config.budget"] = np.where(trials["config.model"] == "popularity",
+                                       "fixed defaults", "searched, 8 proposals")
+    search_ids = set(trials.loc[stage == "search", "trial_id"])
+    terms.loc[terms["trial_id"].isin(search_ids), "val_hr@10"] = 50.0
+    _write(tmp_path, trials, terms)
+    s = summarize_dir(tmp_path)
+    board = s.tables["leaderboard"]
+    assert board["mean"].max() < 1.0 and set(board["n_seeds"]) == {2}
+    assert "stage" not in board.columns and "budget" not in board.columns  # not axes
+    assert set(board.loc[board["kind"] == "trained", "tuning_budget"]) == {
+        "searched, 8 proposals"}
+    assert list(board.loc[board["kind"] == "baseline", "tuning_budget"]) == ["fixed defaults"]
+    assert "every table reads the" in s.markdown and "confirmation trial(s)" in s.markdown
+    sec1 = s.markdown.split("## 1. Leaderboard")[1].split("## 2.")[0]
+    assert "| selected term (mean) | tuning budget |" in sec1 and "fixed defaults" in sec1
+
+
+def test_winner_line_races_baselines_and_pivots_never_pool_them(tmp_path: Path) -> None:
+    trials, terms = _make_sweep(tmp_path, seeds=3, baselines=True)
+    # popularity far ahead on validation: the winner line must name it.
+    pop = trials.loc[trials["config.model"] == "popularity", "trial_id"]
+    terms.loc[terms["trial_id"].isin(pop), "val_hr@10"] = 0.95
+    _write(tmp_path, trials, terms)
+    s = summarize_dir(tmp_path)
+    assert "The best row (model=popularity, baseline) leads the runner-up" in s.markdown
+    # model is a pivot axis: each baseline is a column of its own, never pooled
+    assert "popularity" in set(s.tables["threshold_x_model"]["model"])
+    assert set(s.tables["threshold_x_model"]["n"]) == {3}  # n = seeds, not 2 x 3 trials
+    # without model as an axis, the baselines are left out and named
+    cells = pivot(trials, "threshold", "negatives", "val_hr@10", "max")
+    assert cells.attrs["left_out"] == ["popularity"]
+    assert not cells["threshold"].isna().any() and set(cells["n"]) == {3}
