@@ -343,6 +343,11 @@ class ThresholdVerdictsSection:
         strategy = col(t, "config.strategy")
         if strategy.nunique() > 1:
             t = t[strategy.isin(["ocfb", "static"])]
+            if col(t, "config.threshold").nunique() == 1:
+                # One threshold: its line is section 5's "ocfb vs static", and a second Holm
+                # family for the same pair could read it differently.
+                return Part("_Not applicable: the sweep ran one threshold; ocfb against static "
+                            "at equal epochs is in section 5._")
         if t.empty or config_col("threshold") not in t.columns or t["term"].max() < 1:
             return Part("_Not applicable: no completed OCF-B trial with terms after term 0._")
         sel = ctx.sel[ctx.sel["trial_id"].isin(t["trial_id"])]
