@@ -294,6 +294,7 @@ def _preflight(spec: Any, out: Path, *, local: bool) -> dict[tuple, Any]:
     if local:  # a cluster's nodes are known only once joined (run_sweep checks them there)
         preflight.check_memory(spec, datasets, preflight.local_memory_limit(
             preflight.object_store_bytes()), "this machine")
+    preflight.check_disk(spec, datasets, out)
     preflight.check_output(out)  # last: it creates the folder
     return datasets
 

@@ -230,7 +230,7 @@ def data_shape(data: Any) -> tuple[int, int, int]:
 
 def trial_memory(cfg: Any, shape: tuple[int, int, int]) -> tuple[int, str]:
     """The memory a trial asks Ray for (bytes, rounded up to MEMORY_STEP) and why."""
-    from ocfb.memory import estimate
+    from ocfb.footprint import estimate
 
     est = estimate(cfg, *shape)
     return -(-est.bytes // MEMORY_STEP) * MEMORY_STEP, est.detail
@@ -276,7 +276,7 @@ def check_memory(spec: Any, datasets: dict[tuple, Any], limit: int, where: str) 
 def object_store_bytes() -> int:
     """The object store a local Ray gets: 5 % of memory, within 0.25-2 GiB (it holds the
     sweep's datasets once and small results)."""
-    from ocfb.memory import host_memory_bytes
+    from ocfb.footprint import host_memory_bytes
 
     return int(min(2 * 2**30, max(2**28, host_memory_bytes() * 0.05)))
 
@@ -284,7 +284,7 @@ def object_store_bytes() -> int:
 def local_memory_limit(store_bytes: int) -> int:
     """What a local Ray node will offer trials: available memory less the object store (Ray's
     own `memory` resource is computed the same way: 20.6 of 23.5 GiB measured here)."""
-    from ocfb.memory import host_memory_bytes
+    from ocfb.footprint import host_memory_bytes
 
     available = host_memory_bytes()
     try:
@@ -294,3 +294,62 @@ def local_memory_limit(store_bytes: int) -> int:
     except OSError:
         pass
     return max(0, available - store_bytes)
+
+
+# -- disk ---------------------------------------------------------------------------------------
+
+# Per trial, besides its checkpoints: Ray's experiment state (4.6 MB at quickstart's 57 trials,
+# kept twice while it is rewritten), the results rows and, unless disabled, a W&B offline run
+TRIAL_STATE_BYTES = 2 * 85 * 1024
+TRIAL_RESULTS_BYTES = 64 * 1024
+TRIAL_WANDB_BYTES = 512 * 1024
+
+
+def sweep_disk_bytes(spec: Any, datasets: dict[tuple, Any]) -> tuple[int, str]:
+    """What a sweep writes, upper side (bytes), and how that was counted (for the message):
+    per trial, three checkpoints of the largest configuration (Ray keeps two, and writes the
+    next before deleting the oldest), plus its share of Ray's state, results and W&B."""
+    from ocfb.footprint import checkpoint_bytes
+
+    shapes = {key: data_shape(d) for key, d in datasets.items()}
+    ckpt = max((checkpoint_bytes(c, *(shapes.get(data_key(c.data))
+                                      or next(iter(shapes.values()))))
+                for c in sampled_configs(spec)), default=64 * 1024)
+    trials = spec.expected_trials() or spec.tune_num_samples()
+    per_trial = 3 * ckpt + TRIAL_STATE_BYTES + TRIAL_RESULTS_BYTES
+    if spec.wandb.mode != "disabled":
+        per_trial += TRIAL_WANDB_BYTES
+    return trials * per_trial, f"{trials} trials x {per_trial / 2**20:.2f} MiB, checkpoints " \
+                               f"of up to {ckpt / 2**20:.2f} MiB included"
+
+
+def _free_bytes(path: Path) -> tuple[int, int]:
+    """(free bytes, device id) of the filesystem that holds `path` or its nearest parent."""
+    import shutil
+
+    p = path.expanduser().resolve()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return shutil.disk_usage(p).free, os.stat(p).st_dev
+
+
+def check_disk(spec: Any, datasets: dict[tuple, Any], out: Path) -> None:
+    """Exit 2 when the output folder (or a local storage_path) has less free space than the
+    sweep will write: a nearly full disk otherwise fails every trial in turn, for minutes."""
+    need, how = sweep_disk_bytes(spec, datasets)
+    places = [("--out", out)]
+    storage = spec.storage_path
+    if storage and "://" not in storage or (storage or "").startswith("file://"):
+        places.append(("storage_path", Path(urlsplit(storage).path if "://" in storage
+                                            else storage)))
+    seen: dict[int, int] = {}
+    for flag, path in places:
+        free, dev = _free_bytes(path)
+        if dev in seen:  # one filesystem for both: its free space is shared, checked once
+            continue
+        seen[dev] = free
+        if free < need:
+            raise _spec_error(
+                f"{flag}: {path} has {free / 2**20:.1f} MiB free, but this sweep writes an "
+                f"estimated {need / 2**20:.1f} MiB ({how}); free space there or choose "
+                f"another {flag}")

@@ -204,7 +204,7 @@ class ResultsWriter:
         if t.get("config") is None:
             cfg = self.spec.run_config(trial.config)
             t["config"] = cfg
-            # tune-then-confirm sweeps add config.stage and config.budget (suite.spec.tuning)
+            # tune-then-confirm sweeps add config.stage and config.budget (SweepSpec.trial_columns)
             extra = getattr(self.spec, "trial_columns", None)
             t["config_cols"] = {**config_columns(cfg), **(extra(cfg) if extra else {})}
         return t
@@ -324,9 +324,11 @@ class ResultsWriter:
         try:
             append_line(json.dumps(line, default=_plain), path)
         except OSError as err:
-            self._failed(describe_os_error(err, path))
+            self.fail(describe_os_error(err, path))
 
-    def _failed(self, message: str) -> None:
+    def fail(self, message: str) -> None:
+        """Record that results can no longer be written (a full disk) and tell the driver,
+        once; later flushes write nothing, so the last good files stay as they are."""
         self.write_error = message
         if self.on_write_error is not None:
             self.on_write_error(message)
@@ -342,7 +344,7 @@ class ResultsWriter:
             try:
                 write_parquet(df, path)
             except OSError as err:
-                self._failed(describe_os_error(err, path))
+                self.fail(describe_os_error(err, path))
                 return
         # only now: a kill before this line replays the journal over files that already hold
         # its trials, which changes nothing (records are keyed by trial and term)

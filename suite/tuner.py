@@ -74,8 +74,13 @@ class SweepCallback(tune.Callback):
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:  # noqa: D102
         if _ACTIVE is not None:
-            _ACTIVE.writer.on_end(trial, error=failure_reason(error_text(trial),
-                                                             memory_request(trial)),
+            text = error_text(trial)
+            full = disk_full_line(text)
+            if full is not None:
+                # the disk is full for every trial: stop now, with one line, instead of
+                # failing each remaining trial in turn (3 minutes and 3,370 log lines)
+                _ACTIVE.writer.fail(f"a trial's checkpoint or results ({full})")
+            _ACTIVE.writer.on_end(trial, error=failure_reason(text, memory_request(trial)),
                                   history=history_from_checkpoint(trial))
         self._each("on_trial_error", iteration, trials, trial, **info)
 
@@ -149,6 +154,12 @@ def failure_reason(text: str, request: int | None) -> str:
     return text
 
 
+def disk_full_line(text: str) -> str | None:
+    """The line of a trial's error that says the disk is full (ENOSPC), or None."""
+    return next((ln.strip() for ln in text.splitlines()
+                 if "No space left on device" in ln or "Errno 28" in ln), None)
+
+
 def oom_crash(err: BaseException) -> bool:
     """Whether Ray Tune's controller died of a worker killed for memory. Ray 2.60's actor
     manager raises RuntimeError('Caught unexpected exception: ...') for an OutOfMemoryError
@@ -164,10 +175,18 @@ def oom_crash(err: BaseException) -> bool:
 RAY_LOG = "ray.log"
 
 
+class _LogFile(logging.FileHandler):
+    """A log file that never prints "--- Logging error ---" to the terminal: on a full disk
+    the sweep's own one-line error says what happened."""
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        """Drop the record: the log is a convenience, never a reason to print or fail."""
+
+
 def ray_logs_to_file(out: Path) -> None:
     """Send the driver's Ray loggers to `out/ray.log` instead of the terminal (standard
     `logging` calls only; the trial's own error file keeps the full text too)."""
-    handler = logging.FileHandler(out / RAY_LOG)
+    handler = _LogFile(out / RAY_LOG, delay=True)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     for name in ("ray", "ray.tune", "ray.train", "ray.air"):
         lg = logging.getLogger(name)

@@ -19,7 +19,7 @@ import yaml
 from ocfb.baselines import BaselineRun
 from ocfb.config import make_run_config
 from ocfb.data import synthetic_influencer
-from ocfb.memory import GB, estimate
+from ocfb.footprint import GB, estimate
 from suite.results import ended_trials
 from suite.tuner import failure_reason
 from tests.raytools import kill_all, ray_processes
