@@ -1,7 +1,11 @@
-"""Tune-then-confirm, run: one Ray Tune experiment per searched family, then one confirmation.
+"""Tune-then-confirm: one Ray Tune experiment per searched family, then one confirmation.
 
-`suite.spec.tuning` derives the stages' sweeps from a file with `tune_per_model`; this module
-runs them in order inside one `run_sweep` (one results writer, one output folder, one lock):
+A sweep file with `tune_per_model: {proposals: N, confirm_seeds: [...]}` (checked by
+`suite.spec`) gives every model family the same budget (Dacrema et al. 2019, Rendle et al.
+2020: an untuned baseline makes a comparison with a tuned model meaningless; DaisyRec 2.0 tunes
+every model with the same Bayesian budget). This module derives each stage's own `SweepSpec`
+(`search_specs`, `confirm_spec`) and runs them in order inside one `run_sweep` (one results
+writer, one output folder, one lock):
 
 1. each searched family's search (`proposals` configurations on the search seeds), as its own
    Tuner and experiment (`ray/<name>-search-<model>`): one searcher per family, so no family's
@@ -24,9 +28,7 @@ from typing import Any
 
 import pandas as pd
 
-from ocfb.config import RunConfig
-from suite.spec import SweepSpec, parse_layers
-from suite.spec.tuning import STAGE_COLUMN, confirm_spec, families, search_specs
+from suite.spec import STAGE_COLUMN, SweepSpec, parse_layers
 
 CHOSEN_FILE = "chosen.json"
 ENDED = ("completed", "stopped", "diverged", "error")
@@ -54,7 +56,7 @@ def choose(trials: pd.DataFrame, spec: SweepSpec) -> dict[str, dict[str, Any]]:
     metric, mode = spec.objective.metric, spec.objective.mode
     col = f"best.{metric}"
     out: dict[str, dict[str, Any]] = {}
-    for m in families(spec):
+    for m in spec.families():
         keys = list(spec.per_model.get(m, {}))
         if not keys:
             out[m] = {}
@@ -76,9 +78,54 @@ def choose(trials: pd.DataFrame, spec: SweepSpec) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _raw(spec: SweepSpec) -> dict[str, Any]:
+    raw = spec.to_json()
+    for k in ("axes", "expected_trials", "tune_per_model"):
+        raw.pop(k, None)
+    return raw
+
+
+def search_specs(spec: SweepSpec) -> list[SweepSpec]:
+    """Stage 1: one flat sweep per searched family (its sub-space at the top level, the model
+    pinned as a one-value grid so every trial's config names it), `proposals` samples each."""
+    tpm = spec.tune_per_model
+    assert tpm is not None
+    out = []
+    for m in spec.families():
+        sub = spec.per_model.get(m)
+        if not sub:
+            continue
+        raw = _raw(spec)
+        raw["name"] = f"{spec.name}-search-{m}"
+        raw["fixed"] = {k: v for k, v in raw["fixed"].items() if k not in sub and k != "model"}
+        raw["space"] = {"model": {"grid": [m]}, **raw["per_model"][m]}
+        raw["per_model"] = {}
+        raw["search"] = {**raw["search"], "num_samples": tpm.proposals}
+        out.append(type(spec).from_dict(raw, f"{spec.name} (search {m})"))
+    return out
+
+
+def confirm_spec(spec: SweepSpec, chosen: dict[str, dict[str, Any]]) -> SweepSpec:
+    """Stage 2: a grid of each family's chosen configuration x the confirmation seeds, run to
+    the end (FIFO: equal budget, no early stopping). `chosen`: model -> its searched values."""
+    tpm = spec.tune_per_model
+    assert tpm is not None
+    raw = _raw(spec)
+    models = list(chosen)
+    raw["name"] = f"{spec.name}-confirm"
+    raw["fixed"] = {k: v for k, v in raw["fixed"].items() if k != "model"}
+    raw["space"] = {"model": {"grid": models}}
+    raw["per_model"] = {m: {k: {"grid": [v]} for k, v in vals.items()}
+                        for m, vals in chosen.items() if vals}
+    raw["seeds"] = list(tpm.confirm_seeds)
+    raw["search"] = {"algorithm": "grid", "num_samples": 1, "seed": spec.search.seed}
+    raw["scheduler"] = {"type": "fifo"}
+    return type(spec).from_dict(raw, f"{spec.name} (confirm)")
+
+
 def _ended(writer: Any, stage: SweepSpec) -> int:
     """Trials of this stage (its models and seeds) that ended, as the writer holds them."""
-    models = set(families(stage))
+    models = set(stage.families())
     seeds = set(stage.seeds)
     n = 0
     for t in writer.trials.values():
@@ -120,8 +167,3 @@ def run_stages(spec: SweepSpec, out: Path, datasets: dict[tuple, Any], writer: A
                 "chosen": chosen}, out / CHOSEN_FILE)
     if chosen:
         _run_stage(confirm_spec(spec, chosen), out, datasets, writer, restore=restore)
-
-
-def chosen_config(spec: SweepSpec, model: str, values: dict[str, Any], seed: int) -> RunConfig:
-    """The RunConfig a confirmation trial of `model` runs (for readers of chosen.json)."""
-    return spec.run_config({"model": model, **values, "seed": seed})

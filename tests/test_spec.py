@@ -16,13 +16,14 @@ import pytest
 from ocfb.config import ConfigError, RunConfig
 from ocfb.names import SMOKE_SETTINGS as DEFAULT_SMOKE
 from ocfb.names import STRATEGIES, default_objective
+from suite.confirm import search_specs
 from suite.spec import (
     SpecError,
     SweepSpec,
     load_sweep,
+    param_space,
     produced_metrics,
 )
-from suite.spec.tuning import search_specs
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
@@ -262,7 +263,7 @@ def test_param_space_for_ray():
     q = SweepSpec.from_dict({**_load("quickstart").to_json(), "drop_duplicates": False,
                              "space": {"model": {"grid": ["gmf", "neumf"]},
                                        "threshold": {"grid": [0.3, 0.6]}}})
-    ps = q.param_space()
+    ps = param_space(q)
     assert ps["model"] == {"grid_search": ["gmf", "neumf"]}
     assert ps["threshold"] == {"grid_search": [0.3, 0.6]}
     assert ps["seed"] == {"grid_search": [0, 1, 2]}
@@ -278,13 +279,13 @@ def test_param_space_for_ray():
     for name in ("quickstart", "paper", "strategies"):
         spec = _load(name)
         assert spec.enumerates_grid()
-        variants = [cfg for _, cfg in generate_variants(spec.param_space())]
+        variants = [cfg for _, cfg in generate_variants(param_space(spec))]
         assert len(variants) == spec.expected_trials() == EXPECTED[name], name
         runs = {json.dumps(spec.run_config(v).canonical(), sort_keys=True) for v in variants}
         assert len(runs) == len(variants), name
 
     m = search_specs(_load("movielens-100k"))[0]  # NeuMF's own search
-    mps = m.param_space()
+    mps = param_space(m)
     assert mps["epochs"].lower == 2 and mps["epochs"].upper == 7  # int [2, 6], hi inclusive
     assert "seed" not in mps  # seeds are replicated by a Repeater, never searched by TPE
     dists = OptunaSearch.convert_search_space(mps)
@@ -294,7 +295,7 @@ def test_param_space_for_ray():
     spec = SweepSpec.from_dict({
         "name": "t", "space": {"layers": {"grid": [[32, 16, 8], [16, 8]]}},
         "search": {"algorithm": "optuna", "num_samples": 2}, "seeds": [0, 1]})
-    sps = spec.param_space()
+    sps = param_space(spec)
     assert sps["layers"].categories == ["32,16,8", "16,8"]
     assert "seed" not in sps
     assert spec.run_config({"layers": sps["layers"].categories[1]}).layers == (16, 8)

@@ -1,5 +1,5 @@
-"""Combinations of a sweep's search values: sub-spaces per model, grid points, canonical
-configurations and duplicates.
+"""Combinations of a sweep's search values: RunConfig's verdict on values, the model axis,
+sub-spaces per model, grid points, canonical configurations and duplicates.
 
 A sweep crossing `mf_dim` with `model: [gmf, mlp]` runs MLP once per mf_dim, though MLP never
 reads it: bit-identical pseudo-replicates that narrow every confidence interval. Here each grid
@@ -18,8 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ocfb.config import RunConfig
-from suite.spec.dims import Dim, GridDim
-from suite.spec.rules import model_axis, run_errors
+from suite.spec.vocabulary import Dim, GridDim
 
 Space = dict[str, Dim]
 # Checking every combination of the search values against RunConfig's cross-field rules is
@@ -28,6 +27,31 @@ MAX_COMBOS = 5000
 # Grid points enumerated for the duplicate check (paper.yaml's old cross had 384); beyond this,
 # duplicates are not looked for (the check would cost seconds before every sweep).
 MAX_POINTS = 50_000
+
+
+def run_errors(values: dict[str, Any]) -> list[tuple[tuple[Any, ...], str, Any]]:
+    """RunConfig's verdict on `values` as (loc, msg, input) triples; loc () is a cross-field
+    rule. A union's per-member errors (e.g. negatives as int or str) become one line."""
+    try:
+        RunConfig.model_validate(values)
+    except ValidationError as err:
+        merged: dict[tuple[Any, ...], tuple[list[str], Any]] = {}
+        for e in err.errors(include_url=False):
+            # keep the field and list indices; drop union member tags like ('negatives', 'int')
+            loc = tuple(p for i, p in enumerate(e["loc"]) if i == 0 or isinstance(p, int))
+            msgs, _ = merged.setdefault(loc, ([], e["input"]))
+            msg = e["msg"].removeprefix("Value error, ")
+            if msg not in msgs:
+                msgs.append(msg)
+        return [(loc, " or ".join(m), inp) for loc, (m, inp) in merged.items()]
+    return []
+
+
+def model_axis(space: dict[str, Dim], fixed: dict[str, Any]) -> list[str]:
+    """The models a sweep runs: the model dim's values, else the fixed (or default) model."""
+    if "model" in space:
+        return [str(v) for v in space["model"].candidates()]
+    return [str(fixed.get("model", RunConfig.model_fields["model"].default))]
 
 
 def sub_spaces(space: Space, per_model: dict[str, Space], fixed: dict[str, Any]) -> list[Space]:

@@ -1,6 +1,6 @@
 """The sweep spec's one error format: `FILE: key.path: what is wrong (allowed, did you mean)`.
 
-Validators in `model.py` report problems as lines that already carry their key path, bundled
+Validators in `schema.py` report problems as lines that already carry their key path, bundled
 into one pydantic error (`problems`); `format_problems` turns a `ValidationError` of the spec
 into those lines, and pydantic's own errors (types, ranges, unknown keys) into the same shape.
 So every problem of a file is reported at once, one per line, in one format.

@@ -1,5 +1,6 @@
 """Reading a sweep file: YAML with duplicate keys refused, CLI overrides, and one validation pass
-whose problems come back together as one SpecError (`FILE: key.path: what is wrong`)."""
+(`schema.validate`) whose problems come back together as one SpecError (`FILE: key.path: what
+is wrong`)."""
 
 from __future__ import annotations
 
@@ -8,14 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
 
-from suite.spec.errors import SpecError, format_problems, hint, pydantic_lines
-from suite.spec.model import SweepSpec
-
-# Keys `to_json` adds for DIR/sweep.json; not accepted in a sweep file.
-DERIVED_KEYS = ("axes", "expected_trials")
-TOP_KEYS = tuple(SweepSpec.model_fields)
+from suite.spec.errors import SpecError
+from suite.spec.schema import SweepSpec, validate
 
 
 class _Loader(yaml.SafeLoader):
@@ -53,23 +49,6 @@ def _yaml_problem(err: yaml.YAMLError) -> str:
                                       getattr(err, "problem", None)) if x)
     where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
     return f"{where}: {what or ' '.join(str(err).split())}"
-
-
-def validate(raw: Any, where: str = "<sweep>", *, derived_ok: bool = False) -> SweepSpec:
-    """Build the spec from a parsed mapping, or raise one SpecError with every problem, one per
-    line, each naming its key path. `derived_ok`: drop `to_json`'s derived keys (sweep.json)."""
-    if not isinstance(raw, dict):
-        raise SpecError(f"{where}: expected a mapping of sweep keys at the top level "
-                        f"(got {type(raw).__name__}); allowed keys: {', '.join(TOP_KEYS)}")
-    if derived_ok:
-        raw = {k: v for k, v in raw.items() if k not in DERIVED_KEYS}
-    for k in raw:  # pydantic's own text for an unknown key names no near miss
-        if not isinstance(k, str):
-            raise SpecError(f"{where}: {k!r}: keys must be text{hint(k, TOP_KEYS)}")
-    try:
-        return SweepSpec.model_validate(raw)
-    except ValidationError as err:
-        raise format_problems(pydantic_lines(err, "", SweepSpec), where) from None
 
 
 def read_yaml(p: Path) -> Any:

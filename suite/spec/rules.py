@@ -1,48 +1,42 @@
-"""The rules of one block of a sweep file, each returning problem lines that name their key path.
+"""Every rule of a sweep file, each returning problem lines that name their key path: the
+rules of one block, the rules across blocks (every combination of search values is a valid run,
+no searched key is wasted, no two grid points are the same run, ASHA's grace period fits the
+terms, a cuda device has a GPU share) and those of tune-then-confirm.
 
-`model.SweepSpec`'s field validators call these; a value is judged by `RunConfig` itself
-wherever it becomes a run parameter, so a sweep fails with the same rules as `ocfb-suite train`,
-but before Ray starts.
+`schema.SweepSpec`'s validators call these; a value is judged by `RunConfig` itself wherever it
+becomes a run parameter, so a sweep fails with the same rules as `ocfb-suite train`, but before
+Ray starts.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pydantic import ValidationError
 
 from ocfb.config import MAX_SEED, RunConfig
 from ocfb.names import MODELS, PROTOCOLS, default_objective, is_test_metric
-from suite.spec.dims import DIM_CLASSES, DIM_KINDS, Dim
+from suite.spec import combos as cb
+from suite.spec.combos import model_axis, run_errors
 from suite.spec.errors import got, hint, join, pydantic_lines, short
-from suite.spec.keys import (
+from suite.spec.vocabulary import (
+    BASELINE_SPACES,
+    DIM_CLASSES,
+    DIM_KINDS,
     FIXED_KEYS,
     FLOAT_KEYS,
     INT_KEYS,
     LOWER_IS_BETTER,
+    PIVOT_KEYS,
     SEARCHABLE,
+    STORAGE_SCHEMES,
+    Dim,
+    TunePerModelConfig,
     produced_metrics,
 )
 
 Lines = list[str]
-
-
-def run_errors(values: dict[str, Any]) -> list[tuple[tuple[Any, ...], str, Any]]:
-    """RunConfig's verdict on `values` as (loc, msg, input) triples; loc () is a cross-field
-    rule. A union's per-member errors (e.g. negatives as int or str) become one line."""
-    try:
-        RunConfig.model_validate(values)
-    except ValidationError as err:
-        merged: dict[tuple[Any, ...], tuple[list[str], Any]] = {}
-        for e in err.errors(include_url=False):
-            # keep the field and list indices; drop union member tags like ('negatives', 'int')
-            loc = tuple(p for i, p in enumerate(e["loc"]) if i == 0 or isinstance(p, int))
-            msgs, _ = merged.setdefault(loc, ([], e["input"]))
-            msg = e["msg"].removeprefix("Value error, ")
-            if msg not in msgs:
-                msgs.append(msg)
-        return [(loc, " or ".join(m), inp) for loc, (m, inp) in merged.items()]
-    return []
 
 
 def check_seeds(seeds: Any, path: str = "seeds") -> Lines:
@@ -177,13 +171,6 @@ def check_space(
     return out, lines
 
 
-def model_axis(space: dict[str, Dim], fixed: dict[str, Any]) -> list[str]:
-    """The models a sweep runs: the model dim's values, else the fixed (or default) model."""
-    if "model" in space:
-        return [str(v) for v in space["model"].candidates()]
-    return [str(fixed.get("model", RunConfig.model_fields["model"].default))]
-
-
 def check_per_model(
     value: Any, space: dict[str, Dim], fixed: dict[str, Any], base: dict[str, Any],
     algorithm: str | None,
@@ -281,3 +268,199 @@ def protocol_axis(protocol: Any, space: dict[str, Dim]) -> list[str]:
     if dim is not None:
         return [p for p in dim.candidates() if p in PROTOCOLS] or [str(protocol)]
     return [protocol] if protocol in PROTOCOLS else []
+
+
+_URI = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def check_storage(v: Any) -> Lines:
+    """A local folder, or a URI of a scheme Ray can write checkpoints to."""
+    if v is None:
+        return []
+    if not isinstance(v, str) or not v.strip():
+        return [f"storage_path: must be a local folder or a URI like s3://bucket/dir "
+                f"(got {short(v)})"]
+    m = _URI.match(v)
+    if m and m.group(1).lower() not in STORAGE_SCHEMES:
+        return [f"storage_path: unsupported URI scheme {m.group(1)!r}; allowed: "
+                f"{', '.join(STORAGE_SCHEMES)} or a local folder"]
+    return []
+
+
+def check_pivots(v: Any) -> Lines:
+    """Extra summary tables: pairs of two different run parameters."""
+    if not isinstance(v, list):
+        return [f"pivots: expected a list of [axis_a, axis_b] pairs (got {short(v)})"]
+    lines = []
+    for i, pair in enumerate(v):
+        if not isinstance(pair, list) or len(pair) != 2 or not all(
+                isinstance(a, str) for a in pair):
+            lines.append(f"pivots[{i}]: expected a pair of run parameters like "
+                         f"[threshold, terms] (got {short(pair)})")
+            continue
+        lines += [f"pivots[{i}][{j}]: {a!r} is not a run parameter; allowed: "
+                  f"{', '.join(PIVOT_KEYS)}" for j, a in enumerate(pair) if a not in PIVOT_KEYS]
+        if pair[0] == pair[1]:
+            lines.append(f"pivots[{i}]: the two axes must differ (got {pair})")
+    return lines
+
+
+# -- across blocks ------------------------------------------------------------------------------
+
+
+def combination_lines(
+    base: dict[str, Any], fixed: dict[str, Any], spaces: list[cb.Space], smoke: dict | None,
+) -> list[str]:
+    """RunConfig's cross-field rules over every combination (each sub-space), the same with the
+    smoke overrides, and searched keys that apply to no run at all (issue 15: threshold with
+    dns only)."""
+    lines: list[str] = []
+    applied: set[str] = set()
+    total = 0
+    for sub in spaces:
+        found, app = cb.combination_problems(base, fixed, sub)
+        lines += [line for line in found if line not in lines]
+        applied |= app
+        total += len(list(_bounded(sub)))
+    if not lines and total <= cb.MAX_COMBOS:
+        lines += _wasted_keys(base, fixed, spaces, applied)
+    if smoke is not None and not lines:
+        for sub in spaces:
+            kept = {k: d for k, d in sub.items() if k not in smoke}
+            found, _ = cb.combination_problems(base, {**fixed, **smoke}, kept, limit=1)
+            lines += [f"smoke: with the smoke overrides, {p}" for p in found]
+    return lines
+
+
+def _bounded(space: cb.Space) -> Any:
+    import itertools
+
+    return itertools.islice(cb.combos(space, discrete_only=False), cb.MAX_COMBOS + 1)
+
+
+def _wasted_keys(
+    base: dict[str, Any], fixed: dict[str, Any], spaces: list[cb.Space], applied: set[str]
+) -> list[str]:
+    """Searched keys that no run of the sweep reads: every value repeats the same runs."""
+    out = []
+    for key in dict.fromkeys(k for s in spaces for k in s):
+        if key in applied or key == "model":
+            continue
+        sub = next(s for s in spaces if key in s)
+        first = next(cb.combos(sub, discrete_only=False))
+        reason = RunConfig.model_validate({**base, **fixed, **first}).inapplicable_keys()
+        why = reason.get(key, f"{key} does not apply")
+        out.append(f"space.{key}: {why}, and no run of this sweep uses it; searching it only "
+                   "repeats the same runs (drop it, or add a model / strategy that uses it)")
+    return out
+
+
+def duplicate_lines(base: dict[str, Any], spaces: list[cb.Space], drop: bool) -> list[str]:
+    """Grid points that are the same run: refused (naming them) unless `drop` is set."""
+    if drop or cb.n_grid_points(spaces) > cb.MAX_POINTS:
+        return []
+    points = cb.grid_points(spaces)
+    groups = cb.duplicate_groups(base, points)
+    return cb.describe_duplicates(base, points, groups) if groups else []
+
+
+def terms_values(fixed: dict[str, Any], spaces: list[cb.Space]) -> list[int]:
+    """Every term count the sweep can run (RunConfig's default when terms is not set)."""
+    out = [int(v) for s in spaces if "terms" in s for v in s["terms"].candidates()]
+    if not out or any("terms" not in s for s in spaces):
+        out.append(int(fixed.get("terms", RunConfig.model_fields["terms"].default)))
+    return out
+
+
+def scheduler_lines(scheduler: Any, fixed: dict[str, Any], spaces: list[cb.Space]) -> list[str]:
+    """ASHA counts terms, so its grace period must fit the largest term count."""
+    if scheduler is None or scheduler.type != "asha":
+        return []
+    try:
+        max_t = max(terms_values(fixed, spaces))
+    except (TypeError, ValueError):
+        return []
+    if scheduler.grace_period > max_t:
+        return [f"scheduler.grace_period: {scheduler.grace_period} exceeds terms={max_t}; ASHA "
+                "counts terms, so grace_period must be <= the largest terms value"]
+    return []
+
+
+def device_lines(resources: Any, fixed: dict[str, Any]) -> list[str]:
+    """Ray hides every GPU from a trial that reserved none, so cuda would fail inside it."""
+    device = fixed.get("device", "cpu")
+    if (resources is not None and resources.gpus == 0 and isinstance(device, str)
+            and device.startswith("cuda")):
+        return [f"fixed.device: {device!r} needs resources.gpus > 0 (a trial without a GPU "
+                "share sees no GPU); use cpu or auto, or reserve e.g. gpus: 0.5"]
+    return []
+
+
+def dims_of(key: str, space: dict[str, Dim], per_model: dict[str, dict[str, Dim]]) -> list[
+        tuple[str, Dim]]:
+    """(path, dim) of every place a key is searched: the shared space and each sub-space."""
+    out = [(f"space.{key}", space[key])] if key in space else []
+    out += [(f"per_model.{m}.{key}", sub[key]) for m, sub in per_model.items() if key in sub]
+    return out
+
+
+# -- tune-then-confirm ----------------------------------------------------------------------------
+
+
+def with_baseline_spaces(raw: Any) -> Any:
+    """The raw sweep mapping with `BASELINE_SPACES` for EASE / ALS on the model axis that have
+    no `per_model` entry (only when `tune_per_model` is given)."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("tune_per_model"), dict):
+        return raw
+    space, fixed = raw.get("space"), raw.get("fixed")
+    models: list[Any] = []
+    if isinstance(space, dict) and isinstance(space.get("model"), dict):
+        models = list(space["model"].get("grid") or [])
+    elif isinstance(fixed, dict):
+        models = [fixed.get("model")]
+    per_model = raw.get("per_model") or {}
+    if not isinstance(per_model, dict):
+        return raw
+    added = {m: BASELINE_SPACES[m] for m in models
+             if isinstance(m, str) and m in BASELINE_SPACES and m not in per_model}
+    return {**raw, "per_model": {**per_model, **added}} if added else raw
+
+
+def check_tuning(tpm: TunePerModelConfig, seeds: list[int] | None, search: Any) -> list[str]:
+    """Confirmation seeds new to the search, a search that draws proposals, no num_samples."""
+    out = check_seeds(tpm.confirm_seeds, "tune_per_model.confirm_seeds")
+    shared = [s for s in tpm.confirm_seeds if s in (seeds or [])]
+    if shared:
+        out.append(f"tune_per_model.confirm_seeds: {shared} also in seeds {seeds}; the "
+                   "confirmation seeds must play no part in the search (seeds are the search "
+                   "seeds): use seeds the search never ran")
+    if search is not None and search.algorithm == "grid":
+        out.append("search.algorithm: tune_per_model needs random or optuna (each family draws "
+                   "`proposals` configurations; a grid would give each family its own size)")
+    if search is not None and search.num_samples != 1:
+        out.append(f"search.num_samples: {search.num_samples} conflicts with "
+                   f"tune_per_model.proposals ({tpm.proposals} configurations per family); "
+                   "drop search.num_samples")
+    return out
+
+
+def space_lines(space: dict[str, Dim], per_model: dict[str, dict[str, Dim]]) -> list[str]:
+    """Under tune_per_model, `space` holds only the model axis, and no family sub-space has a
+    grid (a grid would multiply that family's budget by its size)."""
+    out = [f"space.{k}: with tune_per_model each family searches its own keys: put {k} under "
+           "per_model.<model> (space holds only model)" for k in space if k != "model"]
+    if "model" in space and space["model"].kind != "grid":
+        out.append(f"space.model: needs a grid of the families to tune (got "
+                   f"{space['model'].kind})")
+    out += [f"per_model.{m}.{k}.grid: with tune_per_model each family draws the same number "
+            "of proposals; use choice (a grid would multiply this family's budget)"
+            for m, sub in per_model.items() for k, d in sub.items() if d.kind == "grid"]
+    return out
+
+
+def objective_lines(metric: Any) -> list[str]:
+    """The chosen configuration is the validation argmax: the objective is a val_ metric."""
+    if isinstance(metric, str) and not metric.startswith("val_"):
+        return [f"objective.metric: tune_per_model confirms each family's validation argmax; "
+                f"{metric!r} is not a validation metric (e.g. val_hr@10)"]
+    return []

@@ -1,4 +1,5 @@
-"""Ray Tune's param_space of a sweep: the only module of the package that imports Ray (lazily).
+"""Ray Tune's param_space of a sweep: the only module of the package that imports Ray (lazily),
+and the only one that knows Tune's samplers.
 
 Plain spaces map dim by dim: grid -> tune.grid_search (tune.choice under optuna, which cannot
 take grid_search), choice -> tune.choice, uniform / loguniform -> tune.uniform /
@@ -13,15 +14,10 @@ the point back into ordinary keys, so results, W&B and summaries never see it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from suite.spec.dims import Dim
-from suite.spec.keys import layers_to_str
-
-if TYPE_CHECKING:
-    from suite.spec.model import SweepSpec
-
-GRID_POINT = "grid_point"
+from suite.spec.schema import SweepSpec
+from suite.spec.vocabulary import GRID_POINT, Dim, layers_to_str
 
 
 def _sampler(key: str, dim: Dim, optuna: bool) -> Any:

@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from ocfb.config import RunConfig
-from suite.spec import SpecError, SweepSpec, load_sweep
-from suite.spec.keys import FIXED_KEYS, SEARCHABLE
+from suite.spec import FIXED_KEYS, SEARCHABLE, SpecError, SweepSpec, load_sweep, param_space
 
 
 def _write(tmp_path: Path, text: str) -> Path:
@@ -207,7 +206,7 @@ def test_random_search_over_per_model_spaces_replicates_each_draw_over_the_seeds
         "space": {"model": {"grid": ["gmf", "mlp"]}, "lr": {"loguniform": [1e-4, 1e-2]}},
         "per_model": {"gmf": {"mf_dim": {"grid": [4, 8]}},
                       "mlp": {"user_dim": {"choice": [8, 16, 32, 64]}}}})
-    variants = [c for _, c in generate_variants(spec.param_space(), constant_grid_search=True,
+    variants = [c for _, c in generate_variants(param_space(spec), constant_grid_search=True,
                                                 random_state=0)]
     assert len(variants) == spec.expected_trials() == 3 * 3
     by_seed: dict[int, list[str]] = {}

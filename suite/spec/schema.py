@@ -1,5 +1,7 @@
-"""The sweep file as a pydantic model: its sections, and `SweepSpec` whose validators carry
-every rule (via `rules` and `checks`), so building it is validating it.
+"""The sweep file as a pydantic model: `SweepSpec`, whose validators carry every rule (via
+`rules`), so building it is validating it (`SweepSpec.from_dict`, or `loader.load_sweep` for a
+file), and what it runs: each trial's RunConfig, grid points, axes, trial counts, the smoke
+version, the stage and budget of a tune-then-confirm trial.
 
 pydantic validates fields in the order they are declared and hands each validator the fields
 validated so far (`info.data`): a block's rules that need another block (e.g. `fixed` needs
@@ -11,69 +13,49 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from ocfb.config import DataConfig, RunConfig, make_run_config
 from ocfb.names import PROTOCOLS, SMOKE_SETTINGS, ProtocolName
-from suite.spec import checks, combos, rules, tuning
-from suite.spec.dims import Dim, SearchDim, Section
-from suite.spec.errors import field_names, problems_error, short
-from suite.spec.keys import PIVOT_KEYS, parse_layers
-from suite.spec.search_space import GRID_POINT
-from suite.spec.tuning import TunePerModelConfig
+from suite.spec import combos, rules
+from suite.spec.errors import (
+    SpecError,
+    field_names,
+    format_problems,
+    hint,
+    problems_error,
+    pydantic_lines,
+    short,
+)
+from suite.spec.vocabulary import (
+    BUDGET_COLUMN,
+    FIXED_BUDGET,
+    GRID_POINT,
+    STAGE_COLUMN,
+    Dim,
+    ObjectiveConfig,
+    ResourcesConfig,
+    SchedulerConfig,
+    SearchConfig,
+    SearchDim,
+    Section,
+    TunePerModelConfig,
+    WandbConfig,
+    parse_layers,
+)
 
-# Storage URI schemes Ray (pyarrow filesystems) can write checkpoints to.
-STORAGE_SCHEMES = ("file", "s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss", "az")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
-_URI = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
-# Optuna's TPESampler seeds numpy's RandomState, which takes seeds below 2**32.
-MAX_SEARCH_SEED = 2**32 - 1
-
-
-class SearchConfig(Section):
-    """How trials are generated: grid enumeration, random draws or Optuna TPE (seeded)."""
-
-    algorithm: Literal["grid", "random", "optuna"] = "grid"
-    # grid / random: Ray's num_samples (repeats of the grid, or random draws per grid point);
-    # optuna: trials per seed.
-    num_samples: int = Field(1, ge=1)
-    # seeds the random / optuna searcher, so the same file draws the same trials.
-    seed: int = Field(0, ge=0, le=MAX_SEARCH_SEED)
-
-
-class SchedulerConfig(Section):
-    """Trial scheduler: FIFO (run everything) or ASHA early stopping on the term axis."""
-
-    type: Literal["fifo", "asha"] = "fifo"
-    # ASHA: terms a trial always runs before it can be stopped (Ray's default 1).
-    grace_period: int = Field(1, ge=1)
-    # ASHA: keep the best 1/reduction_factor of trials at each rung (Ray's default 4).
-    reduction_factor: int = Field(4, ge=2)
-
-
-class ObjectiveConfig(Section):
-    """The validation (or loop) metric that ranks trials and that ASHA / Optuna optimise."""
-
-    metric: str
-    mode: Literal["max", "min"] = "max"
-
-
-class ResourcesConfig(Section):
-    """Resources one trial reserves: CPUs (torch threads) and a fraction of one GPU."""
-
-    cpus: float = Field(1.0, gt=0)
-    gpus: float = Field(0.0, ge=0, le=1)
-
-
-class WandbConfig(Section):
-    """Weights & Biases logging: auto = online with an API key, else offline files."""
-
-    mode: Literal["auto", "online", "offline", "disabled"] = "auto"
-    project: str = Field("ocfb-suite", min_length=1)
-    entity: str | None = None
-    tags: list[str] = []
+# Keys `to_json` adds for DIR/sweep.json; not accepted in a sweep file.
+DERIVED_KEYS = ("axes", "expected_trials")
 
 
 class _Conflict:
@@ -99,7 +81,7 @@ class SweepSpec(Section):
     protocol: ProtocolName = "holdout"
     seeds: list[int] = [0]
     search: SearchConfig = SearchConfig()
-    # tune-then-confirm (`suite.spec.tuning`): each family searched with `proposals`, then its
+    # tune-then-confirm (`suite.confirm`): each family searched with `proposals`, then its
     # validation argmax confirmed on `confirm_seeds`
     tune_per_model: TunePerModelConfig | None = None
     scheduler: SchedulerConfig = SchedulerConfig()
@@ -141,8 +123,6 @@ class SweepSpec(Section):
         """Validate a parsed sweep mapping fully; raise SpecError listing every problem.
 
         Accepts `to_json` output: its derived keys (axes, expected_trials) are dropped."""
-        from suite.spec.loader import validate
-
         return validate(raw, where, derived_ok=True)
 
     # -- validators (in field order) ----------------------------------------------------------
@@ -150,7 +130,7 @@ class SweepSpec(Section):
     @model_validator(mode="before")
     @classmethod
     def _mark_protocol_conflict(cls, raw: Any) -> Any:
-        raw = tuning.with_baseline_spaces(raw)
+        raw = rules.with_baseline_spaces(raw)
         if isinstance(raw, dict) and "protocol" in raw and isinstance(raw.get("space"), dict) \
                 and "protocol" in raw["space"]:
             raw = {**raw, "protocol": _Conflict()}
@@ -183,7 +163,7 @@ class SweepSpec(Section):
     @field_validator("tune_per_model", mode="after")
     @classmethod
     def _tune_per_model(cls, v: TunePerModelConfig | None, info: ValidationInfo) -> Any:
-        lines = tuning.check_tuning(v, info.data.get("seeds"), info.data.get("search")) \
+        lines = rules.check_tuning(v, info.data.get("seeds"), info.data.get("search")) \
             if v is not None else []
         if lines:
             raise problems_error(lines)
@@ -212,15 +192,9 @@ class SweepSpec(Section):
     @field_validator("storage_path", mode="before")
     @classmethod
     def _storage(cls, v: Any) -> Any:
-        if v is None:
-            return v
-        if not isinstance(v, str) or not v.strip():
-            raise ValueError(f"must be a local folder or a URI like s3://bucket/dir "
-                             f"(got {short(v)})")
-        m = _URI.match(v)
-        if m and m.group(1).lower() not in STORAGE_SCHEMES:
-            raise ValueError(f"unsupported URI scheme {m.group(1)!r}; allowed: "
-                             f"{', '.join(STORAGE_SCHEMES)} or a local folder")
+        lines = rules.check_storage(v)
+        if lines:
+            raise problems_error(lines)
         return v
 
     @field_validator("fixed", mode="before")
@@ -266,7 +240,7 @@ class SweepSpec(Section):
             algorithm = "random"  # one flat Optuna search per family: sub-spaces are fine
         subs, lines = rules.check_per_model(v, d["space"], d["fixed"], base, algorithm)
         if tuned:
-            lines += tuning.space_lines(d["space"], subs)
+            lines += rules.space_lines(d["space"], subs)
         if lines:
             raise problems_error(lines)
         return subs
@@ -285,7 +259,7 @@ class SweepSpec(Section):
             "full_ranking", RunConfig.model_fields["full_ranking"].default)}).full_ranking
         lines = rules.check_objective(obj.get("metric"), protocols, schedule)
         if d.get("tune_per_model") is not None:
-            lines += tuning.objective_lines(obj.get("metric"))
+            lines += rules.objective_lines(obj.get("metric"))
         chosen = fixed.get("select_metric")
         if chosen is not None and chosen != obj.get("metric"):
             lines.append(f"fixed.select_metric: {chosen!r} differs from objective.metric "
@@ -297,19 +271,7 @@ class SweepSpec(Section):
     @field_validator("pivots", mode="before")
     @classmethod
     def _pivots(cls, v: Any) -> Any:
-        if not isinstance(v, list):
-            raise ValueError(f"expected a list of [axis_a, axis_b] pairs (got {short(v)})")
-        lines = []
-        for i, pair in enumerate(v):
-            if not isinstance(pair, list) or len(pair) != 2 or not all(
-                    isinstance(a, str) for a in pair):
-                lines.append(f"pivots[{i}]: expected a pair of run parameters like "
-                             f"[threshold, terms] (got {short(pair)})")
-                continue
-            lines += [f"pivots[{i}][{j}]: {a!r} is not a run parameter; allowed: "
-                      f"{', '.join(PIVOT_KEYS)}" for j, a in enumerate(pair) if a not in PIVOT_KEYS]
-            if pair[0] == pair[1]:
-                lines.append(f"pivots[{i}]: the two axes must differ (got {pair})")
+        lines = rules.check_pivots(v)
         if lines:
             raise problems_error(lines)
         return v
@@ -320,16 +282,16 @@ class SweepSpec(Section):
         # the last field: every block validated so far is in info.data
         d = info.data
         fixed = d.get("fixed")
-        lines = checks.device_lines(d.get("resources"), fixed or {})
+        lines = rules.device_lines(d.get("resources"), fixed or {})
         if fixed is not None and "space" in d and "per_model" in d:
             base = _base(d)
             spaces = combos.sub_spaces(d["space"], d["per_model"], fixed)
-            lines += checks.combination_lines(base, fixed, spaces, d.get("smoke"))
-            lines += checks.scheduler_lines(d.get("scheduler"), fixed, spaces)
+            lines += rules.combination_lines(base, fixed, spaces, d.get("smoke"))
+            lines += rules.scheduler_lines(d.get("scheduler"), fixed, spaces)
             search = d.get("search")
             if (not lines and search is not None and search.algorithm != "optuna"
                     and d.get("tune_per_model") is None):
-                lines += checks.duplicate_lines({**base, **fixed}, spaces, v)
+                lines += rules.duplicate_lines({**base, **fixed}, spaces, v)
         if lines:
             raise problems_error(lines)
         return v
@@ -400,7 +362,7 @@ class SweepSpec(Section):
     def values_of(self, key: str) -> list[tuple[str, Any]]:
         """(where, value) for every value a key takes: its searched values, else the fixed
         value, else RunConfig's default (for pre-flight checks against the data)."""
-        places = checks.dims_of(key, self.space, self.per_model)
+        places = rules.dims_of(key, self.space, self.per_model)
         if places:
             return [(f"{p}.{d.kind}[{i}]", v) for p, d in places
                     for i, v in enumerate(d.candidates())]
@@ -412,13 +374,13 @@ class SweepSpec(Section):
         """Config keys that vary between trials: searched keys (file order), then seed."""
         keys = dict.fromkeys(k for s in [self.space, *self.per_model.values()] for k in s)
         out = [k for k in keys if any(d.n_values() != 1 for _, d in
-                                      checks.dims_of(k, self.space, self.per_model))]
+                                      rules.dims_of(k, self.space, self.per_model))]
         if self.per_model and "model" in self.space and "model" not in out:
             out.insert(0, "model")
         if len(self.seeds) > 1 or self.tune_per_model is not None:
             out.append("seed")
         if self.tune_per_model is not None:
-            out.append("stage")  # tuning.STAGE_COLUMN: search or confirm
+            out.append("stage")  # STAGE_COLUMN: search or confirm
         return out
 
     def grid_size(self) -> int:
@@ -432,9 +394,12 @@ class SweepSpec(Section):
 
         grid / random: num_samples x grid points x seeds; optuna: num_samples x seeds (Optuna
         draws every dim, grid ones included, so the grid does not multiply); tune-then-confirm:
-        both stages (`tuning.expected_trials`)."""
-        if self.tune_per_model is not None:
-            return tuning.expected_trials(self)
+        searched families x proposals x search seeds, plus families x confirmation seeds."""
+        tpm = self.tune_per_model
+        if tpm is not None:
+            searched = sum(1 for m in self.families() if self.per_model.get(m))
+            return (searched * tpm.proposals * len(self.seeds)
+                    + len(self.families()) * len(tpm.confirm_seeds))
         n = self.search.num_samples * len(self.seeds)
         if self.search.algorithm == "optuna":
             return n
@@ -448,7 +413,7 @@ class SweepSpec(Section):
 
     def max_terms(self) -> int:
         """The largest term count any trial runs (ASHA's max_t on the term axis)."""
-        return max(checks.terms_values(self.fixed, self.sub_spaces()))
+        return max(rules.terms_values(self.fixed, self.sub_spaces()))
 
     def with_smoke(self) -> SweepSpec:
         """The `--smoke` version: smoke overrides become fixed (dropping searches over the same
@@ -461,7 +426,9 @@ class SweepSpec(Section):
         raw["search"]["num_samples"] = min(self.search.num_samples, 2)
         raw["seeds"] = list(self.seeds[:1])  # one seed: smoke checks plumbing, not statistics
         if self.tune_per_model is not None:
-            raw["tune_per_model"] = tuning.smoke_tuning(self.tune_per_model)
+            # two proposals per family, one confirmation seed
+            raw["tune_per_model"] = {"proposals": min(self.tune_per_model.proposals, 2),
+                                     "confirm_seeds": self.tune_per_model.confirm_seeds[:1]}
         if self.scheduler.type == "asha":
             t = int(self.smoke.get("terms", self.max_terms()))
             if t < 1:
@@ -470,15 +437,28 @@ class SweepSpec(Section):
                 raw["scheduler"]["grace_period"] = t
         return SweepSpec.from_dict(raw, f"{self.name} (smoke)")
 
+    # -- tune-then-confirm ---------------------------------------------------------------------
+
+    def families(self) -> list[str]:
+        """The model families of the sweep (its model axis)."""
+        return combos.model_axis(self.space, self.fixed)
+
+    def budget_label(self, model: str) -> str:
+        """"searched, N proposals", or "fixed defaults" for a family without a sub-space (and
+        for every trial outside tune-then-confirm)."""
+        if self.tune_per_model is None or not self.per_model.get(model):
+            return FIXED_BUDGET
+        return f"searched, {self.tune_per_model.proposals} proposals"
+
     def trial_columns(self, cfg: RunConfig) -> dict[str, str]:
-        """`config.stage` / `config.budget` of a tune-then-confirm trial (none otherwise)."""
-        return tuning.trial_columns(self, cfg)
-
-    def param_space(self) -> dict[str, Any]:
-        """Ray Tune's param_space (see `suite.spec.search_space`; imports Ray)."""
-        from suite.spec.search_space import param_space
-
-        return param_space(self)
+        """`config.stage` and `config.budget` of a tune-then-confirm trial (none otherwise): the
+        stage follows from the seed (confirmation seeds are never search seeds), the budget
+        from the model."""
+        tpm = self.tune_per_model
+        if tpm is None:
+            return {}
+        stage = "confirm" if cfg.seed in tpm.confirm_seeds else "search"
+        return {STAGE_COLUMN: stage, BUDGET_COLUMN: self.budget_label(cfg.model)}
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON of the spec plus the derived `axes` and `expected_trials`: everything
@@ -489,3 +469,21 @@ class SweepSpec(Section):
         out["axes"] = self.axes()
         out["expected_trials"] = self.expected_trials()
         return out
+
+
+def validate(raw: Any, where: str = "<sweep>", *, derived_ok: bool = False) -> SweepSpec:
+    """Build the spec from a parsed mapping, or raise one SpecError with every problem, one per
+    line, each naming its key path. `derived_ok`: drop `to_json`'s derived keys (sweep.json)."""
+    if not isinstance(raw, dict):
+        raise SpecError(f"{where}: expected a mapping of sweep keys at the top level "
+                        f"(got {type(raw).__name__}); allowed keys: "
+                        f"{', '.join(SweepSpec.model_fields)}")
+    if derived_ok:
+        raw = {k: v for k, v in raw.items() if k not in DERIVED_KEYS}
+    for k in raw:  # pydantic's own text for an unknown key names no near miss
+        if not isinstance(k, str):
+            raise SpecError(f"{where}: {k!r}: keys must be text{hint(k, SweepSpec.model_fields)}")
+    try:
+        return SweepSpec.model_validate(raw)
+    except ValidationError as err:
+        raise format_problems(pydantic_lines(err, "", SweepSpec), where) from None

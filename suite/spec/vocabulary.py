@@ -1,0 +1,264 @@
+"""The words of a sweep file: its blocks, its search dimensions, and the run parameters it may
+fix or search (derived from `RunConfig`, so a new RunConfig field is a sweep key at once).
+
+Search dimensions, each a one-key mapping in YAML::
+
+    model:     {grid: [gmf, neumf]}         # every value, crossed with the other grid dims
+    mf_dim:    {choice: [4, 8, 16]}         # one value drawn per trial (random / optuna)
+    threshold: {uniform: [0.3, 0.9]}        # float drawn uniformly from [lo, hi]
+    lr:        {loguniform: [1.0e-4, 1.0e-2]}
+    user_dim:  {int: [2, 8]}                # integer in [lo, hi], both ends included
+
+Also the metric names a protocol's records carry (from `ocfb.names`), how `layers` travels
+through Ray, and the tune-then-confirm block with the baselines' default search spaces.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ocfb.config import RunConfig
+from ocfb.names import K_VALUES, LOOP_METRICS, REPORT_KEYS
+
+# Storage URI schemes Ray (pyarrow filesystems) can write checkpoints to.
+STORAGE_SCHEMES = ("file", "s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss", "az")
+# Optuna's TPESampler seeds numpy's RandomState, which takes seeds below 2**32.
+MAX_SEARCH_SEED = 2**32 - 1
+# Ray's key for an enumerated grid point (see `search_space`); `SweepSpec.run_config` flattens it.
+GRID_POINT = "grid_point"
+
+
+# -- blocks ---------------------------------------------------------------------------------------
+
+
+class Section(BaseModel):
+    """Base of every block of a sweep file: unknown keys refused, nothing coerced."""
+
+    # strict: YAML gives real types, so "2" for an integer is a mistake, not something to coerce;
+    # allow_inf_nan=False: `.inf` / `.nan` are refused where they are read, not found later.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
+class Dim(Section):
+    """One searched key: a finite list of values, or a range."""
+
+    kind: ClassVar[str]
+
+    def candidates(self) -> list[Any]:
+        """The values validated against RunConfig: every listed value, or both range ends."""
+        raise NotImplementedError
+
+    @property
+    def discrete(self) -> bool:
+        """True for a finite list of values (grid, choice)."""
+        return self.kind in ("grid", "choice")
+
+    def n_values(self) -> int | None:
+        """How many distinct values the dim can take (None: a continuum)."""
+        if self.discrete:
+            return len(self.candidates())
+        if self.kind == "int":
+            lo, hi = self.candidates()
+            return hi - lo + 1
+        return None
+
+
+class GridDim(Dim):
+    """Every listed value, crossed with the other grid dims (`tune.grid_search`)."""
+
+    kind: ClassVar[str] = "grid"
+    grid: list[Any] = Field(min_length=1)
+
+    def candidates(self) -> list[Any]:
+        """The listed values."""
+        return list(self.grid)
+
+
+class ChoiceDim(Dim):
+    """One of the listed values, drawn per trial (`tune.choice`); random or optuna search."""
+
+    kind: ClassVar[str] = "choice"
+    choice: list[Any] = Field(min_length=1)
+
+    def candidates(self) -> list[Any]:
+        """The listed values."""
+        return list(self.choice)
+
+
+class UniformDim(Dim):
+    """A float drawn uniformly from [lo, hi] (`tune.uniform`)."""
+
+    kind: ClassVar[str] = "uniform"
+    uniform: list[float] = Field(min_length=2, max_length=2)
+
+    def candidates(self) -> list[Any]:
+        """[lo, hi]."""
+        return list(self.uniform)
+
+
+class LogUniformDim(Dim):
+    """A float drawn log-uniformly from [lo, hi], lo > 0 (`tune.loguniform`)."""
+
+    kind: ClassVar[str] = "loguniform"
+    loguniform: list[float] = Field(min_length=2, max_length=2)
+
+    def candidates(self) -> list[Any]:
+        """[lo, hi]."""
+        return list(self.loguniform)
+
+
+class IntDim(Dim):
+    """An integer drawn from [lo, hi], both ends included (`tune.randint(lo, hi + 1)`)."""
+
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+    kind: ClassVar[str] = "int"
+    int_: list[int] = Field(alias="int", min_length=2, max_length=2)
+
+    def candidates(self) -> list[Any]:
+        """[lo, hi]."""
+        return list(self.int_)
+
+
+SearchDim = GridDim | ChoiceDim | UniformDim | LogUniformDim | IntDim
+DIM_CLASSES: dict[str, type[Dim]] = {
+    "grid": GridDim, "choice": ChoiceDim, "uniform": UniformDim, "loguniform": LogUniformDim,
+    "int": IntDim,
+}
+DIM_KINDS = tuple(DIM_CLASSES)
+
+
+# -- keys ---------------------------------------------------------------------------------------
+
+# RunConfig keys a sweep sets elsewhere: data and protocol at the top level, seed in `seeds`.
+NOT_FIXED = ("data", "protocol", "seed")
+FIXED_KEYS = tuple(k for k in RunConfig.model_fields if k not in NOT_FIXED)
+# Not hyperparameters: where a trial runs, what it selects on (the sweep's objective sets it)
+# and when full ranking runs (the objective check depends on it).
+NOT_SEARCHABLE = ("data", "seed", "device", "select_metric", "full_ranking")
+SEARCHABLE = tuple(k for k in RunConfig.model_fields if k not in NOT_SEARCHABLE)
+PIVOT_KEYS = tuple(k for k in RunConfig.model_fields if k != "data")
+
+
+def _members(annotation: Any) -> set[Any]:
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        return set(typing.get_args(annotation))
+    return {annotation}
+
+
+# Continuous ranges only make sense for float parameters, integer ranges for int parameters:
+# a uniform draw of 3.7 for mf_dim would only fail once the trial starts.
+FLOAT_KEYS = tuple(k for k in SEARCHABLE if float in _members(RunConfig.model_fields[k].annotation))
+INT_KEYS = tuple(k for k in SEARCHABLE if int in _members(RunConfig.model_fields[k].annotation))
+# Metrics where lower is better (an objective on one of them defaults to mode min).
+LOWER_IS_BETTER = LOOP_METRICS
+
+
+def produced_metrics(protocol: str, *, full_ranking: bool = True) -> tuple[str, ...]:
+    """Names of the metrics every per-term record of `protocol` carries (objective candidates).
+
+    paper: the classification report on the validation and test parts; holdout: HR / NDCG at
+    K (sampled, and full ranking when it runs), AUC and precision / recall / F1 at 0.5.
+    """
+    if protocol == "paper":
+        return LOOP_METRICS + tuple(f"{p}{k}" for p in ("val_", "test_") for k in REPORT_KEYS)
+    names: list[str] = []
+    kinds = ("hr", "ndcg") + (("full_hr", "full_ndcg") if full_ranking else ())
+    for p in ("val_", "test_"):
+        names += [f"{p}{kind}@{k}" for kind in kinds for k in K_VALUES]
+        names += [f"{p}auc", f"{p}precision", f"{p}recall", f"{p}f1"]
+    return LOOP_METRICS + tuple(names)
+
+
+def layers_to_str(v: Any) -> Any:
+    """`[32, 16, 8]` -> "32,16,8" (how layers travel through Ray and the results tables)."""
+    if isinstance(v, list | tuple):
+        return ",".join(str(x) for x in v)
+    return v
+
+
+def parse_layers(v: Any) -> Any:
+    """"32,16,8" -> [32, 16, 8]; anything else is returned for RunConfig to judge."""
+    if isinstance(v, str):
+        try:
+            return [int(x) for x in v.split(",") if x.strip()]
+        except ValueError:
+            return v
+    return v
+
+
+# -- sections -----------------------------------------------------------------------------------
+
+
+class SearchConfig(Section):
+    """How trials are generated: grid enumeration, random draws or Optuna TPE (seeded)."""
+
+    algorithm: Literal["grid", "random", "optuna"] = "grid"
+    # grid / random: Ray's num_samples (repeats of the grid, or random draws per grid point);
+    # optuna: trials per seed.
+    num_samples: int = Field(1, ge=1)
+    # seeds the random / optuna searcher, so the same file draws the same trials.
+    seed: int = Field(0, ge=0, le=MAX_SEARCH_SEED)
+
+
+class SchedulerConfig(Section):
+    """Trial scheduler: FIFO (run everything) or ASHA early stopping on the term axis."""
+
+    type: Literal["fifo", "asha"] = "fifo"
+    # ASHA: terms a trial always runs before it can be stopped (Ray's default 1).
+    grace_period: int = Field(1, ge=1)
+    # ASHA: keep the best 1/reduction_factor of trials at each rung (Ray's default 4).
+    reduction_factor: int = Field(4, ge=2)
+
+
+class ObjectiveConfig(Section):
+    """The validation (or loop) metric that ranks trials and that ASHA / Optuna optimise."""
+
+    metric: str
+    mode: Literal["max", "min"] = "max"
+
+
+class ResourcesConfig(Section):
+    """Resources one trial reserves: CPUs (torch threads) and a fraction of one GPU."""
+
+    cpus: float = Field(1.0, gt=0)
+    gpus: float = Field(0.0, ge=0, le=1)
+
+
+class WandbConfig(Section):
+    """Weights & Biases logging: auto = online with an API key, else offline files."""
+
+    mode: Literal["auto", "online", "offline", "disabled"] = "auto"
+    project: str = Field("ocfb-suite", min_length=1)
+    entity: str | None = None
+    tags: list[str] = []
+
+
+# -- tune-then-confirm (`tune_per_model`) -----------------------------------------------------
+
+STAGES = ("search", "confirm")
+STAGE_COLUMN = "config.stage"
+BUDGET_COLUMN = "config.budget"
+FIXED_BUDGET = "fixed defaults"
+# Each baseline's own parameters (RunConfig's ranges): EASE's L2 weight on a log scale (Steck
+# 2019 finds hundreds at ML size), implicit's ALS factors / regularisation / confidence /
+# sweeps around RunConfig's defaults (16, 1.0, 1.0, 15).
+BASELINE_SPACES: dict[str, dict[str, dict[str, list[float | int]]]] = {
+    "ease": {"l2": {"loguniform": [1.0, 1.0e4]}},
+    "als": {"als_factors": {"int": [8, 128]},
+            "als_regularization": {"loguniform": [1.0e-3, 100.0]},
+            "als_alpha": {"loguniform": [0.1, 100.0]},
+            "als_iterations": {"int": [5, 30]}},
+}
+
+
+class TunePerModelConfig(Section):
+    """Equal tuning budget per model family, then a confirmation on fresh seeds."""
+
+    # configurations each searched family is given (Optuna proposals or random draws)
+    proposals: int = Field(ge=1)
+    # seeds the chosen configurations run on; disjoint from the search's `seeds`
+    confirm_seeds: list[int] = Field(min_length=1)
