@@ -35,8 +35,10 @@ EXPECTED = {
     "quickstart": (2 * 2 * 2 * 2 + 3) * 3,
     # per-model sizes (GMF 4, MLP 4x4, NeuMF 4x4x4) + 3 baselines, x 2 negatives x 3 seeds
     "paper": (4 + 16 + 64 + 3) * 2 * 3,
-    "ablation-threshold": (7 + 3) * 5,  # 7 NeuMF thresholds + 3 baselines, x 5 seeds
-    "ablation-terms": (2 * 2 + 3) * 5,  # 2 models x 2 thresholds + 3 baselines, x 5 seeds
+    # (4 NeuMF thresholds + static, the equal-epochs control, + 3 baselines) x 10 seeds
+    "ablation-threshold": (4 + 1 + 3) * 10,
+    # (2 models x (2 thresholds + static) + 3 baselines) x 10 seeds
+    "ablation-terms": (2 * (2 + 1) + 3) * 10,
     "strategies": (9 + 3) * 10,  # 9 NeuMF strategies + 3 baselines, x 10 seeds
     # tune-then-confirm: 3 searched families x 24 proposals x 1 search seed, then 4 families x
     # 5 confirmation seeds
