@@ -23,7 +23,6 @@ shrinks every size so the whole bench takes seconds (what CI runs). One torch th
 from __future__ import annotations
 
 import argparse
-import functools
 import os
 import platform
 import resource
@@ -36,10 +35,11 @@ from typing import Any
 
 import numpy as np
 
+from suite.bench_loops import MODEL_KW, bench_loops, timed
+from suite.bench_sweeps import bench_long_sweep, bench_sweep, floor_ratio
+
 EXIT_USAGE = 2
 DEVICES = ("cpu", "cuda")
-LOOP_BATCHES = (1_024, 4_096, 65_536)
-MODEL_KW = {"mf_dim": 8, "user_dim": 32, "item_dim": 32, "layers": (32, 16, 8)}
 
 
 @dataclass(frozen=True)
@@ -62,120 +62,11 @@ SCALES: dict[str, Scale] = {
     "ml20m": Scale((138_493, 26_744), 20_000_000, 2_000_000, 100_000, (138_493, 26_744),
                    (100_000, 1_000_000, 10_000_000)),
 }
+# A real implicit-feedback dataset's shape, generated: last.fm (HetRec 2011), 1,892 users x
+# 17,632 items x 92,834 positives, where one float64 EASE trial reached 21.6 GB (issue 23)
+SCALES["lastfm"] = Scale((1_892, 17_632), 92_834, 200_000, 20_000, (6_040, 3_706),
+                         (10_000, 100_000, 1_000_000))
 SMOKE = Scale((407, 462), 2_000, 4_096, 1_024, (407, 462), (500, 1_000, 2_000))
-
-
-def _sync(device: str) -> None:
-    if device == "cuda":
-        import torch
-
-        torch.cuda.synchronize()
-
-
-def _timed(fn: Any, device: str) -> tuple[Any, float]:
-    _sync(device)
-    t = time.perf_counter()
-    out = fn()
-    _sync(device)
-    return out, time.perf_counter() - t
-
-
-def _model(grid: tuple[int, int], device: str) -> tuple[Any, Any]:
-    import torch
-
-    from ocfb.models import build_model
-    from ocfb.train import make_optimizer
-
-    model = build_model("neumf", *grid, **MODEL_KW,
-                        generator=torch.Generator().manual_seed(0)).to(device)
-    return model, make_optimizer(model, 1e-3)
-
-
-def _samples(grid: tuple[int, int], n: int, device: str) -> tuple[Any, Any, Any]:
-    """`n` random cells of the grid, half labelled positive (seeded)."""
-    import torch
-
-    g = torch.Generator().manual_seed(0)
-    users = torch.randint(0, grid[0], (n,), generator=g)
-    items = torch.randint(0, grid[1], (n,), generator=g)
-    labels = (torch.arange(n) % 2).to(torch.float32)
-    return users.to(device), items.to(device), labels.to(device)
-
-
-def _bare_loop(model: Any, opt: Any, users: Any, items: Any, labels: Any, batch: int) -> None:
-    """The least a training epoch can do: shuffled slices, forward, BCE, backward, step."""
-    import torch
-
-    loss_fn = torch.nn.BCEWithLogitsLoss()
-    perm = torch.randperm(users.shape[0], generator=torch.Generator().manual_seed(1))
-    perm = perm.to(users.device)
-    for s in range(0, users.shape[0], batch):
-        idx = perm[s:s + batch]
-        loss = loss_fn(model(users[idx], items[idx]), labels[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-
-def dataloader_loop(model: Any, opt: Any, users: Any, items: Any, labels: Any,
-                    batch: int) -> None:
-    """The usual NCF recipe (the He et al. PyTorch ports): a Dataset over Python lists of
-    (user, item) pairs and labels, one sample per `__getitem__`, default collation into
-    tensors. benchmarks/bench_core.py times this same function on its MovieLens-1M setup."""
-    import torch
-    from torch.utils.data import DataLoader, Dataset
-
-    pairs = list(zip(users.tolist(), items.tolist(), strict=True))
-    ys = labels.tolist()
-
-    class Triples(Dataset):
-        def __len__(self) -> int:
-            return len(pairs)
-
-        def __getitem__(self, k: int) -> tuple[int, int, float]:
-            return pairs[k][0], pairs[k][1], ys[k]
-
-    loss_fn = torch.nn.BCEWithLogitsLoss()
-    loader = DataLoader(Triples(), batch_size=batch, shuffle=True,
-                        generator=torch.Generator().manual_seed(1))
-    for u, i, y in loader:
-        loss = loss_fn(model(u, i), y.float())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-
-def bench_loops(scale: Scale, device: str) -> dict[str, Any]:
-    """Samples per second of the three loops at batch 256, and of the trainer at larger
-    batches; ratios trainer / bare and trainer / DataLoader."""
-    import torch
-
-    from ocfb.train import train_epochs
-
-    data = _samples(scale.grid, scale.loop_samples, device)
-    small = tuple(t[:scale.dataloader_samples].cpu() for t in data)
-    rates: dict[str, float] = {}
-    model, opt = _model(scale.grid, device)
-    _bare_loop(model, opt, *(t[:2_048] for t in data), 256)  # warm-up (allocator, kernels)
-
-    def trainer(d: tuple[Any, Any, Any], batch: int) -> Any:
-        return lambda: train_epochs(model, opt, *d, epochs=1, batch_size=batch,
-                                    generator=torch.Generator().manual_seed(1), max_loss=None)
-
-    rates["trainer_b256"] = scale.loop_samples / _timed(trainer(data, 256), device)[1]
-    rates["bare_b256"] = scale.loop_samples / _timed(
-        lambda: _bare_loop(model, opt, *data, 256), device)[1]
-    if device == "cpu":  # a per-sample DataLoader feeds CPU tensors; on cuda it is moot
-        rates["dataloader_b256"] = scale.dataloader_samples / _timed(
-            lambda: dataloader_loop(model, opt, *small, 256), device)[1]
-    for b in LOOP_BATCHES:
-        rates[f"trainer_b{b}"] = scale.loop_samples / _timed(trainer(data, b), device)[1]
-    out: dict[str, Any] = {"samples_per_s": rates, "samples": scale.loop_samples,
-                           "dataloader_samples": scale.dataloader_samples, "grid": scale.grid}
-    out["trainer_over_bare_b256"] = rates["trainer_b256"] / rates["bare_b256"]
-    if "dataloader_b256" in rates:
-        out["trainer_over_dataloader_b256"] = rates["trainer_b256"] / rates["dataloader_b256"]
-    return out
 
 
 def _grid_data(grid: tuple[int, int], positives: int, seed: int = 0) -> Any:
@@ -215,7 +106,7 @@ def one_term(data: Any, device: str, terms: int = 1) -> dict[str, Any]:
     run = make_run(cfg, data)
     for _ in range(terms):
         run.step()
-    rec, wall = _timed(run.step, device)
+    rec, wall = timed(run.step, device)
     out = {k: float(v) for k, v in rec.items() if k.startswith("time_")}
     out["n_replaced"] = float(rec.get("n_replaced", 0))
     out["wall_s"] = wall
@@ -255,135 +146,43 @@ def bench_series(scale: Scale, device: str) -> dict[str, Any]:
     return {"grid": scale.series_grid, "rows": rows, "spread": max(per_m) / min(per_m)}
 
 
-def _sweep_file(src: Path, seeds: int, dest: Path, out: Path) -> Path:
-    import yaml
+# One baseline fit in a fresh process (so its peak RSS is its own): generated data of the
+# scale's shape, the holdout split, fit + Platt calibration, sampled and full evaluation.
+_BASELINE_SCRIPT = r'''
+import json, resource, sys, time
+from threadpoolctl import threadpool_limits
+from ocfb.baselines import BaselineRun
+from ocfb.config import make_run_config
+from ocfb.data import synthetic_influencer
 
-    doc = yaml.safe_load(src.read_text())
-    doc.update(seeds=list(range(seeds)), output=str(out), wandb={"mode": "disabled"})
-    dest.write_text(yaml.safe_dump(doc, sort_keys=False))
-    return dest
-
-
-def _run_sweep(cfg: Path, out: Path, address: str | None = None) -> dict[str, float]:
-    """Wall seconds of an `ocfb-suite sweep` subprocess, the trials' summed compute (the
-    loop's time_* seconds of every term, from terms.parquet), and where the rest went (the
-    trainable's start/end marker files: `sweep_phases`). `address`: join that running Ray
-    cluster instead of starting (and stopping) local Ray inside the sweep."""
-    import pandas as pd
-
-    from suite.trainable import START_MARKER_ENV
-
-    markers = out.parent / f"{out.name}-markers"
-    env = {**os.environ, START_MARKER_ENV: str(markers)}
-    t = time.time()
-    cmd = [sys.executable, "-m", "suite.cli", "sweep", str(cfg), "--out", str(out),
-           "--wandb", "disabled", *(["--address", address] if address else [])]
-    p = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    t_end = time.time()
-    if p.returncode != 0:
-        raise RuntimeError(f"sweep {cfg} exited {p.returncode}: {p.stderr[-2000:]}")
-    terms = pd.read_parquet(out / "terms.parquet")
-    cols = [c for c in terms.columns if c.startswith("time_")]
-    return {"wall_s": t_end - t, "compute_s": float(terms[cols].sum().sum()),
-            "trials": int(terms.trial_id.nunique()),
-            **sweep_phases(markers, t, t_end, _cpus(address))}
+model, users, items, positives = sys.argv[1], *map(int, sys.argv[2:5])
+rss = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+data = synthetic_influencer(users, items, positives, seed=0)
+cfg = make_run_config({"model": model, "negatives": "4x", "l2": 200.0, "seed": 0})
+with threadpool_limits(limits=1):
+    run = BaselineRun(cfg, data)
+    before = rss()
+    rec = run.step()
+print(json.dumps({"fit_s": rec["time_train"], "eval_s": rec["time_eval"],
+                  "rss_before_fit_gib": before, "peak_rss_gib": rss(),
+                  "test_full_hr@10": rec.get("test_full_hr@10")}))
+'''
+BASELINE_MODELS = ("popularity", "ease", "als")
 
 
-def sweep_phases(markers: Path, started: float, ended: float, cpus: int) -> dict[str, float]:
-    """Where a sweep's wall time went, from one marker file per trial start and end (each
-    holding a wall-clock time): start-up (process start to the first trial's start: imports,
-    pre-flight, Ray, worker start-up), close (the last trial's end to exit: summary, plots,
-    Ray shutdown), and how full the CPU slots were in between (trial seconds / (cpus x span))."""
-    first: dict[str, float] = {}
-    last: dict[str, float] = {}
-    for f in markers.glob("*") if markers.is_dir() else []:
-        tid, kind = f.name.split("-from")[0], f.suffix
-        when = float(f.read_text())
-        if kind == ".start":
-            first[tid] = min(first.get(tid, when), when)
-        elif kind == ".end":
-            last[tid] = max(last.get(tid, when), when)
-    both = sorted(set(first) & set(last))
-    if not both:
-        return {}
-    t0, t1 = min(first[t] for t in both), max(last[t] for t in both)
-    busy = sum(last[t] - first[t] for t in both)
-    return {"startup_s": t0 - started, "close_s": ended - t1, "trials_span_s": t1 - t0,
-            "slot_occupancy": busy / (cpus * (t1 - t0)) if t1 > t0 else float("nan")}
+def bench_baselines(grid: tuple[int, int], positives: int) -> dict[str, Any]:
+    """Fit time, evaluation time and peak RSS of each baseline at this shape, one thread,
+    each in its own process. EASE's targets at 17.6k items: fit <= 120 s, peak <= 2.5 GiB."""
+    import json
 
-
-def bench_sweep(work: Path, config: Path, address: str | None = None) -> dict[str, Any]:
-    """Fixed cost and marginal CPU use of a sweep, from the same grid at 3 and 6 seeds.
-
-    wall = fixed + compute / (cpus x use): two runs give the marginal use
-    (extra compute / (cpus x extra wall)) and the fixed cost (wall3 minus what its compute
-    takes at that use). With `address` both sweeps join that running cluster, so Ray's own
-    start (2.6 s here) and shutdown (1.6 s) leave the fixed cost; `cpus` is then the
-    cluster's CPU count."""
-    cpus = _cpus(address)
-    work.mkdir(parents=True, exist_ok=True)
-    runs = {}
-    for seeds in (3, 6):
-        out = work / f"sweep-{seeds}seeds"
-        runs[seeds] = _run_sweep(_sweep_file(config, seeds, work / f"sweep-{seeds}.yaml", out),
-                                 out, address)
-    d_wall = runs[6]["wall_s"] - runs[3]["wall_s"]
-    d_compute = runs[6]["compute_s"] - runs[3]["compute_s"]
-    use = d_compute / (cpus * d_wall) if d_wall > 0 else float("nan")
-    fixed = runs[3]["wall_s"] - runs[3]["compute_s"] / (cpus * use) if use > 0 else float("nan")
-    return {"config": str(config), "cpus": cpus, "runs": {str(k): v for k, v in runs.items()},
-            "marginal_cpu_use": use, "fixed_cost_s": fixed,
-            "ray": f"joined {address}" if address else "started and stopped by each sweep"}
-
-
-def _cpus(address: str | None) -> int:
-    """The CPUs the sweeps run on: the joined cluster's, else this host's."""
-    return _cluster_cpus(address) if address else os.cpu_count() or 1
-
-
-@functools.cache
-def _cluster_cpus(address: str) -> int:
-    """CPUs of a running cluster, read in a subprocess so the bench process stays Ray-free
-    (once per address: joining takes seconds)."""
-    code = (f"import ray; ray.init(address={address!r}, logging_level='ERROR'); "
-            "print(int(ray.cluster_resources().get('CPU', 0)))")
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    if p.returncode != 0:
-        raise RuntimeError(f"--ray-address {address}: could not join the cluster: "
-                           f"{p.stderr.strip()[-500:]}")
-    return int(p.stdout.strip().splitlines()[-1])
-
-
-# A sweep whose trials each take about a minute (the issue's ">= 90 % overall" case): NeuMF on
-# generated data of MovieLens-100K's shape, 10 + 5 x 5 epochs at batch 1,024; 2 thresholds x 4
-# seeds = 8 trials, four rounds on 2 CPUs.
-LONG_SWEEP: dict[str, Any] = {
-    "name": "bench-long", "protocol": "holdout",
-    "data": {"source": "synthetic-influencer", "n_users": 943, "n_items": 1682,
-             "n_interactions": 100_000},
-    "fixed": {"model": "neumf", "terms": 5, "epochs": 10, "epochs_per_term": 5,
-              "batch_size": 1_024, "negatives": "4x", "mf_dim": 16, "user_dim": 16,
-              "item_dim": 16, "layers": [32, 16, 8]},
-    "space": {"threshold": {"grid": [0.3, 0.6]}}, "seeds": [0, 1, 2, 3],
-    "search": {"algorithm": "grid"}, "objective": {"metric": "val_hr@10", "mode": "max"},
-    "resources": {"cpus": 1}, "wandb": {"mode": "disabled"},
-}
-
-
-def bench_long_sweep(work: Path, address: str | None = None) -> dict[str, Any]:
-    """Overall CPU use (trial compute / (cpus x wall)) of a sweep of minute-long trials."""
-    import yaml
-
-    work.mkdir(parents=True, exist_ok=True)
-    out = work / "long"
-    cfg = work / "long.yaml"
-    cfg.write_text(yaml.safe_dump({**LONG_SWEEP, "output": str(out)}, sort_keys=False))
-    run = _run_sweep(cfg, out, address)
-    cpus = _cpus(address)
-    run["cpus"] = cpus
-    run["trial_compute_s"] = run["compute_s"] / max(run["trials"], 1)
-    run["overall_cpu_use"] = run["compute_s"] / (cpus * run["wall_s"])
-    return run
+    rows = {}
+    for model in BASELINE_MODELS:
+        p = subprocess.run([sys.executable, "-c", _BASELINE_SCRIPT, model, str(grid[0]),
+                            str(grid[1]), str(positives)], capture_output=True, text=True)
+        if p.returncode != 0:
+            raise RuntimeError(f"baseline {model} exited {p.returncode}: {p.stderr[-2000:]}")
+        rows[model] = json.loads(p.stdout.strip().splitlines()[-1])
+    return {"grid": grid, "positives": positives, "models": rows}
 
 
 def machine(device: str, threads: int) -> dict[str, Any]:
@@ -432,6 +231,7 @@ def run_bench(scale_name: str, device: str, out: Path, *, smoke: bool = False,
     report["loops"] = bench_loops(scale, device)
     report["term"] = bench_term(scale, device)
     report["per_million"] = bench_series(scale, device)
+    report["baselines"] = bench_baselines(scale.grid, scale.positives)
     if smoke or skip_sweep:
         report["sweep"] = {"skipped": "--smoke" if smoke else "--skip-sweep"}
     else:
@@ -510,14 +310,32 @@ def markdown(r: dict[str, Any]) -> str:
                      f"{_fmt(sw['fixed_cost_s'], '.1f')} |")
         lines.append(f"| sweep marginal CPU use ({sw['cpus']} CPUs) | "
                      f"{_fmt(sw['marginal_cpu_use'], '.1%')}{_implausible(sw)} |")
+        if "floor" in sw:
+            fl = sw["floor"]
+            lines.append(f"| Ray Tune's floor: bare Tuner, trivial trials, fixed cost s "
+                         f"(same trial counts, the suite's Ray settings) | "
+                         f"{_fmt(fl['fixed_cost_s'], '.1f')} |")
+            lines.append(f"| sweep fixed cost / Ray Tune's floor | "
+                         f"{_fmt(floor_ratio(sw), '.2f')}x |")
     if "sweep_long" in r:
         lg = r["sweep_long"]
         lines.append(f"| long sweep ({lg['trials']} trials of {lg['trial_compute_s']:.0f} s "
                      f"compute): wall s / overall CPU use | {lg['wall_s']:.1f} / "
                      f"{lg['overall_cpu_use']:.1%} |")
+    lines += _baseline_lines(r.get("baselines"))
     lines.append(f"| peak RSS MiB | {r['peak_rss_mib']:,.0f} |")
     lines.append(f"| bench wall s | {r['bench_wall_s']:.1f} |")
     return "\n".join(lines) + "\n"
+
+
+def _baseline_lines(b: dict[str, Any] | None) -> list[str]:
+    """One row per baseline: fit s, eval s, peak RSS (its own process, data included)."""
+    if not b:
+        return []
+    shape = f"{b['grid'][0]:,} x {b['grid'][1]:,}, {b['positives']:,} positives"
+    return [f"| {m}: fit s / eval s / peak RSS GiB ({shape}; before fit "
+            f"{row['rss_before_fit_gib']:.2f}) | {row['fit_s']:.1f} / {row['eval_s']:.1f} / "
+            f"{row['peak_rss_gib']:.2f} |" for m, row in b["models"].items()]
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -553,7 +371,8 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     """Add `ocfb-suite bench` to the CLI."""
     b = sub.add_parser("bench", help="measure where the time goes (writes bench.json, bench.md)")
     b.add_argument("--scale", choices=tuple(SCALES), default="small",
-                   help="data sizes: small (seconds to a minute or two), ml1m, ml20m")
+                   help="data sizes: small (seconds to a minute or two), ml1m, ml20m, lastfm "
+                        "(17,632 items: the EASE rows' real-scale target)")
     b.add_argument("--device", choices=DEVICES, default="cpu")
     b.add_argument("--out", default="runs/bench",
                    help="output folder (default: %(default)s, git-ignored; --out "
