@@ -7,6 +7,10 @@ iterate it and forward the records. Its full state after any term can be saved a
 a restored run continues with exactly the records an uninterrupted run would have produced (on
 CPU).
 
+Under `protocol: paper` the validation part's negative slots are frozen at term 0: their cells
+join the pool's never-drawn set and the strategies see only the other slots (training and test,
+which the paper rewrites), so validation is not made easier term by term.
+
 Full ranking over all items is expensive, so it follows `cfg.full_ranking`: `every` term, `off`,
 `final` (the last term only), or `selected`: sampled metrics decide the best term by
 `cfg.selection_metric` (max, NaN never wins, ties keep the earliest), the loop keeps a copy of
@@ -94,6 +98,8 @@ class OCFBRun:
         self._check_selection_metric()
         self.paper: protocols.PaperSplit | None = None
         self.holdout: protocols.HoldoutSplit | None = None
+        # paper: the validation slots' term-0 cells, never in the pool (`_set_all_slots`)
+        self.frozen = np.empty(0, dtype=np.int64)
         base = self._setup_split(cache_dir)
         self.pool = NegativePool(
             data.n_users, data.n_items, base, exclude_removed=cfg.exclude_removed
@@ -181,8 +187,32 @@ class OCFBRun:
 
     @property
     def negatives(self) -> np.ndarray:
-        """Current negative cells, one per slot."""
-        return self.pool.negatives
+        """Current negative cells, one per slot (paper: the frozen validation slots included)."""
+        if self.paper is None or self.frozen.size == 0:
+            return self.pool.negatives
+        out = np.empty(self.n_neg, dtype=np.int64)
+        out[self.paper.frozen_slots] = self.frozen
+        out[self.paper.open_slots] = self.pool.negatives
+        return out
+
+    def _set_all_slots(
+        self, cells: np.ndarray, removed: np.ndarray | None = None,
+        strategy_state: dict[str, np.ndarray] | None = None,
+    ) -> None:
+        """Fill every slot (term 0, or a checkpoint when `removed` is given).
+
+        Under paper the validation slots' cells are frozen out of the pool (never drawn,
+        never replaced) and the pool holds only the open slots, so every strategy leaves
+        validation at its term-0 negatives while training and test slots change as before.
+        """
+        if self.paper is not None and cells.size:
+            self.frozen = cells[self.paper.frozen_slots].copy()
+            self.pool.freeze(self.frozen)
+            cells = cells[self.paper.open_slots]
+        if removed is None:
+            self.pool.set_all(cells)
+        else:
+            self.pool.load(cells, removed, strategy_state)
 
     @property
     def removed(self) -> np.ndarray:
@@ -210,7 +240,7 @@ class OCFBRun:
         epochs = cfg.epochs
         if term == 0:
             t0 = time.perf_counter()
-            self.pool.set_all(self.pool.draw_fresh(self.rng, self.n_neg))
+            self._set_all_slots(self.pool.draw_fresh(self.rng, self.n_neg))
             t_resample = time.perf_counter() - t0
         else:
             t0 = time.perf_counter()
@@ -237,7 +267,7 @@ class OCFBRun:
         metrics = self._evaluate_term(term)
         t_eval = time.perf_counter() - t0
         rec.update(
-            n_negatives=int(self.pool.negatives.size),
+            n_negatives=int(self.negatives.size),
             n_removed_total=int(self.pool.removed.size),
             err_mean=err_mean,
             err_max=err_max,
@@ -264,7 +294,7 @@ class OCFBRun:
         return negative_errors(z, self.cfg.error).cpu().numpy().astype(np.float64)
 
     def _train(self, epochs: int) -> list[float]:
-        neg = self.pool.negatives
+        neg = self.negatives
         if self.train_slots is not None:
             neg = neg[self.train_slots]
         cells = np.concatenate([self.train_pos, neg])
@@ -327,7 +357,7 @@ class OCFBRun:
             full_ranking = self.cfg.full_ranking == "every"
         if self.paper is not None:
             return protocols.evaluate_paper(
-                model, self.paper, self.pool.negatives, self.data.n_items, self.device
+                model, self.paper, self.negatives, self.data.n_items, self.device
             )
         assert self.holdout is not None
         return protocols.evaluate_holdout(model, self.holdout, self.known, self.device,
@@ -345,7 +375,8 @@ class OCFBRun:
             # a snapshot: the optimizer's own state_dict shares the live moment tensors, which
             # later steps update in place
             "optimizer": copy.deepcopy(self.optimizer.state_dict()),
-            "negatives": self.pool.negatives.copy(),
+            "negatives": self.negatives.copy(),  # every slot, frozen validation ones included
+            "val_slots_frozen": self.paper is not None,
             "removed": self.pool.removed.copy(),
             "strategy_state": self.pool.state(),  # srns's memory and score history
             "rng": self.rng.bit_generator.state,
@@ -368,7 +399,14 @@ class OCFBRun:
         self.model.load_state_dict(state["model"])
         # deep copy: Adam adopts the given tensors as its state and would mutate the caller's dict
         self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
-        self.pool.load(state["negatives"], state["removed"], state.get("strategy_state"))
+        if (self.paper is not None and not state.get("val_slots_frozen")
+                and int(state["term"]) >= 1):
+            raise ValueError(
+                "checkpoint was written before the paper protocol froze its validation "
+                "negatives; its later terms would mix both behaviours: rerun the trial"
+            )
+        self._set_all_slots(np.asarray(state["negatives"], dtype=np.int64), state["removed"],
+                            state.get("strategy_state"))
         self.rng.bit_generator.state = state["rng"]
         self.tgen.set_state(state["tgen"])
         self.term = int(state["term"])

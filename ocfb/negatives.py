@@ -100,6 +100,18 @@ class NegativePool:
         self.negatives = np.asarray(negatives, dtype=np.int64)
         self._blocked = None
 
+    def freeze(self, cells: np.ndarray) -> None:
+        """Put `cells` out of every draw for good: they join `base` (and so `fixed`).
+
+        The paper protocol's validation negatives, held outside the pool from term 0 on, so no
+        strategy rewrites them and no draw duplicates them. Idempotent (a resumed run freezes
+        the same cells again).
+        """
+        cells = np.asarray(cells, dtype=np.int64)
+        self.base = sorted_unique(np.concatenate([self.base, cells]))
+        self.fixed = sorted_unique(np.concatenate([self.fixed, cells]))
+        self._blocked = None
+
     def mark_removed(self, cells: np.ndarray) -> None:
         """Add current negatives to the removed set (suspected positives; `exclude_removed`).
 

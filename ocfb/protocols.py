@@ -4,7 +4,10 @@
 split; negative *slots* are assigned to train or test once, and a replaced negative inherits its
 slot, so OCF-B rewrites the test negatives too (the test set gets easier each term, as in the
 paper). A validation part (`val_fraction` of the training side, stratified, seeded) is carved
-from what is not test, so model selection never looks at the test part.
+from what is not test, so model selection never looks at the test part. The validation slots
+are frozen: no strategy ever replaces them (`PaperSplit.frozen_slots`), so validation keeps its
+term-0 negatives and selecting a term on it does not ride the easier-each-term artefact that
+test shows (before, 189 of 504 trials in `results/paper` selected the last term).
 
 `holdout` (the NCF protocol, He et al. 2017): positives are split first (leave-one-out by latest
 timestamp, or a seeded fraction per user), validation is carved from training positives, and
@@ -73,6 +76,20 @@ class PaperSplit:
     def train_slots(self) -> np.ndarray:
         """Indices of the negative slots the model trains on (neither test nor validation)."""
         return np.flatnonzero(~(self.neg_slot_is_test | self.neg_slot_is_val))
+
+    @property
+    def frozen_slots(self) -> np.ndarray:
+        """Indices of the validation slots: they keep their term-0 negatives for the whole run.
+
+        Were they rewritten like the others, validation would get easier each term with the
+        same artefact as test, and selecting on it would favour the last term.
+        """
+        return np.flatnonzero(self.neg_slot_is_val)
+
+    @property
+    def open_slots(self) -> np.ndarray:
+        """Indices of the slots strategies may rewrite: training and (as in the paper) test."""
+        return np.flatnonzero(~self.neg_slot_is_val)
 
 
 def make_paper_split(
