@@ -394,7 +394,9 @@ class ProtocolGapSection:
         lines = ["OCF-B's gain = test metric at the last term minus term 0 (completed `ocfb` "
                  "trials; a fixed budget, nothing selected). Under `paper` the test negatives "
                  "are rewritten every term, so the test set gets easier; `holdout` freezes "
-                 "them.", "", md_table(header, rows)]
+                 "them. Under `paper` the validation negatives are frozen at term 0 while the "
+                 "test negatives follow the paper's rewriting, so selection on validation no "
+                 "longer rides the same artefact.", "", md_table(header, rows)]
         auc = gap[(gap["metric"] == "auc") & (gap["model"] == "all")]
         if len(auc):
             r = auc.iloc[0]
