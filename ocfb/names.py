@@ -8,7 +8,7 @@ strategies" or "the K values" imports it from here; never write the same meaning
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Literal, get_args
 
 # Neural models trained by the OCF-B loop (He et al. 2017).
 NEURAL_MODELS: tuple[str, ...] = ("gmf", "mlp", "neumf")
@@ -30,7 +30,6 @@ StrategyName = Literal[
 # Strategies where `threshold` changes nothing (a sweep over threshold is wasted on them).
 THRESHOLD_FREE_STRATEGIES: tuple[str, ...] = ("resample-all", "static", "dns", "pop", "srns")
 
-ERRORS: tuple[str, ...] = ("prob", "loss", "residual")
 ErrorName = Literal["prob", "loss", "residual"]
 
 PROTOCOLS: tuple[str, ...] = ("paper", "holdout")
@@ -38,8 +37,11 @@ ProtocolName = Literal["paper", "holdout"]
 
 # When full ranking (all items) runs: every term, at the validation-selected term and the final
 # term, only at the final term, or never.
-FULL_RANKING_SCHEDULES: tuple[str, ...] = ("every", "selected", "final", "off")
 FullRankingSchedule = Literal["every", "selected", "final", "off"]
+
+# Weights & Biases modes (`--wandb`, a sweep file's `wandb.mode`, which also takes "auto").
+WandbMode = Literal["online", "offline", "disabled"]
+WANDB_MODES: tuple[str, ...] = get_args(WandbMode)
 
 # Cut-offs of HR@K / NDCG@K, sampled and full.
 K_VALUES: tuple[int, ...] = (5, 10, 20)

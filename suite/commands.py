@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ocfb.names import WANDB_MODES
 from suite.lock import LockHeld, OutputLock
 from suite.results import JOURNAL, applicable_data, describe_os_error, write_json
 
@@ -42,13 +43,8 @@ def _tune_env() -> None:
     # Ray's rich console output would drown the one progress line per trial we print.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    # Ray's experiment state (every trial's config, last result and per-metric statistics) is
-    # 4.6 MB at quickstart's 57 trials and grows with the trials. Saved on every controller
-    # step (TUNE_GLOBAL_CHECKPOINT_S=0, about 10 a second) it took 91 of fit()'s 179 s of the
-    # driver's time (cProfile, 1,194 saves): the second CPU went to JSON encoding. Once a
-    # second keeps a finished trial out of a resume unless the driver dies within that second
-    # (then its last term reruns from its checkpoint, exactly); Ray also forces a save every
-    # `num_to_keep` checkpoints of a trial.
+    # Ray's experiment state (4.6 MB at quickstart's 57 trials) saved at every controller step
+    # took 91 of fit()'s 179 s; once a second costs at most a rerun of one term on resume.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
 
 
@@ -483,7 +479,7 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     common.add_argument("--address", default=None,
                         help="Ray cluster address (sweep default: RAY_ADDRESS, else local Ray; "
                              "resume default: what the sweep used)")
-    common.add_argument("--wandb", choices=("online", "offline", "disabled"), default=None,
+    common.add_argument("--wandb", choices=WANDB_MODES, default=None,
                         help="W&B mode (sweep default: the sweep file's; resume default: what "
                              "the sweep used)")
     common.add_argument("--ray-temp-dir", default=None, help=argparse.SUPPRESS)
@@ -502,5 +498,5 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     r.set_defaults(func=cmd_resume)
     m = sub.add_parser("summarize", help="write summary.md, tables and plots for a sweep")
     m.add_argument("dir", help="the sweep's output folder")
-    m.add_argument("--wandb", choices=("online", "offline", "disabled"), default=None)
+    m.add_argument("--wandb", choices=WANDB_MODES, default=None)
     m.set_defaults(func=cmd_summarize)

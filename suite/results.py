@@ -1,10 +1,10 @@
-"""Results files of a sweep: the one atomic writer, the results schema and the results writer.
+"""Results files of a sweep: atomic file helpers, the results schema and the results writer.
 
-Every file the suite writes goes through `atomic_write`: the bytes go to a temporary file next
-to the target, are fsynced, and only then renamed over it. A crash or a full disk therefore
-never leaves a truncated `trials.parquet` in place of a good one, and the temporary file is
-removed on failure. Files get mode `0o666 & ~umask` (not mkstemp's 0600), so teammates can read
-results on shared storage.
+Every file the suite writes goes through `ocfb.atomicio.atomic_write`: the bytes go to a
+temporary file next to the target, are fsynced, and only then renamed over it. A crash or a full
+disk therefore never leaves a truncated `trials.parquet` in place of a good one, and the
+temporary file is removed on failure. Files get mode `0o666 & ~umask` (not mkstemp's 0600),
+so teammates can read results on shared storage.
 
 Schema (issue 8 of the design interfaces): `trials.parquet` holds one row per trial (trial_id,
 status, error, node_id, wall_time_s, terms_done, best_term, `config.*`, `final.*`, `best.*`);
@@ -27,14 +27,7 @@ import pandas as pd
 
 from ocfb.atomicio import atomic_write
 
-# -- the one atomic writer ----------------------------------------------------------------------
-
-
-class ResultsWriteError(OSError):
-    """A results file could not be written; the message names the path and the errno."""
-
-
-__all__ = ["atomic_write"]  # the writer lives in ocfb.atomicio; suite code imports it from here
+# -- atomic file helpers (over ocfb.atomicio) ---------------------------------------------------
 
 
 def write_bytes(data: bytes, path: str | Path) -> None:

@@ -143,7 +143,7 @@ def test_no_key_sweep_leaves_publishable_dashboard_specs(tmp_path: Path) -> None
     """No key, W&B's server a closed local port: the sweep exits 0, writes both dashboard specs,
     the report naming exactly the summary run's tables, and prints the publish command."""
     from suite.dashboard import load_spec
-    from suite.wandb_summary import summary_manifest
+    from suite.tracking import summary_manifest
 
     cfg, out = _two_trials(tmp_path, "wb-dash")
     with socket.socket() as s:

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ocfb.names import WANDB_MODES
 from suite.dashboard.view import DashboardError, SweepView, load_view
 
 __all__ = ["DashboardError", "DashboardResult", "build_dashboard", "publish_command",
@@ -38,7 +39,6 @@ __all__ = ["DashboardError", "DashboardResult", "build_dashboard", "publish_comm
 
 _LOG = logging.getLogger(__name__)
 DASHBOARD_DIR = "dashboard"
-MODES = ("online", "offline", "disabled")
 
 
 @dataclass
@@ -159,8 +159,8 @@ def build_dashboard(out_dir: Path, mode: str, *, verbose: bool = True) -> Dashbo
     failure is one warning line, and the specs are still written. verbose: print the result's
     one-line message (where the specs are and how to publish them, or the URLs).
     """
-    if mode not in MODES:
-        raise ValueError(f"mode: {mode!r} is not one of {', '.join(MODES)}")
+    if mode not in WANDB_MODES:
+        raise ValueError(f"mode: {mode!r} is not one of {', '.join(WANDB_MODES)}")
     if mode == "disabled":
         return None
     out_dir = Path(out_dir)

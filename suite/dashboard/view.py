@@ -97,7 +97,7 @@ def _dims(meta: dict[str, Any]) -> dict[str, Any]:
 def _summary_keys(out_dir: Path) -> tuple[list[str], list[str]]:
     """The summary run's table and plot keys: its manifest when it was logged, else what
     `log_summary` would log from this folder (tables/*.csv, plots/*.png)."""
-    from suite.wandb_summary import summary_manifest
+    from suite.tracking import summary_manifest
 
     manifest = summary_manifest(out_dir)
     if manifest is not None:

@@ -8,20 +8,20 @@ references exactly those keys, and a resumed finished sweep can leave it alone.
 from __future__ import annotations
 
 import json
-import logging
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from suite.tracking import (
-    MODES,
-    _offline_dirs,
-    _plain,
-    _redact,
-    _sanitize_id,
-    _Starter,
-    _supersede,
+from suite.tracking.session import (
+    LOG,
+    RunStarter,
+    check_mode,
+    offline_dirs,
+    plain,
+    redact,
+    sanitize_id,
     short_error,
+    supersede,
 )
 
 if TYPE_CHECKING:
@@ -30,14 +30,13 @@ if TYPE_CHECKING:
 # Written next to the runs once the summary run is logged: what it holds (its tables and
 # plots), so the dashboard's report references exactly those keys.
 SUMMARY_MANIFEST = "summary-run.json"
-_LOG = logging.getLogger("suite.tracking")  # one logger for all W&B warnings
 
 
 def _cell(value: Any) -> Any:
     """A table cell: plain, with every kind of missing value (NaN, None, NA, NaT) as None."""
     import pandas as pd
 
-    value = _plain(value)
+    value = plain(value)
     if value is None or value is pd.NA or value is pd.NaT or (
             isinstance(value, float) and math.isnan(value)):
         return None
@@ -69,7 +68,7 @@ def summary_manifest(out_dir: Path) -> dict[str, Any] | None:
 
 def summary_run_id(sweep_name: str) -> str:
     """The W&B run id of a sweep's summary run: one per sweep, re-logged in place."""
-    return _sanitize_id(f"{sweep_name}-summary")
+    return sanitize_id(f"{sweep_name}-summary")
 
 
 def _log_summary_row(wandb: Any, run: Any, tables: dict[str, pd.DataFrame],
@@ -98,11 +97,10 @@ def log_summary(*, out_dir: Path, sweep_name: str, project: str, entity: str | N
     """
     if mode == "disabled":
         return
-    if mode not in MODES:
-        raise ValueError(f"mode: {mode!r} is not one of {', '.join(MODES)}")
+    check_mode(mode)
     if skip_if_logged and summary_manifest(out_dir) is not None:
         return
-    starter = _Starter(mode, Path(out_dir), init_timeout, finish_timeout)
+    starter = RunStarter(mode, Path(out_dir), init_timeout, finish_timeout)
     run = None
     try:
         import wandb
@@ -113,22 +111,22 @@ def log_summary(*, out_dir: Path, sweep_name: str, project: str, entity: str | N
         run = starter.start(project=project, entity=entity, group=sweep_name,
                             job_type="summary", name=run_id, id=run_id)
         if starter.notice:
-            _LOG.warning(_redact(starter.notice))
+            LOG.warning(redact(starter.notice))
         table_keys, image_keys = _log_summary_row(wandb, run, tables, images)
         present = [Path(f) for f in files if Path(f).is_file()]
         if present:
-            artifact = wandb.Artifact(_sanitize_id(f"{sweep_name}-results"), type="results")
+            artifact = wandb.Artifact(sanitize_id(f"{sweep_name}-results"), type="results")
             for path in present:
                 artifact.add_file(str(path), name=path.name)
             run.log_artifact(artifact)
         run.finish()
         if starter.mode == "offline":
-            _supersede(_offline_dirs(Path(out_dir), run_id), keep=Path(run.dir).parent)
+            supersede(offline_dirs(Path(out_dir), run_id), keep=Path(run.dir).parent)
         write_json({"run_id": run_id, "project": project, "entity": entity, "group": sweep_name,
                     "mode": starter.mode, "tables": table_keys, "images": image_keys},
                    Path(out_dir) / "wandb" / SUMMARY_MANIFEST)
     except Exception as exc:  # noqa: BLE001 - W&B must never fail the sweep
-        _LOG.warning(f"W&B summary run not logged ({short_error(exc)})")
+        LOG.warning(f"W&B summary run not logged ({short_error(exc)})")
         if run is not None:
             try:
                 run.finish(exit_code=1)
