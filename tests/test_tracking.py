@@ -106,6 +106,15 @@ def callback(out: Path, mode: str = "offline", **kw) -> WandbTrialCallback:
                               flatten_config=flat, **kw)
 
 
+def next_second() -> None:
+    """Wait (polling, at most 1 s) until the wall clock's second changes: W&B names run folders
+    by the second, so a run started after this gets a folder name of its own."""
+    start = int(time.time())
+    deadline = time.monotonic() + 2.0
+    while int(time.time()) == start and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def by_name(out: Path) -> dict:
     return {r.name: r for r in map(read_offline_run, offline_run_dirs(out))}
 
@@ -113,6 +122,7 @@ def by_name(out: Path) -> dict:
 # -- mode and environment -----------------------------------------------------------------------
 
 
+@pytest.mark.slow  # each answer asks wandb.login in a child process (about 0.6 s)
 def test_resolve_mode_auto_follows_credentials(wenv: Path, monkeypatch: pytest.MonkeyPatch):
     assert resolve_mode(None) == "offline"
     assert resolve_mode(None, "auto") == "offline"
@@ -125,6 +135,10 @@ def test_resolve_mode_auto_follows_credentials(wenv: Path, monkeypatch: pytest.M
     assert resolve_mode(None) == "offline"  # a netrc entry for another host is no W&B key
     netrc.write_text("machine api.wandb.ai login user password " + "a" * 40 + "\n")
     assert resolve_mode(None) == "online"
+    assert resolve_mode("auto", "disabled") == "online"  # --wandb auto overrides the file
+    monkeypatch.setenv("WANDB_API_KEY", "short")  # malformed: configured, online check says why
+    assert resolve_mode(None) == "online"
+    monkeypatch.delenv("WANDB_API_KEY")
     monkeypatch.setenv("WANDB_BASE_URL", "https://wandb.example.org")
     assert resolve_mode(None) == "offline"  # a self-hosted server needs its own entry
 
@@ -136,7 +150,6 @@ def test_resolve_mode_cli_overrides_sweep_file(wenv: Path, monkeypatch: pytest.M
     monkeypatch.setenv("WANDB_API_KEY", CANARY)
     assert resolve_mode("offline", "auto") == "offline"
     assert resolve_mode(None, "offline") == "offline"
-    assert resolve_mode("auto", "disabled") == "online"
     monkeypatch.setenv("WANDB_MODE", "disabled")  # the user's standard W&B switch, under auto
     assert resolve_mode(None) == "disabled"
     assert resolve_mode("offline") == "offline"
@@ -171,6 +184,7 @@ def test_prepare_env_keeps_the_users_server(wenv: Path):
 # -- one run per trial --------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # real W&B runs (wandb-core starts): seconds each
 def test_offline_one_run_per_trial_interleaved(wenv: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("WANDB_API_KEY", CANARY)  # present, but offline: must never be written
     out = wenv / "out"
@@ -209,6 +223,7 @@ def test_offline_one_run_per_trial_interleaved(wenv: Path, monkeypatch: pytest.M
     assert files_containing(wenv, CANARY) == []
 
 
+@pytest.mark.slow  # real W&B runs (wandb-core starts): seconds each
 def test_leet_inspect_record_format(wenv: Path):
     """Pin the reader's input: W&B's JSON lines, term as the step axis, the run's group."""
     out = wenv / "out"
@@ -229,6 +244,7 @@ def test_leet_inspect_record_format(wenv: Path):
     assert history["item"]["auc"] == 0.5 and history["step"] == {"num": 0}
 
 
+@pytest.mark.slow  # real W&B runs (wandb-core starts): seconds each
 @pytest.mark.parametrize("with_replay", [False, True], ids=["no-replay", "from-replay"])
 def test_resumed_trial_continues_in_one_syncable_run(wenv: Path, with_replay: bool):
     """Tuner.restore in a new process: the trial goes on from its term-2 checkpoint, and the
@@ -246,7 +262,7 @@ def test_resumed_trial_continues_in_one_syncable_run(wenv: Path, with_replay: bo
     for term in range(2 if with_replay else 3):
         cb.on_trial_result(iteration=term, trials=[t], trial=t, result=record(term, 1.0))
     cb.close()  # the sweep was interrupted
-    time.sleep(1.1)  # W&B names run folders by the second
+    next_second()
 
     restored = pickle.loads(blob)
     if with_replay:
@@ -265,6 +281,7 @@ def test_resumed_trial_continues_in_one_syncable_run(wenv: Path, with_replay: bo
     assert len(list((out / "wandb" / tracking.SUPERSEDED).iterdir())) == 1
 
 
+@pytest.mark.slow  # real W&B runs (wandb-core starts): seconds each
 def test_metric_keys_can_skip_a_result(wenv: Path):
     """An empty row from metric_keys (the lead's divergence marker) is not logged."""
     out = wenv / "out"
@@ -279,6 +296,7 @@ def test_metric_keys_can_skip_a_result(wenv: Path):
     assert same_rows(run.history, [own_keys(record(0, 1.0))])
 
 
+@pytest.mark.slow  # real W&B runs (wandb-core starts): seconds each
 def test_wandb_error_is_logged_once_and_disables(wenv: Path, caplog: pytest.LogCaptureFixture):
     out = wenv / "out"
     prepare_env(out)
@@ -298,6 +316,7 @@ def test_wandb_error_is_logged_once_and_disables(wenv: Path, caplog: pytest.LogC
     assert offline_run_dirs(out) == []
 
 
+@pytest.mark.slow  # real W&B runs (wandb-core starts): seconds each
 def test_finish_hitting_its_timeout_stops_tracking(wenv: Path, caplog: pytest.LogCaptureFixture):
     """A finish() that waits out finish_timeout (uploads stuck) must not repeat per trial."""
     out = wenv / "out"
@@ -363,6 +382,7 @@ def summary_inputs(wenv: Path) -> dict:
                                                         out / "terms.parquet"])
 
 
+@pytest.mark.slow  # real W&B runs (wandb-core starts): seconds each
 def test_log_summary_offline_holds_tables_plots_and_artifact(
         summary_inputs: dict, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("WANDB_API_KEY", CANARY)
@@ -394,6 +414,7 @@ def test_log_summary_offline_holds_tables_plots_and_artifact(
     assert files_containing(out, CANARY) == []
 
 
+@pytest.mark.slow  # real W&B runs (wandb-core starts): seconds each
 def test_summary_manifest_and_skip_if_logged(summary_inputs: dict):
     """The manifest names exactly the tables and plots the run holds; a resume of a finished
     sweep (skip_if_logged) logs no second summary run."""
@@ -407,7 +428,7 @@ def test_summary_manifest_and_skip_if_logged(summary_inputs: dict):
                         "tables": ["leaderboard", "negatives_x_model"],
                         "images": ["plots/auc_vs_term"]}
     before = sorted(p.name for p in (out / "wandb").rglob("offline-run-*"))
-    time.sleep(1.1)  # W&B names run folders by the second: a new run would show
+    next_second()  # a second summary run would get a folder of its own
     log_summary(mode="offline", skip_if_logged=True, **summary_inputs)
     assert sorted(p.name for p in (out / "wandb").rglob("offline-run-*")) == before
     assert len(before) == 1
@@ -479,6 +500,7 @@ def test_online_without_working_credentials_never_blocks(wenv: Path, key: str | 
     assert files_containing(wenv, CANARY) == []
 
 
+@pytest.mark.slow  # a child interpreter: about 1 s
 def test_import_is_cheap_and_callback_has_the_tune_hooks_the_driver_forwards():
     """`import suite.tracking` imports neither Ray nor wandb (Ray Tune alone is about 2 s); the
     callback has every Tune hook the driver's callback forwards, and pickle finds it by name."""
