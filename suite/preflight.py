@@ -323,13 +323,19 @@ def sweep_disk_bytes(spec: Any, datasets: dict[tuple, Any]) -> tuple[int, str]:
                                f"of up to {ckpt / 2**20:.2f} MiB included"
 
 
+def _existing_ancestor(path: Path) -> Path:
+    """`path` itself, or its nearest parent that exists."""
+    p = path.expanduser().resolve()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
+
+
 def _free_bytes(path: Path) -> tuple[int, int]:
     """(free bytes, device id) of the filesystem that holds `path` or its nearest parent."""
     import shutil
 
-    p = path.expanduser().resolve()
-    while not p.exists() and p != p.parent:
-        p = p.parent
+    p = _existing_ancestor(path)
     return shutil.disk_usage(p).free, os.stat(p).st_dev
 
 
@@ -349,6 +355,13 @@ def check_disk(spec: Any, datasets: dict[tuple, Any], out: Path) -> None:
             continue
         seen[dev] = free
         if free < need:
+            # an unwritable place (e.g. /proc, 0 bytes free) is reported as such, not as full
+            parent = _existing_ancestor(path)
+            problem = writable_problem(parent)  # creates nothing: `parent` exists
+            if problem:
+                where = "" if parent == path.expanduser().resolve() else f" (in {parent})"
+                raise _spec_error(f"{flag}: {path} is not writable{where}: "
+                                  f"{problem.split(': ', 1)[-1]}")
             raise _spec_error(
                 f"{flag}: {path} has {free / 2**20:.1f} MiB free, but this sweep writes an "
                 f"estimated {need / 2**20:.1f} MiB ({how}); free space there or choose "
