@@ -165,10 +165,16 @@ def _compare(mat: pd.DataFrame, pairs: list[tuple[Any, Any]], rope: float) -> li
 
 
 def strategy_pairs(arms: Sequence[Any]) -> list[tuple[Any, Any]]:
-    """Each arm vs `ocfb`, and each remaining arm vs `resample-all` (the strongest classic)."""
+    """Each arm vs `ocfb`, each remaining arm vs `resample-all` (the strongest classic), the two
+    published rivals (`pop`, `srns`) vs `dns` (the best arm on MovieLens-100K before them), and
+    `pop` vs `pop-ocfb`: does OCF-B's filter help on a better sampler?"""
     pairs = [("ocfb", s) for s in arms if s != "ocfb" and "ocfb" in arms]
     if "resample-all" in arms:
         pairs += [("resample-all", s) for s in arms if s not in ("ocfb", "resample-all")]
+    if "dns" in arms:
+        pairs += [("dns", s) for s in ("pop", "srns") if s in arms]
+    if "pop" in arms and "pop-ocfb" in arms:
+        pairs.append(("pop", "pop-ocfb"))
     return pairs
 
 

@@ -19,6 +19,7 @@ from suite.summary.verdicts import (
     SELECTED,
     VerdictPlan,
     key_rows,
+    strategy_pairs,
     strategy_verdicts,
     threshold_verdicts,
     verdict_plan,
@@ -218,3 +219,15 @@ def test_verdict_plan_prefers_full_ranking_under_holdout_and_reads_the_rope() ->
     with pytest.raises(ValueError, match=r"verdicts.metric must be a test metric"):
         verdict_plan({"verdicts": {"metric": "val_hr@10"}}, "val_hr@10", "holdout", "max",
                      [frame])
+
+
+def test_pairs_with_the_published_rivals_add_dns_and_the_filter_on_pop() -> None:
+    arms = ["ocfb", "random-replace", "resample-all", "static", "ocfb-resample", "dns", "pop",
+            "pop-ocfb", "srns"]
+    pairs = strategy_pairs(arms)
+    assert len(pairs) == len(set(pairs)) == 8 + 7 + 2 + 1  # vs ocfb, vs resample-all, vs dns
+    assert ("dns", "pop") in pairs and ("dns", "srns") in pairs
+    assert ("pop", "pop-ocfb") in pairs  # OCF-B's filter on top of the popularity sampler
+    # without the rivals the family is what it was: no dns or pop pairs appear from nowhere
+    assert strategy_pairs(["ocfb", "resample-all", "dns"]) == [
+        ("ocfb", "resample-all"), ("ocfb", "dns"), ("resample-all", "dns")]
