@@ -234,6 +234,18 @@ def objective_defaults(raw: Any, protocols: list[str]) -> Any:
     return obj
 
 
+def check_verdict_metric(metric: str, protocols: list[str]) -> Lines:
+    """Verdicts decide on a test metric (validation selects, test decides) that every protocol
+    of the sweep records."""
+    produced = [m for m in produced_metrics(protocols[0])
+                if all(m in produced_metrics(p) for p in protocols)] if protocols else []
+    allowed = [m for m in produced if is_test_metric(m)]
+    if metric in allowed:
+        return []
+    return [f"verdicts.metric: {metric!r} is not a test metric this sweep records; allowed: "
+            f"{', '.join(allowed)}"]
+
+
 def check_objective(metric: Any, protocols: list[str], full_ranking: str) -> Lines:
     """Selection happens on validation (or a loop metric), never on test; the metric must be
     produced by every protocol of the sweep, at every term (full ranking: schedule `every`)."""

@@ -49,6 +49,7 @@ from suite.spec.vocabulary import (
     SearchDim,
     Section,
     TunePerModelConfig,
+    VerdictsConfig,
     WandbConfig,
     parse_layers,
 )
@@ -105,6 +106,8 @@ class SweepSpec(Section):
     per_model: dict[str, dict[str, SearchDim]] = {}
     objective: ObjectiveConfig = Field(None, validate_default=True)  # type: ignore[assignment]
     pivots: list[list[str]] = []
+    # the summary's verdict metric and equivalence region (None: the defaults)
+    verdicts: VerdictsConfig | None = None
     # run each distinct configuration once instead of refusing grid points that repeat a run
     drop_duplicates: bool = Field(False, validate_default=True)
     # derived values (grid points) computed once; not part of the spec's identity
@@ -272,6 +275,17 @@ class SweepSpec(Section):
     @classmethod
     def _pivots(cls, v: Any) -> Any:
         lines = rules.check_pivots(v)
+        if lines:
+            raise problems_error(lines)
+        return v
+
+    @field_validator("verdicts", mode="after")
+    @classmethod
+    def _verdicts(cls, v: VerdictsConfig | None, info: ValidationInfo) -> Any:
+        if v is None or v.metric is None:
+            return v
+        protocols = rules.protocol_axis(info.data.get("protocol"), info.data.get("space", {}))
+        lines = rules.check_verdict_metric(v.metric, protocols)
         if lines:
             raise problems_error(lines)
         return v

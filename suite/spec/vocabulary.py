@@ -221,6 +221,21 @@ class ObjectiveConfig(Section):
     mode: Literal["max", "min"] = "max"
 
 
+# The region of practical equivalence for HR / NDCG-type metrics (fractions of users): a
+# difference under one user in a hundred is read as "the same" (`verdicts: {rope: ...}`).
+DEFAULT_ROPE = 0.01
+
+
+class VerdictsConfig(Section):
+    """What the summary's verdict sections decide on (`suite.summary.verdicts`)."""
+
+    # the test metric each verdict line reads (e.g. test_full_hr@10); None: under holdout the
+    # full-ranking counterpart of the objective where the records hold it, else the objective's
+    metric: str | None = None
+    # region of practical equivalence: |difference| under this (TOST) reads "equivalent"
+    rope: float = Field(DEFAULT_ROPE, gt=0, allow_inf_nan=False)
+
+
 class ResourcesConfig(Section):
     """Resources one trial reserves: CPUs (torch threads) and a fraction of one GPU."""
 

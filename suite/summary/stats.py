@@ -25,14 +25,12 @@ from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import TTestPower
 from statsmodels.stats.weightstats import ttost_paired
 
+from suite.spec.vocabulary import DEFAULT_ROPE  # the one default, next to the sweep key
+
 CI_LEVEL = 0.95
 ALPHA = 0.05
 # The power at which the minimal detectable effect is quoted (the usual 80 %).
 POWER = 0.8
-# The region of practical equivalence for HR / NDCG-type metrics (fractions of users): a
-# difference under one user in a hundred is read as "the same". A sweep overrides it with
-# `verdicts: {rope: ...}`; this is the one default.
-DEFAULT_ROPE = 0.01
 # Fewer independent seeds than this: no test at all, and the table says why.
 MIN_SEEDS = 3
 # An exact two-sided Wilcoxon signed-rank test on n non-zero differences cannot go below
