@@ -6,20 +6,29 @@ import argparse
 import json
 import math
 import platform
-import re
 import sys
 import time
 import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
 from ocfb.config import ConfigError, DataConfig, RunConfig, load_run_config, make_run_config
 from ocfb.data.files import FORMATS as DATA_FORMATS
-from ocfb.names import SMOKE_SETTINGS
+from ocfb.names import SMOKE_SETTINGS, WANDB_MODES
+from suite.preflight import data_flag, data_overrides
 
 EXIT_USAGE = 2
+
+
+class Subcommands(Protocol):
+    """What `ArgumentParser.add_subparsers()` returns, as each command's `register_cli(sub)`
+    uses it (argparse names its class only privately)."""
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        """A new subcommand parser (argparse's own keyword arguments: help, parents, ...)."""
+        ...
 
 
 def _fail(msg: str) -> int:
@@ -30,7 +39,7 @@ def _fail(msg: str) -> int:
 # -- data -------------------------------------------------------------------------------------
 
 
-def _data_parser(sub: argparse._SubParsersAction) -> None:
+def _data_parser(sub: Subcommands) -> None:
     p = sub.add_parser("data", help="inspect or generate a dataset")
     dsub = p.add_subparsers(dest="data_cmd", required=True)
     d = dsub.add_parser("describe", help="print users, items, interactions and sparsity")
@@ -64,13 +73,6 @@ _DATA_HELP = {
     "n_interactions": "synthetic-influencer: positives (default 2000)",
     "data_seed": "synthetic-influencer: generator seed (default: the run's seed)",
 }
-# What a shell makes hard to type as a delimiter.
-_SEP_NAMES = {"\\t": "\t", "tab": "\t", "\\s": " ", "space": " "}
-
-
-def data_flag(key: str) -> str:
-    """The CLI flag of a DataConfig field (`user_col` -> `--user-col`)."""
-    return "--" + key.replace("_", "-")
 
 
 def add_data_flags(p: argparse.ArgumentParser, *aliases: str) -> None:
@@ -88,16 +90,6 @@ def add_data_flags(p: argparse.ArgumentParser, *aliases: str) -> None:
                            default=None, help=text)
         else:
             p.add_argument(data_flag(key), dest=key, default=None, metavar="V", help=text)
-
-
-def data_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """The data settings given as flags (text; pydantic validates them as it validates a file)."""
-    out: dict[str, Any] = {}
-    for key in DataConfig.model_fields:
-        v = getattr(args, key, None)
-        if v is not None:
-            out[key] = _SEP_NAMES.get(v, v) if key == "sep" else v
-    return out
 
 
 def cmd_data(args: argparse.Namespace) -> int:
@@ -142,13 +134,6 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
-def flags_as_keys(text: str) -> str:
-    """A data loader's message for a command without data flags (`resume`): each data flag it
-    names becomes its settings key (`--format tsv` -> `data.format tsv`)."""
-    keys = {data_flag(k): f"data.{k}" for k in DataConfig.model_fields} | {"--data": "data.source"}
-    return re.sub(r"--[a-z][a-z-]*", lambda m: keys.get(m.group(0), m.group(0)), text)
-
-
 # -- train ------------------------------------------------------------------------------------
 
 # `--negatives 4` meant 4 negatives in total to the CLI but "4 per positive" to an NCF user; a
@@ -177,7 +162,7 @@ def run_flags() -> list[str]:
     return [k for k in RunConfig.model_fields if k != "data"]
 
 
-def _train_parser(sub: argparse._SubParsersAction) -> None:
+def _train_parser(sub: Subcommands) -> None:
     p = sub.add_parser("train", help="one OCF-B run (or reference baseline) without Ray")
     p.add_argument("--config", help="YAML file of run settings (flags override it)")
     add_data_flags(p)
@@ -386,13 +371,44 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- sweep, resume, summarize (run by suite.commands) -------------------------------------------
+
+
+def _sweep_parsers(sub: Subcommands) -> None:
+    """The sweep, resume and summarize subcommands; their handlers live in `suite.commands`."""
+    from suite.commands import cmd_resume, cmd_summarize, cmd_sweep
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--address", default=None,
+                        help="Ray cluster address (sweep default: RAY_ADDRESS, else local Ray; "
+                             "resume default: what the sweep used)")
+    common.add_argument("--wandb", choices=WANDB_MODES, default=None,
+                        help="W&B mode (sweep default: the sweep file's; resume default: what "
+                             "the sweep used)")
+    common.add_argument("--ray-temp-dir", default=None, help=argparse.SUPPRESS)
+    s = sub.add_parser("sweep", parents=[common], help="run a Ray Tune sweep from a YAML file")
+    s.add_argument("config", help="sweep YAML file (see configs/)")
+    s.add_argument("--out", default=None, help="output folder (default: the file's output)")
+    add_data_flags(s)  # train's data flags, overriding the file's data block
+    s.add_argument("--smoke", action="store_true", help="shrink to a few seconds of work")
+    s.add_argument("--drop-duplicates", action="store_true",
+                   help="run one of each group of identical configurations instead of refusing")
+    s.set_defaults(func=cmd_sweep)
+    r = sub.add_parser("resume", parents=[common], help="continue an interrupted sweep")
+    r.add_argument("dir", help="the sweep's output folder")
+    r.set_defaults(func=cmd_resume)
+    m = sub.add_parser("summarize", help="write summary.md, tables and plots for a sweep")
+    m.add_argument("dir", help="the sweep's output folder")
+    m.add_argument("--wandb", choices=WANDB_MODES, default=None)
+    m.set_defaults(func=cmd_summarize)
+
+
 # -- entry point ------------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser: every subcommand sets its handler as `func`."""
     from suite.bench import register_cli as register_bench_cli
-    from suite.commands import register_cli
     from suite.dashboard import register_cli as register_dashboard_cli
     from suite.summary.compare import register_cli as register_compare_cli
 
@@ -400,7 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True)
     _data_parser(sub)
     _train_parser(sub)
-    register_cli(sub)
+    _sweep_parsers(sub)
     register_dashboard_cli(sub)
     register_bench_cli(sub)
     register_compare_cli(sub)

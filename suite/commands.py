@@ -17,8 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ocfb.names import WANDB_MODES
-from suite.lock import LockHeld, OutputLock
+from suite.folders import LockHeld, OutputLock, archive_previous
 from suite.results import JOURNAL, applicable_data, describe_os_error, write_json
 
 EXIT_USAGE = 2
@@ -80,7 +79,7 @@ def run_sweep(spec: Any, out: Path, datasets: dict[tuple, Any], *, mode: str,
 
     `mode` is the resolved W&B mode (online, offline or disabled). Returns the exit code.
     """
-    from suite import reaper, tuner
+    from suite import folders, tuner
     from suite.results import ResultsWriter
 
     _tune_env()
@@ -100,11 +99,11 @@ def run_sweep(spec: Any, out: Path, datasets: dict[tuple, Any], *, mode: str,
     warm = threading.Thread(target=_summary_imports, name="summary-imports", daemon=True)
     writer.on_all_started = warm.start
     session = tuner.SweepSession(writer, _wandb_callbacks(spec, out, mode, writer))
-    before = reaper.own_children()
+    before = folders.own_children()
     connected_before = tuner.ray_connected()
     started_local = tuner.init_ray(address)
     if started_local:
-        reaper.start_reaper(reaper.own_children() - before)
+        folders.start_reaper(folders.own_children() - before)
     elif (problem := _node_memory_problem(spec, datasets)) is not None:
         if not connected_before:
             tuner.stop_ray()
@@ -219,27 +218,6 @@ def _close(spec: Any, out: Path, writer: Any, mode: str, wall: float, verbose: b
     return 0
 
 
-# Results of an earlier sweep in the same folder, moved aside (never mixed, never deleted).
-_PREVIOUS = ("sweep.json", "trials.parquet", "terms.parquet", "summary.md", "tables", "plots",
-             "ray", "splits", "wandb", "dashboard", "chosen.json", JOURNAL, "ray.log")
-
-
-def archive_previous(out: Path) -> Path | None:
-    """Move an earlier sweep's results in `out` to `out/previous-<UTC time>/`; return it."""
-    present = [n for n in _PREVIOUS if (out / n).exists()]
-    if not present:
-        return None
-    dest = out / time.strftime("previous-%Y%m%dT%H%M%SZ", time.gmtime())
-    n = 1
-    while dest.exists():
-        dest = dest.with_name(dest.name.split("+")[0] + f"+{n}")
-        n += 1
-    dest.mkdir(parents=True)
-    for name in present:
-        os.replace(out / name, dest / name)
-    return dest
-
-
 def print_leaderboard(writer: Any, spec: Any, top: int = 10) -> None:
     """The best trials by the objective, on the terminal."""
     trials, _ = writer.frames()
@@ -297,8 +275,7 @@ def _preflight(spec: Any, out: Path, *, local: bool) -> dict[tuple, Any]:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     """`ocfb-suite sweep CONFIG`: validate and pre-flight (exit 2 on any problem), then run."""
-    from suite.cli import data_overrides
-    from suite.preflight import absolute_data_path
+    from suite.preflight import absolute_data_path, data_overrides
     from suite.spec import SpecError, load_sweep
 
     if args.ray_temp_dir:
@@ -423,7 +400,7 @@ def _resume_locked(spec: Any, out: Path, meta: dict[str, Any], args: argparse.Na
     try:
         datasets = preflight.load_datasets(spec)
     except SpecError as err:  # resume has no data flags: name sweep.json's keys instead
-        from suite.cli import flags_as_keys
+        from suite.preflight import flags_as_keys
 
         return _fail(f"{flags_as_keys(str(err))} (the data no longer loads as the sweep read "
                      f"it: restore the file, or fix the data keys in {out / 'sweep.json'})")
@@ -471,32 +448,3 @@ def cmd_summarize(args: argparse.Namespace) -> int:
         tracking.prepare_env(out)
         log_summary_run(out, spec, tracking.resolve_mode(mode, spec.wandb.mode), summary)
     return 0
-
-
-def register_cli(sub: argparse._SubParsersAction) -> None:
-    """Add the sweep, resume and summarize subcommands to the CLI."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--address", default=None,
-                        help="Ray cluster address (sweep default: RAY_ADDRESS, else local Ray; "
-                             "resume default: what the sweep used)")
-    common.add_argument("--wandb", choices=WANDB_MODES, default=None,
-                        help="W&B mode (sweep default: the sweep file's; resume default: what "
-                             "the sweep used)")
-    common.add_argument("--ray-temp-dir", default=None, help=argparse.SUPPRESS)
-    s = sub.add_parser("sweep", parents=[common], help="run a Ray Tune sweep from a YAML file")
-    s.add_argument("config", help="sweep YAML file (see configs/)")
-    s.add_argument("--out", default=None, help="output folder (default: the file's output)")
-    from suite.cli import add_data_flags
-
-    add_data_flags(s)  # train's data flags, overriding the file's data block
-    s.add_argument("--smoke", action="store_true", help="shrink to a few seconds of work")
-    s.add_argument("--drop-duplicates", action="store_true",
-                   help="run one of each group of identical configurations instead of refusing")
-    s.set_defaults(func=cmd_sweep)
-    r = sub.add_parser("resume", parents=[common], help="continue an interrupted sweep")
-    r.add_argument("dir", help="the sweep's output folder")
-    r.set_defaults(func=cmd_resume)
-    m = sub.add_parser("summarize", help="write summary.md, tables and plots for a sweep")
-    m.add_argument("dir", help="the sweep's output folder")
-    m.add_argument("--wandb", choices=WANDB_MODES, default=None)
-    m.set_defaults(func=cmd_summarize)

@@ -9,7 +9,9 @@ loaded here once, and the same objects are shipped to the trials through Ray's o
 
 from __future__ import annotations
 
+import argparse
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -18,7 +20,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from ocfb.config import MAX_SEED
+from ocfb.config import MAX_SEED, DataConfig
 
 # Object-store and distributed filesystems pyarrow can open for Ray's storage_path.
 STORAGE_SCHEMES = ("file", "s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss", "az")
@@ -366,3 +368,31 @@ def check_disk(spec: Any, datasets: dict[tuple, Any], out: Path) -> None:
                 f"{flag}: {path} has {free / 2**20:.1f} MiB free, but this sweep writes an "
                 f"estimated {need / 2**20:.1f} MiB ({how}); free space there or choose "
                 f"another {flag}")
+
+
+# -- the data block as command-line flags (train, sweep, data describe; resume has none) --------
+
+# What a shell makes hard to type as a delimiter.
+_SEP_NAMES = {"\\t": "\t", "tab": "\t", "\\s": " ", "space": " "}
+
+
+def data_flag(key: str) -> str:
+    """The CLI flag of a DataConfig field (`user_col` -> `--user-col`)."""
+    return "--" + key.replace("_", "-")
+
+
+def data_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The data settings given as flags (text; pydantic validates them as it validates a file)."""
+    out: dict[str, Any] = {}
+    for key in DataConfig.model_fields:
+        v = getattr(args, key, None)
+        if v is not None:
+            out[key] = _SEP_NAMES.get(v, v) if key == "sep" else v
+    return out
+
+
+def flags_as_keys(text: str) -> str:
+    """A data loader's message for a command without data flags (`resume`): each data flag it
+    names becomes its settings key (`--format tsv` -> `data.format tsv`)."""
+    keys = {data_flag(k): f"data.{k}" for k in DataConfig.model_fields} | {"--data": "data.source"}
+    return re.sub(r"--[a-z][a-z-]*", lambda m: keys.get(m.group(0), m.group(0)), text)

@@ -134,7 +134,7 @@ def test_resuming_a_finished_sweep_does_nothing_and_starts_no_ray(tmp_path: Path
 
 
 def test_resume_refuses_a_folder_a_live_driver_holds(tmp_path: Path, capsys) -> None:
-    from suite.lock import OutputLock
+    from suite.folders import OutputLock
 
     out = _finished_sweep(tmp_path)
     (out / "trials.parquet").unlink()  # unfinished: resume would run

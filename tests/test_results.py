@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from suite import results
-from suite.lock import LOCK_NAME, LockHeld, OutputLock
+from suite.folders import LOCK_NAME, LockHeld, OutputLock
 from suite.results import ResultsWriter, applicable_data, atomic_write, write_parquet
 
 REPO = Path(__file__).resolve().parents[1]
@@ -179,7 +179,7 @@ def test_saved_data_settings_are_only_those_that_apply() -> None:
 _HOLD = """
 import sys, time
 from pathlib import Path
-from suite.lock import OutputLock
+from suite.folders import OutputLock
 lock = OutputLock(Path(sys.argv[1]), "holder")
 lock.acquire()
 print("held", flush=True)
@@ -224,7 +224,7 @@ child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
 grandchild_parent = subprocess.Popen([sys.executable, "-c",
     "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', "
     "'import time; time.sleep(120)']); time.sleep(120)"])
-from suite.reaper import own_children, start_reaper
+from suite.folders import own_children, start_reaper
 time.sleep(1.0)
 start_reaper(own_children())
 print(child.pid, grandchild_parent.pid, flush=True)
@@ -233,7 +233,7 @@ time.sleep(120)
 
 
 def test_reaper_kills_what_a_killed_driver_started_and_nothing_else(tmp_path: Path) -> None:
-    from suite.reaper import _stat, descendants
+    from suite.folders import _stat, descendants
 
     bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     driver = subprocess.Popen([sys.executable, "-c", _DRIVER], cwd=REPO,

@@ -56,7 +56,7 @@ def local_ray():
     """One local Ray instance for the in-process sweeps of this module."""
     import ray
 
-    from suite.sweep import init_ray
+    from suite.tuner import init_ray
 
     init_ray(None)
     yield

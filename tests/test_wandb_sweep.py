@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from suite.sweep import flat_config
+from suite.results import flat_config
 from tests.raytools import kill_all, ray_processes
 from tests.test_sweep import sweep_yaml
 from tests.wandb_offline import offline_run_dirs, read_offline_run, read_table
