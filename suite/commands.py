@@ -15,10 +15,19 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from suite.folders import LockHeld, OutputLock, archive_previous
-from suite.results import JOURNAL, applicable_data, describe_os_error, write_json
+from suite.results import (
+    JOURNAL,
+    ResultsWriter,
+    applicable_data,
+    describe_os_error,
+    write_json,
+)
+
+if TYPE_CHECKING:
+    from suite.spec import SweepSpec
 
 EXIT_USAGE = 2
 # settings the runner records in sweep.json next to the spec (resume reuses them)
@@ -54,7 +63,7 @@ def _sigterm_as_interrupt() -> None:
     signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getpid(), signal.SIGINT))
 
 
-def _wandb_callbacks(spec: Any, out: Path, mode: str, writer: Any) -> list[Any]:
+def _wandb_callbacks(spec: SweepSpec, out: Path, mode: str, writer: ResultsWriter) -> list[Any]:
     if mode == "disabled":
         return []
     from suite import tracking
@@ -72,7 +81,7 @@ def _wandb_callbacks(spec: Any, out: Path, mode: str, writer: Any) -> list[Any]:
     )]
 
 
-def run_sweep(spec: Any, out: Path, datasets: dict[tuple, Any], *, mode: str,
+def run_sweep(spec: SweepSpec, out: Path, datasets: dict[tuple, Any], *, mode: str,
               address: str | None = None, restore: bool = False, smoke: bool = False,
               verbose: bool = True) -> int:
     """Run (or resume) a checked sweep under its lock; write results and the summary.
@@ -80,8 +89,6 @@ def run_sweep(spec: Any, out: Path, datasets: dict[tuple, Any], *, mode: str,
     `mode` is the resolved W&B mode (online, offline or disabled). Returns the exit code.
     """
     from suite import folders, tuner
-    from suite.results import ResultsWriter
-
     _tune_env()
     if not restore:
         moved = archive_previous(out)
@@ -141,7 +148,7 @@ def run_sweep(spec: Any, out: Path, datasets: dict[tuple, Any], *, mode: str,
             tuner.stop_ray()
 
 
-def _node_memory_problem(spec: Any, datasets: dict[tuple, Any]) -> str | None:
+def _node_memory_problem(spec: SweepSpec, datasets: dict[tuple, Any]) -> str | None:
     """On a joined cluster: why no node can hold one of the sweep's trials, or None."""
     from suite import preflight, tuner
     from suite.spec import SpecError
@@ -169,7 +176,8 @@ def _summary_imports() -> None:
     import suite.summary  # noqa: F401
 
 
-def _close(spec: Any, out: Path, writer: Any, mode: str, wall: float, verbose: bool) -> int:
+def _close(spec: SweepSpec, out: Path, writer: ResultsWriter, mode: str, wall: float,
+           verbose: bool) -> int:
     """The closing lines and the exit code of a sweep driver."""
     if writer.write_error:
         print(f"ocfb-suite: error: cannot write {writer.write_error}; the results written "
@@ -195,6 +203,9 @@ def _close(spec: Any, out: Path, writer: Any, mode: str, wall: float, verbose: b
 
         build_dashboard(out, mode, verbose=verbose)
     unfinished = sum(s in ("running", "pending") for s in statuses)
+    if not unfinished and (line := _unconfirmed_line(spec, out, writer)) is not None:
+        print(line, file=sys.stderr)
+        return 1
     expected = spec.expected_trials()
     if unfinished or (expected is not None and len(statuses) < expected):
         # Ray returns normally on Ctrl-C / SIGTERM; the sweep is not done and must not look done
@@ -218,7 +229,22 @@ def _close(spec: Any, out: Path, writer: Any, mode: str, wall: float, verbose: b
     return 0
 
 
-def print_leaderboard(writer: Any, spec: Any, top: int = 10) -> None:
+def _unconfirmed_line(spec: SweepSpec, out: Path, writer: ResultsWriter) -> str | None:
+    """Tune-then-confirm: the closing line when a family's search ended with no completed
+    trial, so it has no confirmation (resuming would not change that: its trials ended)."""
+    if spec.tune_per_model is None:
+        return None
+    from suite.confirm import unconfirmed
+
+    missing = unconfirmed(spec, writer)
+    if not missing:
+        return None
+    return (f"sweep {spec.name}: no search trial of {', '.join(missing)} completed, so "
+            f"{'it has' if len(missing) == 1 else 'they have'} no confirmation; reasons in the "
+            f"error column of {out / 'trials.parquet'}; fix the cause and run the sweep again")
+
+
+def print_leaderboard(writer: ResultsWriter, spec: SweepSpec, top: int = 10) -> None:
     """The best trials by the objective, on the terminal."""
     trials, _ = writer.frames()
     col = f"best.{spec.objective.metric}"
@@ -232,14 +258,14 @@ def print_leaderboard(writer: Any, spec: Any, top: int = 10) -> None:
     print(show.to_string(index=False))
 
 
-def finish(out: Path, spec: Any, mode: str) -> None:
+def finish(out: Path, spec: SweepSpec, mode: str) -> None:
     """Summarize the results folder and log the summary run to W&B."""
     from suite.summary import summarize_dir
 
     log_summary_run(out, spec, mode, summarize_dir(out))
 
 
-def log_summary_run(out: Path, spec: Any, mode: str, summary: Any) -> None:
+def log_summary_run(out: Path, spec: SweepSpec, mode: str, summary: Any) -> None:
     """The W&B summary run of a sweep: its tables, plots and results files (none if disabled)."""
     if mode == "disabled":
         return
@@ -255,7 +281,7 @@ def log_summary_run(out: Path, spec: Any, mode: str, summary: Any) -> None:
 # -- commands -----------------------------------------------------------------------------------
 
 
-def _preflight(spec: Any, out: Path, *, local: bool) -> dict[tuple, Any]:
+def _preflight(spec: SweepSpec, out: Path, *, local: bool) -> dict[tuple, Any]:
     """Every check before Ray (SpecError on a problem); returns the loaded datasets."""
     from suite import preflight
 
@@ -304,7 +330,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         return _fail(str(err))
 
 
-def _finished_text(writer: Any, spec: Any) -> str:
+def _finished_text(writer: ResultsWriter, spec: SweepSpec) -> str:
     """The closing line's count. A resume counts the trials that had not ended before it: a
     trial that ended within the second before a kill (Ray's state not yet saved) reruns its
     last term and ends again, which made "41 trials finished" of 36 that remained."""
@@ -377,7 +403,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
         return _fail(str(err))
 
 
-def _resume_locked(spec: Any, out: Path, meta: dict[str, Any], args: argparse.Namespace,
+def _resume_locked(spec: SweepSpec, out: Path, meta: dict[str, Any], args: argparse.Namespace,
                    address: str) -> int:
     from suite import preflight, tuner
     from suite.spec import SpecError
@@ -410,7 +436,7 @@ def _resume_locked(spec: Any, out: Path, meta: dict[str, Any], args: argparse.Na
                      smoke=bool(meta.get("smoke")))
 
 
-def spec_from_json(meta: dict[str, Any]) -> Any:
+def spec_from_json(meta: dict[str, Any]) -> SweepSpec:
     """The sweep spec saved in DIR/sweep.json (the runner's own keys removed), re-validated."""
     from suite.spec import SweepSpec
 

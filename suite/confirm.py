@@ -22,13 +22,15 @@ later stages must not start on a partial search.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from suite.spec import STAGE_COLUMN, SweepSpec, parse_layers
+
+if TYPE_CHECKING:
+    from suite.results import ResultsWriter
 
 CHOSEN_FILE = "chosen.json"
 ENDED = ("completed", "stopped", "diverged", "error")
@@ -52,7 +54,7 @@ def choose(trials: pd.DataFrame, spec: SweepSpec) -> dict[str, dict[str, Any]]:
     Among the family's completed search trials, configurations (its searched keys) are ranked
     by the objective at the selected term (`best.<metric>`), averaged over the search seeds;
     ties go to the first configuration in trial order. A family with no completed search trial
-    is left out, with a note on stderr."""
+    is left out (`unconfirmed` names it)."""
     metric, mode = spec.objective.metric, spec.objective.mode
     col = f"best.{metric}"
     out: dict[str, dict[str, Any]] = {}
@@ -66,10 +68,7 @@ def choose(trials: pd.DataFrame, spec: SweepSpec) -> dict[str, dict[str, Any]]:
             rows = rows[(rows["config.model"] == m) & (rows[STAGE_COLUMN] == "search")
                         & (rows["status"] == "completed") & rows[col].notna()]
         if rows.empty or col not in rows:
-            print(f"ocfb-suite: error: no search trial of {m} completed with {metric}; it is "
-                  f"not confirmed (see {STAGE_COLUMN} and status in trials.parquet)",
-                  file=sys.stderr)
-            continue
+            continue  # the driver's closing line names it (`unconfirmed`)
         cols = [f"config.{k}" for k in keys]
         means = rows.groupby(cols, sort=False, dropna=False)[col].mean()
         best = means.idxmax() if mode == "max" else means.idxmin()
@@ -123,7 +122,7 @@ def confirm_spec(spec: SweepSpec, chosen: dict[str, dict[str, Any]]) -> SweepSpe
     return type(spec).from_dict(raw, f"{spec.name} (confirm)")
 
 
-def _ended(writer: Any, stage: SweepSpec) -> int:
+def _ended(writer: ResultsWriter, stage: SweepSpec) -> int:
     """Trials of this stage (its models and seeds) that ended, as the writer holds them."""
     models = set(stage.families())
     seeds = set(stage.seeds)
@@ -136,7 +135,7 @@ def _ended(writer: Any, stage: SweepSpec) -> int:
     return n
 
 
-def _run_stage(stage: SweepSpec, out: Path, datasets: dict[tuple, Any], writer: Any, *,
+def _run_stage(stage: SweepSpec, out: Path, datasets: dict[tuple, Any], writer: ResultsWriter, *,
                restore: bool) -> bool:
     """Run (or restore, or skip when done) one stage; True when all its trials ended."""
     from ray import tune
@@ -152,7 +151,7 @@ def _run_stage(stage: SweepSpec, out: Path, datasets: dict[tuple, Any], writer: 
     return writer.write_error is None and _ended(writer, stage) >= expected
 
 
-def run_stages(spec: SweepSpec, out: Path, datasets: dict[tuple, Any], writer: Any, *,
+def run_stages(spec: SweepSpec, out: Path, datasets: dict[tuple, Any], writer: ResultsWriter, *,
                restore: bool = False) -> None:
     """Stage 1 (every family's search), the choice, stage 2 (the confirmation); stops at the
     first stage that did not finish (the driver's closing lines then say resume)."""
@@ -167,3 +166,18 @@ def run_stages(spec: SweepSpec, out: Path, datasets: dict[tuple, Any], writer: A
                 "chosen": chosen}, out / CHOSEN_FILE)
     if chosen:
         _run_stage(confirm_spec(spec, chosen), out, datasets, writer, restore=restore)
+
+
+def unconfirmed(spec: SweepSpec, writer: ResultsWriter) -> list[str]:
+    """The families whose search ended without one completed trial (all errored or diverged),
+    so none of their configurations was chosen or confirmed. Empty while any stage is unfinished:
+    the closing line then says resume, not this."""
+    if any(_ended(writer, s) < (s.expected_trials() or 0) for s in search_specs(spec)):
+        return []
+    trials, _ = writer.frames()
+    chosen = choose(trials, spec)
+    if chosen:
+        stage = confirm_spec(spec, chosen)
+        if _ended(writer, stage) < (stage.expected_trials() or 0):
+            return []
+    return [m for m in spec.families() if m not in chosen]

@@ -1,6 +1,7 @@
 """Tune-then-confirm through the CLI: one `--smoke` command runs every family's search and then
 the confirmation of each family's validation argmax, into one folder; resume reruns only the
-stage that did not finish. Both tests start Ray (slow)."""
+stage that did not finish. The CLI test starts Ray (slow); the closing line of a family with
+no completed search trial is checked on faked stage results (fast)."""
 
 from __future__ import annotations
 
@@ -79,3 +80,53 @@ def test_smoke_sweep_holds_both_stages_and_resume_reruns_only_the_confirmation(
     redo = again[again["config.stage"] == "confirm"]
     assert sorted(redo["config.model"]) == ["ease", "neumf", "popularity"]
     assert set(redo.trial_id).isdisjoint(set(confirm.trial_id))
+
+
+def _fake_stage(stage, out: Path, datasets: dict, writer, *, restore: bool) -> bool:
+    """Stands in for `confirm._run_stage` (no Ray): reports every trial of the stage to the
+    writer, as Ray's callbacks would; every trial of NeuMF's search fails."""
+    from types import SimpleNamespace
+
+    fails = stage.name.endswith("-search-neumf")
+    for model in stage.families():
+        for seed in stage.seeds:
+            for k in range(stage.search.num_samples):
+                trial = SimpleNamespace(trial_id=f"{stage.name}-{model}-{seed}-{k}",
+                                        config={"model": model, "seed": seed})
+                writer.on_start(trial)
+                if fails:
+                    writer.on_end(trial, error="RuntimeError: boom")
+                    continue
+                cfg = writer.trials[trial.trial_id]["config"]
+                for term in range(1 if cfg.is_baseline else cfg.terms + 1):
+                    writer.on_result(trial, {"term": term, "val_hr@10": 0.1 * (k + 1)})
+                writer.on_end(trial)
+    return True
+
+
+def test_a_family_whose_search_trials_all_failed_is_named_not_called_interrupted(
+        tmp_path: Path, monkeypatch, capsys) -> None:
+    """Every NeuMF search trial failed: EASE and popularity are confirmed, NeuMF has nothing to
+    confirm. The closing line names NeuMF, in one line, exit 1; it used to say "interrupted ...
+    resume", which would not run them again. Fast: the stages' trials are faked, no Ray."""
+    import suite.commands as commands
+    from suite import confirm
+    from suite.results import ResultsWriter
+    from suite.spec import load_sweep
+
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text(textwrap.dedent(SWEEP))
+    spec = load_sweep(cfg)
+    out = tmp_path / "out"
+    out.mkdir()
+    writer = ResultsWriter(out, spec, verbose=False)
+    monkeypatch.setattr(confirm, "_run_stage", _fake_stage)
+    monkeypatch.setattr(commands, "finish", lambda *a: None)  # no summary
+    confirm.run_stages(spec, out, {}, writer)
+    assert json.loads((out / "chosen.json").read_text())["chosen"].keys() == {
+        "ease", "popularity"}
+    capsys.readouterr()
+    assert commands._close(spec, out, writer, "disabled", 1.0, False) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "interrupted" not in err, err
+    assert "no search trial of neumf completed, so it has no confirmation" in err, err
