@@ -15,12 +15,15 @@ import re
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import numpy as np
 
 from ocfb.config import MAX_SEED, DataConfig
+
+if TYPE_CHECKING:
+    from suite.spec import SweepSpec
 
 # Object-store and distributed filesystems pyarrow can open for Ray's storage_path.
 STORAGE_SCHEMES = ("file", "s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss", "az")
@@ -32,7 +35,7 @@ def _spec_error(msg: str) -> Exception:
     return SpecError(msg)
 
 
-def absolute_data_path(spec: Any) -> Any:
+def absolute_data_path(spec: SweepSpec) -> SweepSpec:
     """A data file path made absolute: trials run in their own working directories."""
     if spec.data.is_synthetic or "://" in spec.data.source:
         return spec
@@ -40,7 +43,7 @@ def absolute_data_path(spec: Any) -> Any:
     return spec.model_copy(update={"data": spec.data.model_copy(update={"source": source})})
 
 
-def check_local_resources(spec: Any) -> None:
+def check_local_resources(spec: SweepSpec) -> None:
     """On local Ray, a trial this machine can never place would wait forever: refuse it."""
     cpus = os.cpu_count() or 1
     if spec.resources.cpus > cpus:
@@ -56,7 +59,7 @@ def check_local_resources(spec: Any) -> None:
                               "with GPUs)")
 
 
-def check_seeds(spec: Any) -> None:
+def check_seeds(spec: SweepSpec) -> None:
     """numpy and torch take seeds up to 2**63 - 1; a larger one overflowed inside a trial."""
     bad = [f"seeds[{i}]: {s}" for i, s in enumerate(spec.seeds)
            if not isinstance(s, int) or not 0 <= s <= MAX_SEED]
@@ -111,7 +114,7 @@ def check_output(out: Path, flag: str = "--out") -> None:
 # -- data ---------------------------------------------------------------------------------------
 
 
-def load_datasets(spec: Any) -> dict[tuple, Any]:
+def load_datasets(spec: SweepSpec) -> dict[tuple, Any]:
     """Every distinct dataset the sweep's trials use, loaded once, keyed by `data_key`.
 
     Synthetic data follows the run's seed unless `data_seed` is set, so there is one dataset
@@ -141,14 +144,14 @@ def data_key(dc: Any) -> tuple:
     return (dc.source, tuple(sorted(dc.load_kwargs().items())))
 
 
-def _places(spec: Any, key: str, default: Any) -> list[tuple[str, Any]]:
+def _places(spec: SweepSpec, key: str, default: Any) -> list[tuple[str, Any]]:
     """(where, value) for every value a key takes in the sweep, per-model sub-spaces included
     (`SweepSpec.values_of`); `default` is kept for callers, RunConfig's own default applies."""
     del default
     return spec.values_of(key)
 
 
-def check_data(spec: Any, datasets: dict[tuple, Any]) -> None:
+def check_data(spec: SweepSpec, datasets: dict[tuple, Any]) -> None:
     """Negatives, candidates and positives per user against the loaded data, every value."""
     data = next(iter(datasets.values()))
     problems = _negative_problems(spec, data)
@@ -158,7 +161,7 @@ def check_data(spec: Any, datasets: dict[tuple, Any]) -> None:
         raise _spec_error("\n".join(problems))
 
 
-def _negative_problems(spec: Any, data: Any) -> list[str]:
+def _negative_problems(spec: SweepSpec, data: Any) -> list[str]:
     free = data.n_users * data.n_items - len(data)
     # a ratio scales the training positives: at least all positives minus two held out per user
     fewest_positives = max(1, len(data) - 2 * data.n_users)
@@ -179,7 +182,7 @@ def _user_counts(data: Any) -> np.ndarray:
     return np.bincount(np.asarray(data.users), minlength=data.n_users)
 
 
-def _candidate_problems(spec: Any, data: Any) -> list[str]:
+def _candidate_problems(spec: SweepSpec, data: Any) -> list[str]:
     # every held-out positive gets n_candidates items its user never interacted with
     most = int(_user_counts(data).max())
     room = data.n_items - most
@@ -202,7 +205,7 @@ def positives_needed(split: str, fraction: float) -> int:
     return 10_000
 
 
-def _positives_problems(spec: Any, data: Any) -> list[str]:
+def _positives_problems(spec: SweepSpec, data: Any) -> list[str]:
     most = int(_user_counts(data).max())
     problems = []
     for where_s, split in _places(spec, "split", "loo"):
@@ -238,7 +241,7 @@ def trial_memory(cfg: Any, shape: tuple[int, int, int]) -> tuple[int, str]:
     return -(-est.bytes // MEMORY_STEP) * MEMORY_STEP, est.detail
 
 
-def sampled_configs(spec: Any) -> list[Any]:
+def sampled_configs(spec: SweepSpec) -> list[Any]:
     """The RunConfigs whose memory bounds the sweep's: every grid point, or, for a sampled
     search, each model with each listed `negatives` value (the two things memory grows with;
     sampled sizes are taken at their defaults)."""
@@ -257,7 +260,7 @@ def sampled_configs(spec: Any) -> list[Any]:
     return out
 
 
-def check_memory(spec: Any, datasets: dict[tuple, Any], limit: int, where: str) -> None:
+def check_memory(spec: SweepSpec, datasets: dict[tuple, Any], limit: int, where: str) -> None:
     """Exit 2 (SpecError) when one trial alone needs more memory than the largest node has:
     Ray would leave it pending forever, or its memory monitor would kill it mid-sweep."""
     shapes = {key: data_shape(d) for key, d in datasets.items()}
@@ -307,7 +310,7 @@ TRIAL_RESULTS_BYTES = 64 * 1024
 TRIAL_WANDB_BYTES = 512 * 1024
 
 
-def sweep_disk_bytes(spec: Any, datasets: dict[tuple, Any]) -> tuple[int, str]:
+def sweep_disk_bytes(spec: SweepSpec, datasets: dict[tuple, Any]) -> tuple[int, str]:
     """What a sweep writes, upper side (bytes), and how that was counted (for the message):
     per trial, three checkpoints of the largest configuration (Ray keeps two, and writes the
     next before deleting the oldest), plus its share of Ray's state, results and W&B."""
@@ -341,7 +344,7 @@ def _free_bytes(path: Path) -> tuple[int, int]:
     return shutil.disk_usage(p).free, os.stat(p).st_dev
 
 
-def check_disk(spec: Any, datasets: dict[tuple, Any], out: Path) -> None:
+def check_disk(spec: SweepSpec, datasets: dict[tuple, Any], out: Path) -> None:
     """Exit 2 when the output folder (or a local storage_path) has less free space than the
     sweep will write: a nearly full disk otherwise fails every trial in turn, for minutes."""
     need, how = sweep_disk_bytes(spec, datasets)

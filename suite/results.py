@@ -21,11 +21,14 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from ocfb.atomicio import atomic_write
+
+if TYPE_CHECKING:
+    from suite.spec import SweepSpec
 
 # -- atomic file helpers (over ocfb.atomicio) ---------------------------------------------------
 
@@ -144,7 +147,7 @@ class ResultsWriter:
     `on_write_error`; later flushes do nothing, so the last good files stay as they are.
     """
 
-    def __init__(self, out_dir: Path, spec: Any, *, verbose: bool = True,
+    def __init__(self, out_dir: Path, spec: SweepSpec, *, verbose: bool = True,
                  resume: bool = False) -> None:
         self.out = out_dir
         self.spec = spec

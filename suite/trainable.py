@@ -17,9 +17,12 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ocfb.config import RunConfig
+
+if TYPE_CHECKING:
+    from suite.spec import SweepSpec
 
 STATE_FILE = "ocfb_state.pt"
 # Set by tests to count trial starts (one marker file per start or restore).
@@ -117,7 +120,7 @@ def _release(run: Any) -> None:
     gc.collect()
 
 
-def make_trainable(spec: Any, cache_dir: str | None = None):
+def make_trainable(spec: SweepSpec, cache_dir: str | None = None):
     """Build the function trainable for a sweep (`suite.spec.SweepSpec`).
 
     The trial's sampled parameters (Tune's `config`) are merged over the sweep's fixed settings

@@ -14,11 +14,14 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ray import tune
 
 from suite.results import ResultsWriter
+
+if TYPE_CHECKING:
+    from suite.spec import SweepSpec
 
 
 @dataclass
@@ -258,13 +261,13 @@ def stop_ray() -> None:
     ray.shutdown()
 
 
-def experiment_path(spec: Any, out: Path) -> str:
+def experiment_path(spec: SweepSpec, out: Path) -> str:
     """Where Ray keeps the experiment state and checkpoints of this sweep."""
     storage = spec.storage_path or str((out / "ray").resolve())
     return storage.rstrip("/") + "/" + spec.name
 
 
-def _trainable(spec: Any, out: Path, datasets: dict[tuple, Any]) -> Any:
+def _trainable(spec: SweepSpec, out: Path, datasets: dict[tuple, Any]) -> Any:
     from suite.trainable import make_trainable
 
     # with_parameters puts the datasets into the object store once per sweep; every trial (on
@@ -274,7 +277,7 @@ def _trainable(spec: Any, out: Path, datasets: dict[tuple, Any]) -> Any:
     return tune.with_resources(fn, trial_resources(spec, datasets))
 
 
-def trial_resources(spec: Any, datasets: dict[tuple, Any]) -> Any:
+def trial_resources(spec: SweepSpec, datasets: dict[tuple, Any]) -> Any:
     """Per trial: its CPUs and GPUs, and its memory estimate as Ray's `memory` resource, so
     Ray never co-schedules trials that together exceed a node (two 17.6k-item EASE fits
     at 2 GiB each run side by side on 24 GiB; a 40k-item one runs alone or not at all)."""
@@ -302,7 +305,7 @@ def cluster_memory_limit() -> int:
                     if n.get("Alive")), default=0))
 
 
-def _search(spec: Any) -> Any:
+def _search(spec: SweepSpec) -> Any:
     if spec.search.algorithm == "optuna":
         from ray.tune.search import Repeater
         from ray.tune.search.optuna import OptunaSearch
@@ -324,7 +327,7 @@ def _search(spec: Any) -> Any:
                                  max_concurrent=spec.max_concurrent_trials or 0)
 
 
-def _scheduler(spec: Any) -> Any:
+def _scheduler(spec: SweepSpec) -> Any:
     if spec.scheduler.type != "asha":
         return None
     from ray.tune.schedulers import ASHAScheduler
@@ -335,7 +338,7 @@ def _scheduler(spec: Any) -> Any:
                          reduction_factor=spec.scheduler.reduction_factor)
 
 
-def build_tuner(spec: Any, out: Path, datasets: dict[tuple, Any], *,
+def build_tuner(spec: SweepSpec, out: Path, datasets: dict[tuple, Any], *,
                 restore: bool = False) -> tune.Tuner:
     """The Tuner for a sweep: new, or restored from its experiment folder (public API only)."""
     from suite.spec import param_space
@@ -364,7 +367,7 @@ def build_tuner(spec: Any, out: Path, datasets: dict[tuple, Any], *,
     )
 
 
-def unreadable_state_files(spec: Any, out: Path) -> list[Path]:
+def unreadable_state_files(spec: SweepSpec, out: Path) -> list[Path]:
     """Ray experiment-state JSON files that do not parse (a full disk or a kill mid-write)."""
     import json
 

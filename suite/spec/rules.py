@@ -89,14 +89,14 @@ def _dim_kind_problem(path: str, key: str, kind: str) -> str | None:
     return None
 
 
-def parse_dim(key: str, spec: Any, path: str, algorithm: str | None) -> tuple[Dim | None, Lines]:
+def parse_dim(key: str, raw: Any, path: str, algorithm: str | None) -> tuple[Dim | None, Lines]:
     """One `key: {kind: values}` entry: its kind, its values' shape, and the search it needs."""
     kinds = ", ".join(DIM_KINDS)
-    if not isinstance(spec, dict) or len(spec) != 1:
-        shown = f"keys {', '.join(map(str, spec))}" if isinstance(spec, dict) else short(spec)
+    if not isinstance(raw, dict) or len(raw) != 1:
+        shown = f"keys {', '.join(map(str, raw))}" if isinstance(raw, dict) else short(raw)
         return None, [f"{path}: expected a one-key mapping like {{grid: [v1, v2]}} with one of "
                       f"{kinds} (got {shown})"]
-    kind = next(iter(spec))
+    kind = next(iter(raw))
     if kind not in DIM_CLASSES:
         return None, [f"{path}.{kind}: unknown dimension kind{hint(kind, DIM_KINDS)}; "
                       f"allowed: {kinds}"]
@@ -105,7 +105,7 @@ def parse_dim(key: str, spec: Any, path: str, algorithm: str | None) -> tuple[Di
         return None, [problem]
     cls = DIM_CLASSES[kind]
     try:
-        dim = cls.model_validate(spec)
+        dim = cls.model_validate(raw)
     except ValidationError as err:
         return None, pydantic_lines(err, path, cls)
     out: Lines = []
