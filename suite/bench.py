@@ -31,12 +31,15 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from suite.bench_loops import MODEL_KW, bench_loops, timed
 from suite.bench_sweeps import bench_long_sweep, bench_sweep, floor_ratio
+
+if TYPE_CHECKING:
+    from suite.cli import Subcommands
 
 EXIT_USAGE = 2
 DEVICES = ("cpu", "cuda")
@@ -367,7 +370,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def register_cli(sub: argparse._SubParsersAction) -> None:
+def register_cli(sub: Subcommands) -> None:
     """Add `ocfb-suite bench` to the CLI."""
     b = sub.add_parser("bench", help="measure where the time goes (writes bench.json, bench.md)")
     b.add_argument("--scale", choices=tuple(SCALES), default="small",

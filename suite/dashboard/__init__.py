@@ -29,10 +29,13 @@ import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ocfb.names import WANDB_MODES
 from suite.dashboard.view import DashboardError, SweepView, load_view
+
+if TYPE_CHECKING:
+    from suite.cli import Subcommands
 
 __all__ = ["DashboardError", "DashboardResult", "build_dashboard", "publish_command",
            "load_spec", "register_cli", "spec_json"]
@@ -218,7 +221,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     return 0
 
 
-def register_cli(sub: argparse._SubParsersAction) -> None:
+def register_cli(sub: Subcommands) -> None:
     """Add `ocfb-suite dashboard DIR [--wandb online|offline]`."""
     p = sub.add_parser("dashboard", help="build the W&B workspace and report of a sweep folder")
     p.add_argument("dir", help="the sweep's output folder")

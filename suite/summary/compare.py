@@ -17,6 +17,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -37,6 +38,9 @@ from suite.summary.verdicts import (
     side_by_side,
     strategy_verdicts,
 )
+
+if TYPE_CHECKING:
+    from suite.cli import Subcommands
 
 
 @dataclass
@@ -221,7 +225,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def register_cli(sub: argparse._SubParsersAction) -> None:
+def register_cli(sub: Subcommands) -> None:
     """Add the `compare` subcommand to the CLI."""
     p = sub.add_parser("compare", help="the same arms across datasets: ranks, Friedman, "
                        "critical-difference diagram, verdicts side by side")
