@@ -22,7 +22,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ocfb.config import RunConfig
-from ocfb.names import K_VALUES, LOOP_METRICS, REPORT_KEYS
+from ocfb.names import K_VALUES, LOOP_METRICS, REPORT_KEYS, WandbMode
 
 # Storage URI schemes Ray (pyarrow filesystems) can write checkpoints to.
 STORAGE_SCHEMES = ("file", "s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss", "az")
@@ -246,7 +246,7 @@ class ResourcesConfig(Section):
 class WandbConfig(Section):
     """Weights & Biases logging: auto = online with an API key, else offline files."""
 
-    mode: Literal["auto", "online", "offline", "disabled"] = "auto"
+    mode: Literal["auto", WandbMode] = "auto"  # the modes themselves: ocfb.names
     project: str = Field("ocfb-suite", min_length=1)
     entity: str | None = None
     tags: list[str] = []

@@ -33,6 +33,7 @@ from ocfb.names import (
     THRESHOLD_FREE_STRATEGIES,
     test_counterpart,
 )
+from suite.spec.vocabulary import STAGE_COLUMN
 
 # Trials whose metrics count: completed ones and those the scheduler stopped early (ASHA stops
 # the bad ones, so leaving them out would flatter every mean). "running" means the sweep was
@@ -467,8 +468,9 @@ def sampled_counterpart(metric: str) -> str | None:
 TUNING_BUDGET_COLS: tuple[str, ...] = ("config.tune_budget", "tune_budget", "config.budget",
                                        "budget")
 NOT_RECORDED = "not recorded"
-# Tune-then-confirm sweeps (suite.spec.tuning) mark each trial `search` or `confirm`.
-STAGE_COL = "config.stage"
+# Tune-then-confirm sweeps mark each trial `search` or `confirm` (`SweepSpec.trial_columns`;
+# the stages run in `suite.confirm`); the column is named once, in the spec's vocabulary.
+STAGE_COL = STAGE_COLUMN
 
 
 def tuning_budget(rows: pd.DataFrame) -> str:
