@@ -449,7 +449,7 @@ def test_summarize_dir_partial_holdout_sweep(tmp_path: Path) -> None:
     for n in s.notes:
         assert n in md
     assert "t000" not in md.split("## 1. Leaderboard")[1]
-    assert set(s.tables) == {"leaderboard", "best_per_model", "threshold_x_terms",
+    assert set(s.tables) == {"leaderboard", "best_per_model", "model_verdicts", "threshold_x_terms",
                              "negatives_x_model", "threshold_x_model", "strategies",
                              "strategies_by_term", "strategies_friedman", "threshold_verdicts",
                              "threshold_verdicts_by_term"}

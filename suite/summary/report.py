@@ -206,9 +206,10 @@ def _findings(findings: Sequence[str]) -> str:
         body = "\n".join(f"- {f}" for f in findings)
     else:
         body = ("- No verdict line passed (better / worse at Holm p < 0.05) or read "
-                "practically equivalent; see sections 5 and 6.")
+                "practically equivalent; see sections 2, 5 and 6.")
     return ("## Findings\n\nOne sentence per verdict line that passed or read practically "
-            "equivalent, generated from sections 5 and 6.\n\n" + body)
+            "equivalent, generated from sections 2 (models), 5 (strategies) and 6 "
+            "(thresholds).\n\n" + body)
 
 
 def summarize_dir(out_dir: str | Path) -> Summary:

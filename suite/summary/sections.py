@@ -48,7 +48,10 @@ from suite.summary.tables import (
 from suite.summary.verdicts import (
     SELECTED,
     VerdictPlan,
+    configs_per_seed,
     key_rows,
+    model_budget,
+    model_verdicts,
     side_by_side,
     strategy_verdicts,
     threshold_verdicts,
@@ -145,6 +148,11 @@ class BestPerModelSection:
                 continue
             out.tables["best_per_model" if len(protos) == 1 else f"best_per_model_{p}"] = best
             texts.append(render_best(best, p, obj))
+            if len(protos) == 1:  # the plan's metrics belong to the sweep's one protocol
+                verdicts = _model_verdict_part(ctx, sub, best)
+                texts.append(verdicts.markdown)
+                out.tables.update(verdicts.tables)
+                out.findings += verdicts.findings
             metrics = [obj, *(PAPER_PLOT_METRICS if p == "paper" else
                               (report_metric(obj), *HOLDOUT_PLOT_METRICS))]
             png = plot_metrics_vs_term(
@@ -154,6 +162,30 @@ class BestPerModelSection:
             out.plots += [png] if png else []
         out.markdown = "\n\n".join(texts)
         return out
+
+
+def _model_verdict_part(ctx: Context, sel: pd.DataFrame, best: pd.DataFrame) -> Part:
+    """Section 2's verdicts: each model's best configuration against the others, on seeds, with
+    what tuning each had (a searched model against a fixed one is said, not hidden)."""
+    comp = model_verdicts(sel, best, ctx.plan)
+    if comp.empty:
+        return Part("_Model verdicts: fewer than two models share a seed with a finite "
+                    f"`{ctx.plan.metric}`._")
+    plan, why = _section_plan(comp, ctx.plan)
+    key = side_by_side(comp, plan)
+    budgets = "; ".join(
+        f"{m}: {model_budget(best, m) or 'tuning not recorded'}, best of "
+        f"{configs_per_seed(sel, m)} configuration(s) per seed" for m in best["model"])
+    unequal = bool(comp["budgets_differ"].any())
+    fairness = ("**These models did not have the same tuning budget**: a model picked among "
+                "more configurations had more chances on validation. " if unequal else
+                "Every model had the same tuning budget (popularity has nothing to tune). ")
+    intro = ("**Model verdicts**: each model's best configuration against the others on the "
+             "same seeds, at each trial's validation-selected term (a baseline has one). "
+             f"Tuning: {budgets}. {fairness}{why}{_how(plan, 'validation-selected term')}")
+    part = _verdict_part(key, plan, intro, "section 2")
+    part.tables = {"model_verdicts": key}
+    return part
 
 
 def _trained_terms(ctx: Context) -> pd.DataFrame:
@@ -245,14 +277,14 @@ class PivotsSection:
             md_table([f"{a} \\ {b}", *grid.columns], rows)])
 
 
-def _how(plan: VerdictPlan) -> str:
+def _how(plan: VerdictPlan, budgets: str = "last term and validation-selected term") -> str:
     beside = (f" `{plan.beside}` is shown beside each line, and a line says when the two "
               "disagree." if plan.beside else "")
     return (f"Verdicts on `{plan.metric}` (test).{beside} Pairs are matched on seed only (an "
             "arm's value at a seed is the mean over its configurations at that seed); "
-            "difference = first minus second with its 95% t interval. The lines below (last "
-            "term and validation-selected term) are one Holm family per metric; the per-term "
-            f"CSV is exploratory (Holm within each term). Outcomes: better / worse (Holm paired "
+            "difference = first minus second with its 95% t interval. The lines below "
+            f"({budgets}) are one Holm family per metric; a per-term CSV, where there is one, "
+            f"is exploratory (Holm within each term). Outcomes: better / worse (Holm paired "
             f"t p < {ALPHA}), practically equivalent (Holm TOST p < {ALPHA} for |difference| < "
             f"{plan.rope:g}), else inconclusive with the smallest effect the seeds could detect "
             f"(paired t, 80% power, alpha {ALPHA}); fewer than {MIN_SEEDS} seeds: no test.")

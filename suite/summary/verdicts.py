@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ocfb.names import STRATEGIES
+from ocfb.names import BASELINE_MODELS, STRATEGIES
+from suite.spec.vocabulary import BASELINE_SPACES
 from suite.summary.frames import (
     col,
     full_counterpart,
@@ -201,6 +202,56 @@ def strategy_verdicts(sel: pd.DataFrame, terms: pd.DataFrame,
                               "n_seeds": int(mat.dropna().shape[0]), "chi2": stat, "p": p,
                               "why_no_test": why})
     return pd.DataFrame(comp), pd.DataFrame(fried)
+
+
+def model_pairs(models: Sequence[Any], trained: Sequence[Any]) -> list[tuple[Any, Any]]:
+    """Every pair with a trained (neural) model on the left: each trained model vs each later
+    one and vs each baseline. Baselines are references, never compared among themselves here."""
+    return [(a, b) for i, a in enumerate(models) if a in trained for b in models[i + 1:]]
+
+
+def tunable(model: Any) -> bool:
+    """False for a model with nothing to tune (popularity): its budget never makes a pair
+    unequal."""
+    return model not in BASELINE_MODELS or model in BASELINE_SPACES
+
+
+def configs_per_seed(sel: pd.DataFrame, model: Any) -> int:
+    """How many configurations a model's best one was chosen among (trials per seed)."""
+    rows = sel[col(sel, "config.model") == model]
+    return int(rows.groupby(col(rows, "config.seed")).size().max()) if len(rows) else 0
+
+
+def model_budget(best: pd.DataFrame, model: Any) -> str:
+    """The `tuning_budget` of a model's row in `best` ("" when the table has none)."""
+    if "tuning_budget" not in best.columns:
+        return ""
+    return str(best.loc[best["model"] == model, "tuning_budget"].iat[0])
+
+
+def model_verdicts(sel: pd.DataFrame, best: pd.DataFrame, plan: VerdictPlan) -> pd.DataFrame:
+    """Each model's best configuration (`best`: `tables.best_per_model`, chosen on validation)
+    against the others on the same seeds, at each trial's validation-selected term (a baseline
+    has one). One Holm family per metric. Whether the rows had the same tuning budget is the
+    table's `tuning_budget` column; `budgets_differ` marks lines whose two sides did not."""
+    if best.empty or "trials" not in best.columns:
+        return pd.DataFrame()
+    picked = {m: str(t).split(",") for m, t in zip(best["model"], best["trials"], strict=True)}
+    rows = sel[sel["trial_id"].astype(str).isin({t for ts in picked.values() for t in ts})]
+    models = list(best["model"])
+    trained = list(best.loc[best["kind"] == "trained", "model"])
+    budget = {m: (model_budget(best, m), configs_per_seed(sel, m)) for m in models}
+    lines: list[dict[str, Any]] = []
+    for metric in plan.metrics:
+        mat = arm_seed_table(rows, "config.model", f"sel.{metric}")
+        if mat.empty:
+            continue
+        for r in _compare(mat, model_pairs(models, trained), plan.rope):
+            differ = (tunable(r["a"]) and tunable(r["b"])
+                      and budget.get(r["a"]) != budget.get(r["b"]))
+            lines.append({"metric": metric, "model": None, "budget": SELECTED, **r,
+                          "budgets_differ": differ})
+    return family(lines, plan) if lines else pd.DataFrame()
 
 
 def _seed_series(rows: pd.DataFrame, metric: str) -> pd.Series:

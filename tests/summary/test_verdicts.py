@@ -18,10 +18,14 @@ from suite.summary.tables import best_per_model, nested_estimate
 from suite.summary.verdicts import (
     SELECTED,
     VerdictPlan,
+    configs_per_seed,
     key_rows,
+    model_pairs,
+    model_verdicts,
     strategy_pairs,
     strategy_verdicts,
     threshold_verdicts,
+    tunable,
     verdict_plan,
 )
 
@@ -231,3 +235,64 @@ def test_pairs_with_the_published_rivals_add_dns_and_the_filter_on_pop() -> None
     # without the rivals the family is what it was: no dns or pop pairs appear from nowhere
     assert strategy_pairs(["ocfb", "resample-all", "dns"]) == [
         ("ocfb", "resample-all"), ("ocfb", "dns"), ("resample-all", "dns")]
+
+
+def _model_frames(seeds: int = 6):
+    """neumf (two lr configurations), ease (one l2) and popularity on the same seeds."""
+    trials, rows = [], []
+    cells = [("neumf", 0.001, 0.02), ("neumf", 0.01, 0.0), ("ease", None, 0.01),
+             ("popularity", None, -0.2)]
+    for i, (model, lr, shift) in enumerate(cells):
+        for seed in range(seeds):
+            tid = f"{model}-{i}-{seed}"
+            base = model != "neumf"
+            trials.append({"trial_id": tid, "status": "completed", "config.model": model,
+                           "config.lr": lr, "config.seed": seed,
+                           "is_baseline": 1.0 if base else 0.0})
+            for t in range(1 if base else 3):
+                v = 0.5 + 0.03 * seed + shift + 0.01 * t + 0.002 * math.cos(5 * seed + i)
+                rows.append({"trial_id": tid, "term": t, "val_hr@10": v, "test_hr@10": v - 0.02,
+                             "config.seed": seed, "is_baseline": 1.0 if base else 0.0})
+    return select(pd.DataFrame(trials), pd.DataFrame(rows), "val_hr@10", "max")
+
+
+def test_model_verdicts_pair_each_best_configuration_on_seeds_and_flag_unequal_tuning() -> None:
+    sel = _model_frames()
+    best = best_per_model(sel, None, "val_hr@10", "max", "holdout")
+    comp = model_verdicts(sel, best, PLAN)
+    # neural vs each baseline; baselines are never compared among themselves here
+    assert list(zip(comp["a"], comp["b"], strict=True)) == [("neumf", "ease"),
+                                                            ("neumf", "popularity")]
+    # neumf's best configuration is lr 0.001 (shift 0.02), at its selected term (term 2)
+    pick = sel[(sel["config.model"] == "neumf") & (sel["config.lr"] == 0.001)]
+    ease = sel[sel["config.model"] == "ease"]
+    x = pick.sort_values("config.seed")["sel.test_hr@10"].to_numpy()
+    y = ease.sort_values("config.seed")["sel.test_hr@10"].to_numpy()
+    r = comp.iloc[0]
+    assert r["n_pairs"] == 6 and r["diff"] == pytest.approx(np.mean(x - y))
+    assert r["t_p"] == pytest.approx(stats.ttest_rel(x, y).pvalue)
+    np.testing.assert_allclose(comp["t_p_holm"], multipletests(comp["t_p"], method="holm")[1])
+    assert r["verdict"] == "neumf better"
+    # neumf was the best of 2 configurations per seed, ease of 1: unequal; popularity has
+    # nothing to tune, so its pair is not flagged
+    assert configs_per_seed(sel, "neumf") == 2 and configs_per_seed(sel, "ease") == 1
+    assert list(comp["budgets_differ"]) == [True, False]
+    assert not tunable("popularity") and tunable("ease") and tunable("neumf")
+    assert model_pairs(["gmf", "mlp", "ease", "als"], ["gmf", "mlp"]) == [
+        ("gmf", "mlp"), ("gmf", "ease"), ("gmf", "als"), ("mlp", "ease"), ("mlp", "als")]
+
+
+def test_model_verdicts_read_the_recorded_tuning_budget() -> None:
+    sel = _model_frames()
+    sel = sel[(sel["config.model"] != "neumf") | (sel["config.lr"] == 0.001)].copy()
+    sel["config.budget"] = np.where(sel["config.model"] == "neumf", "searched, 24 proposals",
+                                    "fixed defaults")
+    best = best_per_model(sel, None, "val_hr@10", "max", "holdout")
+    comp = model_verdicts(sel, best, PLAN)
+    # one configuration each now: only the recorded budgets differ
+    assert configs_per_seed(sel, "neumf") == 1
+    flags = dict(zip(comp["b"], comp["budgets_differ"], strict=True))
+    assert flags == {"ease": True, "popularity": False}
+    sel["config.budget"] = "searched, 24 proposals"
+    comp = model_verdicts(sel, best_per_model(sel, None, "val_hr@10", "max", "holdout"), PLAN)
+    assert not comp["budgets_differ"].any()
