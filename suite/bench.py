@@ -298,7 +298,17 @@ def markdown(r: dict[str, Any]) -> str:
         lines.append(f"| term s per million cells at {row['positives']:,} positives | "
                      f"{row['term_s_per_m']:.3f} |")
     lines.append(f"| per-million spread (max / min) | {pm['spread']:.2f}x |")
+    lines += _sweep_lines(r)
+    lines += _baseline_lines(r.get("baselines"))
+    lines.append(f"| peak RSS MiB | {r['peak_rss_mib']:,.0f} |")
+    lines.append(f"| bench wall s | {r['bench_wall_s']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def _sweep_lines(r: dict[str, Any]) -> list[str]:
+    """bench.md's rows of the sweep measures (fixed cost, CPU use, Ray's floor, long sweep)."""
     sw = r["sweep"]
+    lines: list[str] = []
     if "skipped" in sw:
         lines.append(f"| sweep fixed cost / marginal CPU use | skipped ({sw['skipped']}) |")
     else:
@@ -325,10 +335,7 @@ def markdown(r: dict[str, Any]) -> str:
         lines.append(f"| long sweep ({lg['trials']} trials of {lg['trial_compute_s']:.0f} s "
                      f"compute): wall s / overall CPU use | {lg['wall_s']:.1f} / "
                      f"{lg['overall_cpu_use']:.1%} |")
-    lines += _baseline_lines(r.get("baselines"))
-    lines.append(f"| peak RSS MiB | {r['peak_rss_mib']:,.0f} |")
-    lines.append(f"| bench wall s | {r['bench_wall_s']:.1f} |")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _baseline_lines(b: dict[str, Any] | None) -> list[str]:

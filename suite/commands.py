@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from suite.folders import LockHeld, OutputLock, archive_previous
+from suite.folders import LockHeld, OutputLock, archive_previous, own_children, start_reaper
 from suite.results import (
     JOURNAL,
     ResultsWriter,
@@ -81,6 +81,19 @@ def _wandb_callbacks(spec: SweepSpec, out: Path, mode: str, writer: ResultsWrite
     )]
 
 
+def _new_sweep_json(spec: SweepSpec, out: Path, *, mode: str, address: str | None,
+                    smoke: bool, verbose: bool) -> None:
+    """A new sweep's DIR/sweep.json (the spec and the runner's settings, which resume reuses);
+    an earlier sweep's results in the folder are moved aside first."""
+    moved = archive_previous(out)
+    if moved is not None and verbose:
+        print(f"an earlier sweep's results in {out} were moved to {moved}")
+    write_json({**spec.to_json(), "data": applicable_data(spec.data),
+                "expected_trials": spec.expected_trials(), "wandb_mode": mode,
+                "address": address or os.environ.get("RAY_ADDRESS") or "local",
+                "smoke": smoke}, out / "sweep.json")
+
+
 def run_sweep(spec: SweepSpec, out: Path, datasets: dict[tuple, Any], *, mode: str,
               address: str | None = None, restore: bool = False, smoke: bool = False,
               verbose: bool = True) -> int:
@@ -88,16 +101,11 @@ def run_sweep(spec: SweepSpec, out: Path, datasets: dict[tuple, Any], *, mode: s
 
     `mode` is the resolved W&B mode (online, offline or disabled). Returns the exit code.
     """
-    from suite import folders, tuner
+    from suite import tuner
+
     _tune_env()
     if not restore:
-        moved = archive_previous(out)
-        if moved is not None and verbose:
-            print(f"an earlier sweep's results in {out} were moved to {moved}")
-        write_json({**spec.to_json(), "data": applicable_data(spec.data),
-                    "expected_trials": spec.expected_trials(), "wandb_mode": mode,
-                    "address": address or os.environ.get("RAY_ADDRESS") or "local",
-                    "smoke": smoke}, out / "sweep.json")
+        _new_sweep_json(spec, out, mode=mode, address=address, smoke=smoke, verbose=verbose)
     writer = ResultsWriter(out, spec, verbose=verbose, resume=restore)
     writer.on_write_error = lambda _msg: os.kill(os.getpid(), signal.SIGINT)
     # the summary's libraries (scipy.stats, statsmodels, matplotlib: 1.5 s in a driver that
@@ -106,11 +114,11 @@ def run_sweep(spec: SweepSpec, out: Path, datasets: dict[tuple, Any], *, mode: s
     warm = threading.Thread(target=_summary_imports, name="summary-imports", daemon=True)
     writer.on_all_started = warm.start
     session = tuner.SweepSession(writer, _wandb_callbacks(spec, out, mode, writer))
-    before = folders.own_children()
+    before = own_children()
     connected_before = tuner.ray_connected()
     started_local = tuner.init_ray(address)
     if started_local:
-        folders.start_reaper(folders.own_children() - before)
+        start_reaper(own_children() - before)
     elif (problem := _node_memory_problem(spec, datasets)) is not None:
         if not connected_before:
             tuner.stop_ray()
