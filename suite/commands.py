@@ -1,8 +1,10 @@
-"""The sweep, resume and summarize commands: pre-flight, lock, run, and the closing line.
+"""The sweep driver and the sweep, resume and summarize commands (parsed in `suite.cli`):
+pre-flight, lock, Ray and the Tuner, the closing line, the summary.
 
 Exit codes: 0 done; 1 the sweep ran but is not a result (interrupted by Ctrl-C or SIGTERM, a
-results write failed, or every trial diverged or failed), always with the reason and, where it
-helps, the resume command; 2 a problem found before Ray starts (bad file, bad data, unwritable
+results write failed, every trial diverged or failed, or a tune-then-confirm family had no
+completed search trial to confirm), always with the reason and, where it helps, the resume
+command; 2 a problem found before Ray starts (bad file, bad data, unwritable
 output, a folder held by another live driver).
 """
 

@@ -5,6 +5,10 @@ trial (issue 12, point 4): too many candidates for the data, too few positives p
 the protocol, seeds that overflow, an unwritable storage path or output folder. The data is
 loaded here once, and the same objects are shipped to the trials through Ray's object store
 (`suite.tuner`), so a trial never reloads it and a worker node never needs the file.
+
+Its last part turns the data block's command-line flags into settings (`data_overrides`) and a
+data loader's flag names into settings keys (`flags_as_keys`, for `resume`, which has no data
+flags): `suite.cli` builds the flags, `suite.commands` reads them, neither imports the other.
 """
 
 from __future__ import annotations
