@@ -139,3 +139,19 @@ def test_paper_checkpoint_from_before_the_freeze_is_refused(small: Interactions)
     del state["val_slots_frozen"]
     with pytest.raises(ValueError, match="before the paper protocol froze its validation"):
         OCFBRun(small_cfg(terms=2), small).load_state_dict(state)
+
+
+def test_paper_selected_term_metrics_are_those_measured_at_that_term(small: Interactions) -> None:
+    # paper rewrites its test negatives each term: the selected weights rescored at the end
+    # would meet the final (easiest) test set, so `sel_*` must be the selected term's record
+    run = OCFBRun(small_cfg(threshold=0.2, terms=4, seed=2), small)
+    recs = list(run)
+    final = recs[-1]
+    sel_term = int(final["sel_term"])
+    assert sel_term < 4  # this seed peaks on validation before the last term
+    at_sel = recs[sel_term]
+    shared = [k for k in at_sel if f"sel_{k}" in final]
+    assert {"test_auc", "val_auc"} <= set(shared)
+    for k in shared:
+        assert final[f"sel_{k}"] == at_sel[k], k
+    assert final["sel_test_auc"] != final["test_auc"]
