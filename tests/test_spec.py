@@ -43,7 +43,7 @@ EXPECTED = {
     # tune-then-confirm: 3 searched families x 24 proposals x 1 search seed, then 4 families x
     # 5 confirmation seeds
     "movielens-100k": 3 * 24 * 1 + 4 * 5,
-    "movielens-100k-strategies": (9 + 3) * 5,  # 9 strategies + 3 baselines, x 5 seeds
+    "movielens-100k-strategies": (9 + 3) * 10,  # 9 strategies + 3 baselines, x 10 seeds
     "protocol-gap": 2 * (2 + 3) * 5,  # protocol x (MLP x 2 strategies + 3 baselines) x seeds
     "ease-lastfm-shape": 3 * 2,  # 3 EASE l2 values x 2 seeds
 }
