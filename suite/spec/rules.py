@@ -234,9 +234,12 @@ def objective_defaults(raw: Any, protocols: list[str]) -> Any:
     return obj
 
 
-def check_verdict_metric(metric: str, protocols: list[str]) -> Lines:
+def verdict_lines(metric: str | None, protocol: Any, space: dict[str, Any]) -> Lines:
     """Verdicts decide on a test metric (validation selects, test decides) that every protocol
-    of the sweep records."""
+    of the sweep records; None leaves the summary's default."""
+    if metric is None:
+        return []
+    protocols = protocol_axis(protocol, space)
     produced = [m for m in produced_metrics(protocols[0])
                 if all(m in produced_metrics(p) for p in protocols)] if protocols else []
     allowed = [m for m in produced if is_test_metric(m)]

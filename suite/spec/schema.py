@@ -106,7 +106,6 @@ class SweepSpec(Section):
     per_model: dict[str, dict[str, SearchDim]] = {}
     objective: ObjectiveConfig = Field(None, validate_default=True)  # type: ignore[assignment]
     pivots: list[list[str]] = []
-    # the summary's verdict metric and equivalence region (None: the defaults)
     verdicts: VerdictsConfig | None = None
     # run each distinct configuration once instead of refusing grid points that repeat a run
     drop_duplicates: bool = Field(False, validate_default=True)
@@ -282,10 +281,8 @@ class SweepSpec(Section):
     @field_validator("verdicts", mode="after")
     @classmethod
     def _verdicts(cls, v: VerdictsConfig | None, info: ValidationInfo) -> Any:
-        if v is None or v.metric is None:
-            return v
-        protocols = rules.protocol_axis(info.data.get("protocol"), info.data.get("space", {}))
-        lines = rules.check_verdict_metric(v.metric, protocols)
+        lines = rules.verdict_lines(v and v.metric, info.data.get("protocol"),
+                                    info.data.get("space", {}))
         if lines:
             raise problems_error(lines)
         return v
