@@ -263,23 +263,13 @@ def srns(
     weight = cfg.srns_alpha * (min(1.0, step / cfg.srns_warmup) if cfg.srns_warmup else 1.0)
     chosen, pending = dns_choose(mem, p + np.float32(weight) * std)
     col = np.argmax(mem == chosen[:, None], axis=1)  # pending rows: 0, refilled below
-    rows = np.arange(n)
-    chosen_std = std[rows, col]
-    moved = np.flatnonzero(col)
-    for a in (mem, age, p, *hist):  # the chosen cell becomes column 0
-        first = a[moved, 0]
-        a[moved, 0] = a[moved, col[moved]]
-        a[moved, col[moved]] = first
+    chosen_std = std[np.arange(n), col]
+    _to_front((mem, age, p, *hist), col)  # the chosen cell becomes column 0
     if pending.size:
         taken = merge_sorted(pool.fixed, chosen[chosen >= 0])
         mem[pending, 0] = sample_free_cells(rng, pool.n_users, pool.n_items, pending.size, taken)
         age[pending, 0] = 0
-    # the easiest reserves leave the memory for fresh uniform cells (no history yet)
-    k = cfg.srns_candidates
-    out = (np.argmin(p[:, 1:], axis=1)[:, None] if k == 1
-           else np.argsort(p[:, 1:], axis=1, kind="stable")[:, :k]) + 1
-    mem[rows[:, None], out] = _uniform(pool, rng, n * k).reshape(n, k)
-    age[rows[:, None], out] = 0
+    _evict_easiest(pool, rng, mem, age, p, cfg.srns_candidates)
     before = pool.negatives
     pool.set_all(mem[:, 0].copy())
     st["step"] = np.asarray(step + 1, dtype=np.int64)
@@ -289,6 +279,27 @@ def srns(
         "srns_std_mean": float(chosen_std.mean()),  # the chosen cells' score std
         "srns_weight": weight,
     }
+
+
+def _to_front(arrays: tuple[np.ndarray, ...], col: np.ndarray) -> None:
+    """Swap each row's column `col` into column 0, in place, in every (rows x memory) array."""
+    moved = np.flatnonzero(col)
+    for a in arrays:
+        first = a[moved, 0]
+        a[moved, 0] = a[moved, col[moved]]
+        a[moved, col[moved]] = first
+
+
+def _evict_easiest(pool: NegativePool, rng: np.random.Generator, mem: np.ndarray,
+                   age: np.ndarray, p: np.ndarray, k: int) -> None:
+    """The `k` reserves with the lowest p leave the memory for fresh uniform cells (no history
+    yet, so their age is 0)."""
+    n = mem.shape[0]
+    rows = np.arange(n)[:, None]
+    out = (np.argmin(p[:, 1:], axis=1)[:, None] if k == 1
+           else np.argsort(p[:, 1:], axis=1, kind="stable")[:, :k]) + 1
+    mem[rows, out] = _uniform(pool, rng, n * k).reshape(n, k)
+    age[rows, out] = 0
 
 
 def _srns_init(pool: NegativePool, rng: np.random.Generator, m: int, st: dict) -> None:
