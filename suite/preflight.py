@@ -101,10 +101,19 @@ def writable_problem(folder: Path) -> str | None:
         return f"{folder} is a file, not a folder"
     try:
         folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        return f"{folder} is not writable: {err.strerror or err}"
+    reason = _write_error(folder)
+    return None if reason is None else f"{folder} is not writable: {reason}"
+
+
+def _write_error(folder: Path) -> str | None:
+    """Why a file cannot be created in the existing `folder`, or None (creates nothing)."""
+    try:
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as err:
-        return f"{folder} is not writable: {err.strerror or err}"
+        return str(err.strerror or err)
     return None
 
 
@@ -366,11 +375,10 @@ def check_disk(spec: SweepSpec, datasets: dict[tuple, Any], out: Path) -> None:
         if free < need:
             # an unwritable place (e.g. /proc, 0 bytes free) is reported as such, not as full
             parent = _existing_ancestor(path)
-            problem = writable_problem(parent)  # creates nothing: `parent` exists
-            if problem:
+            reason = _write_error(parent)
+            if reason is not None:
                 where = "" if parent == path.expanduser().resolve() else f" (in {parent})"
-                raise _spec_error(f"{flag}: {path} is not writable{where}: "
-                                  f"{problem.split(': ', 1)[-1]}")
+                raise _spec_error(f"{flag}: {path} is not writable{where}: {reason}")
             raise _spec_error(
                 f"{flag}: {path} has {free / 2**20:.1f} MiB free, but this sweep writes an "
                 f"estimated {need / 2**20:.1f} MiB ({how}); free space there or choose "

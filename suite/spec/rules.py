@@ -234,15 +234,20 @@ def objective_defaults(raw: Any, protocols: list[str]) -> Any:
     return obj
 
 
+def common_metrics(protocols: list[str]) -> list[str]:
+    """The metrics every protocol of the sweep records, in the first protocol's order."""
+    if not protocols:
+        return []
+    return [m for m in produced_metrics(protocols[0])
+            if all(m in produced_metrics(p) for p in protocols)]
+
+
 def verdict_lines(metric: str | None, protocol: Any, space: dict[str, Any]) -> Lines:
     """Verdicts decide on a test metric (validation selects, test decides) that every protocol
     of the sweep records; None leaves the summary's default."""
     if metric is None:
         return []
-    protocols = protocol_axis(protocol, space)
-    produced = [m for m in produced_metrics(protocols[0])
-                if all(m in produced_metrics(p) for p in protocols)] if protocols else []
-    allowed = [m for m in produced if is_test_metric(m)]
+    allowed = [m for m in common_metrics(protocol_axis(protocol, space)) if is_test_metric(m)]
     if metric in allowed:
         return []
     return [f"verdicts.metric: {metric!r} is not a test metric this sweep records; allowed: "
@@ -255,8 +260,7 @@ def check_objective(metric: Any, protocols: list[str], full_ranking: str) -> Lin
     if not isinstance(metric, str) or not protocols:
         return []
     names = " and ".join(repr(p) for p in protocols)
-    produced = [m for m in produced_metrics(protocols[0])
-                if all(m in produced_metrics(p) for p in protocols)]
+    produced = common_metrics(protocols)
     allowed = [m for m in produced if not is_test_metric(m)]
     if full_ranking != "every":
         allowed = [m for m in allowed if "_full_" not in m]
