@@ -236,8 +236,8 @@ def model_verdicts(sel: pd.DataFrame, best: pd.DataFrame, plan: VerdictPlan) -> 
     table's `tuning_budget` column; `budgets_differ` marks lines whose two sides did not."""
     if best.empty or "trials" not in best.columns:
         return pd.DataFrame()
-    picked = {m: str(t).split(",") for m, t in zip(best["model"], best["trials"], strict=True)}
-    rows = sel[sel["trial_id"].astype(str).isin({t for ts in picked.values() for t in ts})]
+    picked = {t for ts in best["trials"] for t in str(ts).split(",")}
+    rows = sel[sel["trial_id"].astype(str).isin(picked)]
     models = list(best["model"])
     trained = list(best.loc[best["kind"] == "trained", "model"])
     budget = {m: (model_budget(best, m), configs_per_seed(sel, m)) for m in models}
