@@ -135,7 +135,7 @@ def run_sweep(spec: SweepSpec, out: Path, datasets: dict[tuple, Any], *, mode: s
 
             run_stages(spec, out, datasets, writer, restore=restore)
         else:
-            tuner.build_tuner(spec, out, datasets, restore=restore).fit()
+            tuner.fit(spec, out, datasets, writer, restore=restore)
     except KeyboardInterrupt:
         pass  # a second Ctrl-C / SIGTERM: what was written stays, the hint below says resume
     except RuntimeError as err:

@@ -146,7 +146,7 @@ def _run_stage(stage: SweepSpec, out: Path, datasets: dict[tuple, Any], writer: 
     if _ended(writer, stage) >= expected:
         return True
     again = restore and tune.Tuner.can_restore(tuner.experiment_path(stage, out))
-    tuner.build_tuner(stage, out, datasets, restore=again).fit()
+    tuner.fit(stage, out, datasets, writer, restore=again)
     writer.flush()
     return writer.write_error is None and _ended(writer, stage) >= expected
 

@@ -497,3 +497,29 @@ def test_disk_full_stops_the_sweep_with_the_resume_hint(tmp_path: Path, local_ra
     # the first trial's end went to the journal the moment Ray reported it: resume has it
     ended = ended_trials(out)
     assert ended[trials.trial_id[0]] == "completed" and set(ended.values()) == {"completed"}
+
+
+@pytest.mark.slow
+def test_resume_ends_a_trial_ray_finished_but_the_results_missed(tmp_path: Path,
+                                                                 local_ray) -> None:
+    """A trial that ended while the disk was full: Ray saved it TERMINATED, the journal lost its
+    line, trials.parquet still says running. Resume ends it from its checkpoint, not a rerun."""
+    from suite.cli import main
+
+    out = tmp_path / "out"
+    cfg = sweep_yaml(tmp_path / "m.yaml", out, name="missed",
+                     space={"threshold": {"grid": [0.3, 0.7]}}, fixed={"model": "gmf"})
+    assert _run(cfg) == 0
+    trials, terms = pd.read_parquet(out / "trials.parquet"), pd.read_parquet(out / "terms.parquet")
+    lost = trials.trial_id.iloc[1]
+    stale = trials.copy()
+    stale.loc[stale.trial_id == lost, "status"] = "running"
+    stale.to_parquet(out / "trials.parquet")
+    terms[terms.trial_id != lost].to_parquet(out / "terms.parquet")
+    assert main(["resume", str(out)]) == 0
+    assert ended_trials(out) == dict.fromkeys(trials.trial_id, "completed")
+    back = pd.read_parquet(out / "terms.parquet")
+    mine = back[back.trial_id == lost].sort_values("term").reset_index(drop=True)
+    ref = terms[terms.trial_id == lost].sort_values("term").reset_index(drop=True)
+    assert mine.term.tolist() == [0, 1, 2]
+    assert mine["val_hr@10"].tolist() == ref["val_hr@10"].tolist()
