@@ -35,8 +35,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from suite.bench_loops import MODEL_KW, bench_loops, timed
-from suite.bench_sweeps import bench_long_sweep, bench_sweep, floor_ratio
+from suite.bench_timings import (
+    MODEL_KW,
+    bench_long_sweep,
+    bench_loops,
+    bench_sweep,
+    floor_ratio,
+    timed,
+)
 
 if TYPE_CHECKING:
     from suite.cli import Subcommands

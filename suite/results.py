@@ -90,12 +90,14 @@ def applicable_data(dc: Any) -> dict[str, Any]:
 
 # -- schema -------------------------------------------------------------------------------------
 
-# Keys Ray adds to every result; they are bookkeeping, not OCF-B metrics.
+# Keys Ray Tune adds to every result; they are bookkeeping, not OCF-B metrics (the one list:
+# results files and W&B runs both drop exactly these)
 RAY_KEYS = frozenset({
-    "training_iteration", "time_this_iter_s", "done", "timestamp", "date", "hostname",
-    "node_ip", "pid", "time_total_s", "time_since_restore", "iterations_since_restore",
-    "checkpoint_dir_name", "config", "trial_id", "experiment_tag", "should_checkpoint",
-    "timesteps_total", "episodes_total", "timesteps_since_restore", "warmup_time",
+    "training_iteration", "time_this_iter_s", "time_total_s", "time_since_restore",
+    "iterations_since_restore", "timesteps_since_restore", "timesteps_total", "timesteps_this_iter",
+    "episodes_total", "episodes_this_iter", "done", "timestamp", "date", "hostname", "node_ip",
+    "pid", "checkpoint_dir_name", "config", "trial_id", "experiment_id", "experiment_tag",
+    "should_checkpoint", "warmup_time", "_metric",
 })
 # Our own per-result extras that belong to the trial, not to the term history.
 TRIAL_KEYS = frozenset({"diverged", "diverged_reason", "node_id", "trial_wall_s"})

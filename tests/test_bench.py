@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from suite import bench, bench_sweeps
+from suite import bench, bench_timings
 
 
 @pytest.fixture(scope="module")
@@ -97,10 +97,10 @@ def _fake_sweeps(monkeypatch, tmp_path: Path, runs: dict[int, dict],
             seen.append(address)
         return runs[int(cfg.stem.split("-")[1])]
 
-    monkeypatch.setattr(bench_sweeps, "_run_sweep", fake_run)
-    monkeypatch.setattr(bench_sweeps.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(bench_timings, "_run_sweep", fake_run)
+    monkeypatch.setattr(bench_timings.os, "cpu_count", lambda: 2)
     # Ray Tune's floor at the same trial counts: 12.7 s for 57 trials, 14.9 s for 114
-    monkeypatch.setattr(bench_sweeps, "bench_floor", lambda work, counts: {
+    monkeypatch.setattr(bench_timings, "bench_floor", lambda work, counts: {
         "runs": {}, "per_trial_s": 2.2 / 57, "fixed_cost_s": 12.7 - 2.2})
     cfg = tmp_path / "q.yaml"
     cfg.write_text("name: q\nseeds: [0]\n")
@@ -121,7 +121,7 @@ def test_sweep_arithmetic_from_two_runs(monkeypatch, tmp_path: Path) -> None:
     assert six["seeds"] == [0, 1, 2, 3, 4, 5] and six["wandb"] == {"mode": "disabled"}
     assert six["output"] == str(tmp_path / "sweep-6seeds")
     # the suite's fixed cost against Ray Tune's: 19.33 / 10.5
-    assert bench_sweeps.floor_ratio(got) == pytest.approx((30 - 20 / 1.875) / 10.5)
+    assert bench_timings.floor_ratio(got) == pytest.approx((30 - 20 / 1.875) / 10.5)
 
 
 def test_floor_is_the_intercept_of_two_bare_sweeps(monkeypatch, tmp_path: Path,
@@ -133,8 +133,8 @@ def test_floor_is_the_intercept_of_two_bare_sweeps(monkeypatch, tmp_path: Path,
             self.returncode, self.stderr = 0, ""
             self.stdout = f'{{"wall_s": {walls[n]}, "trials": {n}}}\n'
 
-    monkeypatch.setattr(bench_sweeps.subprocess, "run", lambda cmd, **kw: Done(int(cmd[3])))
-    floor = bench_sweeps.bench_floor(tmp_path, (57, 114))
+    monkeypatch.setattr(bench_timings.subprocess, "run", lambda cmd, **kw: Done(int(cmd[3])))
+    floor = bench_timings.bench_floor(tmp_path, (57, 114))
     # wall = fixed + n x per-trial: per-trial 2.2 / 57 s, fixed 12.7 - 2.2 = 10.5 s
     assert floor["per_trial_s"] == pytest.approx(2.2 / 57)
     assert floor["fixed_cost_s"] == pytest.approx(10.5)
@@ -164,7 +164,7 @@ def test_sweep_on_a_running_cluster_uses_its_address_and_cpus(
             6: {"wall_s": 46.0, "compute_s": 50.0, "trials": 114}}
     seen: list[str | None] = []
     cfg = _fake_sweeps(monkeypatch, tmp_path, runs, seen)
-    monkeypatch.setattr(bench_sweeps, "_cluster_cpus", lambda address: 4)
+    monkeypatch.setattr(bench_timings, "_cluster_cpus", lambda address: 4)
     got = bench.bench_sweep(tmp_path, cfg, "10.0.0.1:6379")
     assert seen == ["10.0.0.1:6379", "10.0.0.1:6379"]
     assert got["cpus"] == 4 and got["ray"] == "joined 10.0.0.1:6379"
@@ -205,16 +205,16 @@ def test_sweep_phases_from_marker_files(tmp_path: Path) -> None:
                        ("c-from0-4.start", 14), ("c-from0-4.end", 16),
                        ("d-from0-5.start", 16)):  # d never ended: left out
         (m / name).write_text(f"{when}\n")
-    got = bench_sweeps.sweep_phases(m, 10.0, 17.0, 2)
+    got = bench_timings.sweep_phases(m, 10.0, 17.0, 2)
     assert got["startup_s"] == 2.0 and got["close_s"] == 1.0 and got["trials_span_s"] == 4.0
     assert got["slot_occupancy"] == pytest.approx((2 + 3 + 2) / (2 * 4))
-    assert bench_sweeps.sweep_phases(tmp_path / "none", 0.0, 1.0, 2) == {}
+    assert bench_timings.sweep_phases(tmp_path / "none", 0.0, 1.0, 2) == {}
 
 
 def test_long_sweep_is_a_valid_sweep_of_eight_minute_scale_trials() -> None:
     from suite.spec import SweepSpec
 
-    spec = SweepSpec.from_dict({**bench_sweeps.LONG_SWEEP, "output": "unused"}, "LONG_SWEEP")
+    spec = SweepSpec.from_dict({**bench_timings.LONG_SWEEP, "output": "unused"}, "LONG_SWEEP")
     assert spec.expected_trials() == 8
     cfg = spec.run_config({"threshold": 0.3, "seed": 0})
     # 100,000 generated positives x 5 cells, 10 + 5 x 5 epochs: the work behind "a minute"

@@ -29,12 +29,13 @@ from suite.dashboard import (
     build_dashboard,
     cmd_dashboard,
     load_spec,
+    load_view,
+    parse_summary_md,
     publish_command,
     register_cli,
     spec_json,
 )
 from suite.dashboard.panels import build_report, build_workspace
-from suite.dashboard.view import load_view, parse_summary_md
 
 REPO = Path(__file__).resolve().parents[1]
 

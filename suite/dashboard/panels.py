@@ -8,13 +8,14 @@ is `<objective>.<mode>`: the trial at its best term, as the summary tables rank 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import wandb_workspaces.reports.v2 as wr
 import wandb_workspaces.workspaces as ws
 from wandb_workspaces import expr
 
-from suite.dashboard.view import SweepView
+if TYPE_CHECKING:  # annotations only: the package imports this module when it builds
+    from suite.dashboard import SweepView
 
 # Reference runs (baselines) are drawn in grey, so they read as references, not contenders.
 BASELINE_COLOR = "#888888"

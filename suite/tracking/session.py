@@ -1,9 +1,8 @@
 """W&B's mode, credentials and folders for a sweep, and the one place runs are started.
 
-Shared by the trial runs (`suite.tracking.trials`) and the summary run
-(`suite.tracking.summary_run`): which mode to use, where wandb writes, whether online works
-with the credentials in effect (probed once per process), and how to keep each run's offline
-folder the only one that `wandb sync` uploads.
+Shared by the trial runs and the summary run (`suite.tracking`): which mode to use, where
+wandb writes, whether online works with the credentials in effect (probed once per process),
+and how to keep each run's offline folder the only one that `wandb sync` uploads.
 """
 
 from __future__ import annotations
