@@ -84,6 +84,11 @@ class DataConfig(_Strict):
         """True for the built-in generator."""
         return self.source == "synthetic-influencer"
 
+    def key(self) -> tuple:
+        """The identity of the dataset: its source and load settings (two configs with the
+        same key load the same interactions, so a sweep loads and ships it once)."""
+        return (self.source, tuple(sorted(self.load_kwargs().items())))
+
     def load_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for `ocfb.data.load_source`."""
         if self.is_synthetic:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import math
 import platform
@@ -251,11 +252,11 @@ def run_training(
 
     from ocfb import data as D
     from ocfb.algorithm import best_record
+    from ocfb.runs import make_run
     from suite.results import applicable_data, write_json, write_parquet
-    from suite.trainable import make_run
 
     inter = data if data is not None else D.load_source(cfg.data.source, **cfg.data.load_kwargs())
-    run = make_run(cfg, inter, str(out / "splits"))
+    run = make_run(cfg, inter, cache_dir=str(out / "splits"))
     objective = cfg.selection_metric
     started = time.time()
     cols = ["term", "n_replaced", "err_mean", "train_loss", objective]
@@ -406,26 +407,31 @@ def _sweep_parsers(sub: Subcommands) -> None:
 # -- entry point ------------------------------------------------------------------------------
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full argument parser: every subcommand sets its handler as `func`."""
-    from suite.bench import register_cli as register_bench_cli
-    from suite.dashboard import register_cli as register_dashboard_cli
-    from suite.summary.compare import register_cli as register_compare_cli
+# Subcommands whose own module registers their parser (`register_cli`). Only the one being run
+# is imported: a sweep's driver never loads the bench, dashboards or cross-sweep comparison
+# (wandb_workspaces alone is 3.1 s of imports). `--help` or an unknown command loads them all.
+REGISTERED_ELSEWHERE = {"dashboard": "suite.dashboard", "bench": "suite.bench",
+                        "compare": "suite.summary.compare"}
 
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser: every subcommand sets its handler as `func`. With `command`, one of
+    REGISTERED_ELSEWHERE is registered only when it is the command (None: all of them)."""
     p = argparse.ArgumentParser(prog="ocfb-suite", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
     _data_parser(sub)
     _train_parser(sub)
     _sweep_parsers(sub)
-    register_dashboard_cli(sub)
-    register_bench_cli(sub)
-    register_compare_cli(sub)
+    for name, module in REGISTERED_ELSEWHERE.items():
+        if command is None or command == name or command not in sub.choices:
+            importlib.import_module(module).register_cli(sub)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point; returns the exit code."""
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv[0] if argv else None).parse_args(argv)
     return int(args.func(args))
 
 

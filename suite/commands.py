@@ -108,13 +108,12 @@ def run_sweep(spec: SweepSpec, out: Path, datasets: dict[tuple, Any], *, mode: s
     _tune_env()
     if not restore:
         _new_sweep_json(spec, out, mode=mode, address=address, smoke=smoke, verbose=verbose)
-    writer = ResultsWriter(out, spec, verbose=verbose, resume=restore)
-    writer.on_write_error = lambda _msg: os.kill(os.getpid(), signal.SIGINT)
     # the summary's libraries (scipy.stats, statsmodels, matplotlib: 1.5 s in a driver that
     # holds Ray and torch) are imported on a thread while the last trials run, as slots fall
     # idle, instead of after them; joined before the summary so no import runs twice at once
     warm = threading.Thread(target=_summary_imports, name="summary-imports", daemon=True)
-    writer.on_all_started = warm.start
+    writer = ResultsWriter(out, spec, verbose=verbose, resume=restore, on_all_started=warm.start,
+                           on_write_error=lambda _msg: os.kill(os.getpid(), signal.SIGINT))
     session = tuner.SweepSession(writer, _wandb_callbacks(spec, out, mode, writer))
     before = own_children()
     connected_before = tuner.ray_connected()

@@ -128,7 +128,7 @@ def check_output(out: Path, flag: str = "--out") -> None:
 
 
 def load_datasets(spec: SweepSpec) -> dict[tuple, Any]:
-    """Every distinct dataset the sweep's trials use, loaded once, keyed by `data_key`.
+    """Every distinct dataset the sweep's trials use, loaded once, keyed by `DataConfig.key()`.
 
     Synthetic data follows the run's seed unless `data_seed` is set, so there is one dataset
     per seed then; a file is one dataset.
@@ -138,7 +138,7 @@ def load_datasets(spec: SweepSpec) -> dict[tuple, Any]:
     out: dict[tuple, Any] = {}
     for seed in spec.seeds:
         dc = spec.run_config({"seed": seed}).data
-        key = data_key(dc)
+        key = dc.key()
         if key in out:
             continue
         try:
@@ -150,11 +150,6 @@ def load_datasets(spec: SweepSpec) -> dict[tuple, Any]:
             print(f"note: {dc.source}: {dup:,} duplicate (user, item) rows merged; "
                   f"{len(out[key]):,} distinct interactions remain", file=sys.stderr)
     return out
-
-
-def data_key(dc: Any) -> tuple:
-    """The identity of a dataset: its source and load settings."""
-    return (dc.source, tuple(sorted(dc.load_kwargs().items())))
 
 
 def _places(spec: SweepSpec, key: str, default: Any) -> list[tuple[str, Any]]:
@@ -279,7 +274,7 @@ def check_memory(spec: SweepSpec, datasets: dict[tuple, Any], limit: int, where:
     shapes = {key: data_shape(d) for key, d in datasets.items()}
     worst: dict[str, tuple[int, str]] = {}
     for cfg in sampled_configs(spec):
-        shape = shapes.get(data_key(cfg.data)) or next(iter(shapes.values()))
+        shape = shapes.get(cfg.data.key()) or next(iter(shapes.values()))
         need, detail = trial_memory(cfg, shape)
         if need > worst.get(cfg.model, (0, ""))[0]:
             worst[cfg.model] = (need, detail)
@@ -330,7 +325,7 @@ def sweep_disk_bytes(spec: SweepSpec, datasets: dict[tuple, Any]) -> tuple[int, 
     from ocfb.footprint import checkpoint_bytes
 
     shapes = {key: data_shape(d) for key, d in datasets.items()}
-    ckpt = max((checkpoint_bytes(c, *(shapes.get(data_key(c.data))
+    ckpt = max((checkpoint_bytes(c, *(shapes.get(c.data.key())
                                       or next(iter(shapes.values()))))
                 for c in sampled_configs(spec)), default=64 * 1024)
     trials = spec.expected_trials() or spec.tune_num_samples()

@@ -150,7 +150,8 @@ class ResultsWriter:
     """
 
     def __init__(self, out_dir: Path, spec: SweepSpec, *, verbose: bool = True,
-                 resume: bool = False) -> None:
+                 resume: bool = False, on_write_error: Callable[[str], None] | None = None,
+                 on_all_started: Callable[[], None] | None = None) -> None:
         self.out = out_dir
         self.spec = spec
         self.verbose = verbose
@@ -160,9 +161,10 @@ class ResultsWriter:
         self.trials: dict[str, dict[str, Any]] = {}
         self.finished = 0
         self.write_error: str | None = None
-        self.on_write_error: Callable[[str], None] | None = None
+        # told once when results can no longer be written (the driver stops the sweep)
+        self.on_write_error = on_write_error
         # called once, when the last expected trial starts (the sweep's tail begins)
-        self.on_all_started: Callable[[], None] | None = None
+        self.on_all_started = on_all_started
         self._last_flush = 0.0
         self.ended_before: set[str] = set()  # resume: trials already ended (its closing count)
         if resume:

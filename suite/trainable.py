@@ -20,28 +20,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ocfb.config import RunConfig
+from ocfb.runs import STATE_FILE, make_run
 
 if TYPE_CHECKING:
     from suite.spec import SweepSpec
 
-STATE_FILE = "ocfb_state.pt"
 # Set by tests to count trial starts (one marker file per start or restore).
 START_MARKER_ENV = "OCFB_TRIAL_START_DIR"
-
-
-def make_run(cfg: RunConfig, data: Any, cache_dir: str | None) -> Any:
-    """The run for a config: `ocfb.runs.make_run` (an OCF-B loop or a reference baseline)."""
-    from ocfb.runs import make_run as _make_run
-
-    return _make_run(cfg, data, cache_dir=cache_dir)
 
 
 def data_for(cfg: RunConfig, datasets: dict[tuple, Any] | None) -> Any:
     """The trial's interactions: the copy the driver shipped through the object store (so a
     worker node needs no data file), else loaded here (a trial started outside a sweep)."""
-    from suite.preflight import data_key
-
-    key = data_key(cfg.data)
+    key = cfg.data.key()
     if datasets and key in datasets:
         return datasets[key]
     from ocfb.data import load_source
@@ -143,7 +134,7 @@ def make_trainable(spec: SweepSpec, cache_dir: str | None = None):
         cfg = _device_for_share(spec.run_config(config))
         # one intra-op thread pool per CPU share, so concurrent trials do not oversubscribe
         torch.set_num_threads(_cpu_share())
-        run = make_run(cfg, data_for(cfg, datasets), _splits_dir(cache_dir))
+        run = make_run(cfg, data_for(cfg, datasets), cache_dir=_splits_dir(cache_dir))
         ckpt = tune.get_checkpoint()
         if ckpt is not None:
             with ckpt.as_directory() as d:

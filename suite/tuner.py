@@ -105,16 +105,13 @@ def history_from_checkpoint(trial: Any) -> list[dict[str, Any]]:
     """The loop's records in the trial's last checkpoint: terms reported to a driver that was
     killed before flushing them are recovered from there (never from W&B files)."""
     try:
-        import torch
-
-        from suite.trainable import STATE_FILE
+        from ocfb.runs import load_history
 
         ckpt = trial.checkpoint
         if ckpt is None:
             return []
         with ckpt.as_directory() as d:
-            state = torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=False)
-        return list(state.get("history", []))
+            return load_history(d)
     except Exception:  # no checkpoint, or unreadable: the reported terms stand as they are
         return []
 
@@ -281,14 +278,14 @@ def trial_resources(spec: SweepSpec, datasets: dict[tuple, Any]) -> Any:
     """Per trial: its CPUs and GPUs, and its memory estimate as Ray's `memory` resource, so
     Ray never co-schedules trials that together exceed a node (two 17.6k-item EASE fits
     at 2 GiB each run side by side on 24 GiB; a 40k-item one runs alone or not at all)."""
-    from suite.preflight import data_key, data_shape, trial_memory
+    from suite.preflight import data_shape, trial_memory
 
     shapes = {key: data_shape(d) for key, d in datasets.items()}
     cpus, gpus = spec.resources.cpus, spec.resources.gpus
 
     def request(config: dict[str, Any]) -> tune.PlacementGroupFactory:
         cfg = spec.run_config(config)
-        shape = shapes.get(data_key(cfg.data)) or next(iter(shapes.values()))
+        shape = shapes.get(cfg.data.key()) or next(iter(shapes.values()))
         bundle = {"CPU": cpus, "memory": trial_memory(cfg, shape)[0]}
         if gpus:
             bundle["GPU"] = gpus
@@ -405,7 +402,12 @@ def end_missed_trials(spec: SweepSpec, out: Path, writer: ResultsWriter) -> list
 
 
 def unreadable_state_files(spec: SweepSpec, out: Path) -> list[Path]:
-    """Ray experiment-state JSON files that do not parse (a full disk or a kill mid-write)."""
+    """Ray experiment-state JSON files that do not parse (a full disk or a kill mid-write).
+
+    The one place the suite reads Ray's own files: no public Ray call says that a state file
+    is truncated (Tuner.restore prints a JSONDecodeError traceback and falls back to an older
+    one). Checked against Ray 2.60's names, `experiment_state-<timestamp>.json`; the slow S3
+    test (tests/test_object_store.py) fails if Ray stops writing them."""
     import json
 
     path = experiment_path(spec, out)

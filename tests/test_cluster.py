@@ -72,6 +72,26 @@ def _hide_when_loaded(data: Path, out: Path, proc: subprocess.Popen,
     return hidden, time.time()
 
 
+def _cluster_sweep_file(path: Path, data: Path, out: Path) -> Path:
+    """Four one-CPU MLP trials over `data` (a file only the driver's folder holds)."""
+    path.write_text(yaml.safe_dump({
+        "name": "cluster",
+        "data": {"source": str(data), "user_col": "user", "item_col": "item",
+                 "timestamp_col": "ts"},
+        "protocol": "holdout",
+        "fixed": {"model": "mlp", "terms": 3, "epochs": 8, "epochs_per_term": 2,
+                  "full_ranking": "off"},
+        "space": {"threshold": {"grid": [0.3, 0.5, 0.7, 0.9]}},
+        "seeds": [0],
+        "search": {"algorithm": "grid"},
+        "objective": {"metric": "val_hr@10", "mode": "max"},
+        "resources": {"cpus": 1},
+        "wandb": {"mode": "disabled"},
+        "output": str(out),
+    }))
+    return path
+
+
 @pytest.mark.slow
 def test_sweep_on_two_node_cluster_without_the_data_file(tmp_path: Path) -> None:
     before = set(_procs())
@@ -95,22 +115,7 @@ def test_sweep_on_two_node_cluster_without_the_data_file(tmp_path: Path) -> None
         subprocess.run([RAY, "start", f"--address=127.0.0.1:{port}", *common], env=env,
                        cwd=worker_dir, check=True, capture_output=True, timeout=120)
         out = tmp_path / "out"
-        cfg = tmp_path / "cluster.yaml"
-        cfg.write_text(yaml.safe_dump({
-            "name": "cluster",
-            "data": {"source": str(data), "user_col": "user", "item_col": "item",
-                     "timestamp_col": "ts"},
-            "protocol": "holdout",
-            "fixed": {"model": "mlp", "terms": 3, "epochs": 8, "epochs_per_term": 2,
-                      "full_ranking": "off"},
-            "space": {"threshold": {"grid": [0.3, 0.5, 0.7, 0.9]}},
-            "seeds": [0],
-            "search": {"algorithm": "grid"},
-            "objective": {"metric": "val_hr@10", "mode": "max"},
-            "resources": {"cpus": 1},
-            "wandb": {"mode": "disabled"},
-            "output": str(out),
-        }))
+        cfg = _cluster_sweep_file(tmp_path / "cluster.yaml", data, out)
         proc = subprocess.Popen([sys.executable, "-m", "suite.cli", "sweep", str(cfg),
                                  "--address", f"127.0.0.1:{port}"], env=env, cwd=REPO,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

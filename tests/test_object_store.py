@@ -187,7 +187,13 @@ def test_s3_storage_kill_resume_equals_local(tmp_path: Path, s3_env: dict[str, s
         assert sum(s.startswith(tid) for s in starts) == 1, starts
     assert any("-from0-" not in s for s in starts), f"nothing resumed from a checkpoint: {starts}"
 
-    # Ray's experiment state and every trial's checkpoints are in the bucket, one folder a trial
+    _assert_bucket_holds_ray_state(s3_env, trials)
+    _assert_equals_uninterrupted_local_sweep(tmp_path, env, temp, trials)
+
+
+def _assert_bucket_holds_ray_state(s3_env: dict[str, str], trials: pd.DataFrame) -> None:
+    """Ray's experiment state and every trial's checkpoints are in the bucket, one folder a
+    trial, each with its last term's checkpoint."""
     keys = _keys(s3_env, f"ray/{NAME}/")
     top = {k.split("/")[2] for k in keys}
     assert any(n.startswith("experiment_state") and n.endswith(".json") for n in top), top
@@ -200,7 +206,11 @@ def test_s3_storage_kill_resume_equals_local(tmp_path: Path, s3_env: dict[str, s
         last = f"checkpoint_{SMOKE['terms']:06d}"
         assert any(k.endswith(f"{own[0]}/{last}/ocfb_state.pt") for k in keys), (tid, last)
 
-    # equal to the same sweep on local storage, uninterrupted
+
+
+def _assert_equals_uninterrupted_local_sweep(tmp_path: Path, env: dict[str, str], temp: str,
+                                             trials: pd.DataFrame) -> None:
+    """The resumed S3 sweep's results equal the same sweep run on local storage, uninterrupted."""
     ref_out = tmp_path / "local"
     ref_cfg = _sweep_file(tmp_path / "local.yaml", ref_out, NAME + "-local")
     p = subprocess.run([*CLI, "sweep", str(ref_cfg), "--smoke", "--out", str(ref_out),

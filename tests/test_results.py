@@ -224,8 +224,10 @@ child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
 grandchild_parent = subprocess.Popen([sys.executable, "-c",
     "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', "
     "'import time; time.sleep(120)']); time.sleep(120)"])
-from suite.folders import own_children, start_reaper
-time.sleep(1.0)
+from suite.folders import descendants, own_children, start_reaper
+deadline = time.time() + 30  # until the grandchild exists (a Python start-up, ~0.1 s)
+while len(descendants({grandchild_parent.pid})) < 2 and time.time() < deadline:
+    time.sleep(0.02)
 start_reaper(own_children())
 print(child.pid, grandchild_parent.pid, flush=True)
 time.sleep(120)
@@ -242,7 +244,8 @@ def test_reaper_kills_what_a_killed_driver_started_and_nothing_else(tmp_path: Pa
         roots = {int(x) for x in driver.stdout.readline().split()}
         started = descendants(roots)
         assert len(started) == 3  # two children and one grandchild
-        time.sleep(1.0)  # the reaper's first look at the tree
+        # no wait for the reaper's first look: a reaper that finds the driver already gone
+        # still reads the tree below the roots it was given, which outlive the driver
         driver.kill()
         driver.wait()
         deadline = time.time() + 10
