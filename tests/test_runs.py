@@ -62,3 +62,26 @@ def test_one_frozen_split_scores_any_model_on_the_same_candidates(
     for key in ("test_hr@10", "test_ndcg@10", "test_full_hr@10", "test_auc"):
         assert got[key] == pytest.approx(rec[key], abs=1e-12), key  # calibration keeps order
     assert np.isfinite(rec["test_full_hr@10"])
+
+
+@pytest.mark.parametrize("model", ["gmf", "ease"])
+def test_load_history_reads_the_saved_records_without_building_the_run(
+        model: str, small: Interactions, tmp_path) -> None:
+    from ocfb.runs import STATE_FILE, load_history
+
+    run = make_run(cfg(model=model, terms=2), small)
+    run.step()
+    run.save(tmp_path / STATE_FILE)
+    got = load_history(tmp_path)
+    assert [r["term"] for r in got] == [0] and repr(got) == repr(run.history)  # NaN: repr
+    list(run)  # the rest of the run: a later save holds every term, in order
+    run.save(tmp_path / STATE_FILE)
+    assert [r["term"] for r in load_history(tmp_path)] == [r["term"] for r in run.history]
+    with pytest.raises(FileNotFoundError):
+        load_history(tmp_path / "nothing-here")
+
+
+def test_data_key_is_the_source_and_its_load_settings() -> None:
+    a, b = cfg().data, cfg(data={"n_users": 50}).data
+    assert a.key() == cfg().data.key() and a.key() != b.key()
+    assert a.key()[0] == "synthetic-influencer" and dict(a.key()[1]) == a.load_kwargs()
