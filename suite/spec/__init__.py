@@ -7,21 +7,21 @@ same rules as `ocfb-suite train`, but before Ray starts). All problems are repor
 per line, as `FILE: key.path: what is wrong`.
 
 The package, one concept per module, each importing only those above it (no cycles):
-- `errors`: SpecError and the one problem format.
-- `vocabulary`: the file's blocks, search dimensions and keys (derived from RunConfig), metric
-  names, the tune-then-confirm block and the baselines' default search spaces.
-- `combos`: RunConfig's verdict on values, per-model sub-spaces, grid points, duplicates.
-- `rules`: every rule (one block, across blocks, tune-then-confirm) as problem lines.
-- `schema`: `SweepSpec` (its validators call `rules`) and what it runs; `validate`.
-- `loader`: YAML and `load_sweep`.
-- `search_space`: Ray's param_space, the only module that imports Ray (lazily).
+- `vocabulary`: the file's words (blocks, search dimensions, keys derived from RunConfig, metric
+  names, the tune-then-confirm block, the baselines' default search spaces) and its one error
+  format (SpecError, problem lines).
+- `search_space`: the searched space: its axes, per-model sub-spaces, every combination of its
+  values and RunConfig's verdict on them (invalid combinations, wasted keys, duplicate runs),
+  grid points, and Ray's param_space (the only module that imports Ray, lazily; it names
+  `SweepSpec` for type checking only).
+- `rules`: every other rule (one block, across blocks, tune-then-confirm) as problem lines.
+- `schema`: `SweepSpec` (its validators call `rules`) and what it runs; reading it from YAML
+  (`load_sweep`, `SweepSpec.from_yaml`).
 
 Importing this package imports neither Ray nor torch.
 """
 
-from suite.spec.errors import SpecError
-from suite.spec.loader import load_sweep
-from suite.spec.schema import SweepSpec
+from suite.spec.schema import SweepSpec, load_sweep
 from suite.spec.search_space import param_space
 from suite.spec.vocabulary import (
     BUDGET_COLUMN,
@@ -42,6 +42,7 @@ from suite.spec.vocabulary import (
     SchedulerConfig,
     SearchConfig,
     SearchDim,
+    SpecError,
     TunePerModelConfig,
     UniformDim,
     WandbConfig,

@@ -1,11 +1,12 @@
 """Every rule of a sweep file, each returning problem lines that name their key path: the
 rules of one block, the rules across blocks (every combination of search values is a valid run,
-no searched key is wasted, no two grid points are the same run, ASHA's grace period fits the
-terms, a cuda device has a GPU share) and those of tune-then-confirm.
+no searched key is wasted, no two grid points are the same run: `search_space` finds those;
+ASHA's grace period fits the terms, a cuda device has a GPU share) and those of
+tune-then-confirm.
 
-`schema.SweepSpec`'s validators call these; a value is judged by `RunConfig` itself wherever it
-becomes a run parameter, so a sweep fails with the same rules as `ocfb-suite train`, but before
-Ray starts.
+`schema.SweepSpec`'s validators call these (those of the last section take the fields validated
+so far); a value is judged by `RunConfig` itself wherever it becomes a run parameter, so a sweep
+fails with the same rules as `ocfb-suite train`, but before Ray starts.
 """
 
 from __future__ import annotations
@@ -15,13 +16,20 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ocfb.config import MAX_SEED, RunConfig
-from ocfb.names import MODELS, PROTOCOLS, default_objective, is_test_metric
-from suite.spec import combos as cb
-from suite.spec.combos import model_axis, run_errors
-from suite.spec.errors import got, hint, join, pydantic_lines, short
+from ocfb.config import MAX_SEED, DataConfig, RunConfig
+from ocfb.names import MODELS, default_objective, is_test_metric
+from suite.spec.search_space import (
+    Space,
+    combination_lines,
+    duplicate_lines,
+    model_axis,
+    protocol_axis,
+    run_errors,
+    sub_spaces,
+    terms_values,
+    with_baseline_spaces,
+)
 from suite.spec.vocabulary import (
-    BASELINE_SPACES,
     DIM_CLASSES,
     DIM_KINDS,
     FIXED_KEYS,
@@ -32,8 +40,15 @@ from suite.spec.vocabulary import (
     SEARCHABLE,
     STORAGE_SCHEMES,
     Dim,
+    ObjectiveConfig,
     TunePerModelConfig,
+    field_names,
+    got,
+    hint,
+    join,
     produced_metrics,
+    pydantic_lines,
+    short,
 )
 
 Lines = list[str]
@@ -281,14 +296,6 @@ def check_objective(metric: Any, protocols: list[str], full_ranking: str) -> Lin
     return []
 
 
-def protocol_axis(protocol: Any, space: dict[str, Dim]) -> list[str]:
-    """The protocols a sweep runs: the searched ones, else the top-level one."""
-    dim = space.get("protocol")
-    if dim is not None:
-        return [p for p in dim.candidates() if p in PROTOCOLS] or [str(protocol)]
-    return [protocol] if protocol in PROTOCOLS else []
-
-
 _URI = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
 
@@ -327,71 +334,7 @@ def check_pivots(v: Any) -> Lines:
 # -- across blocks ------------------------------------------------------------------------------
 
 
-def combination_lines(
-    base: dict[str, Any], fixed: dict[str, Any], spaces: list[cb.Space], smoke: dict | None,
-) -> list[str]:
-    """RunConfig's cross-field rules over every combination (each sub-space), the same with the
-    smoke overrides, and searched keys that apply to no run at all (issue 15: threshold with
-    dns only)."""
-    lines: list[str] = []
-    applied: set[str] = set()
-    total = 0
-    for sub in spaces:
-        found, app = cb.combination_problems(base, fixed, sub)
-        lines += [line for line in found if line not in lines]
-        applied |= app
-        total += len(list(_bounded(sub)))
-    if not lines and total <= cb.MAX_COMBOS:
-        lines += _wasted_keys(base, fixed, spaces, applied)
-    if smoke is not None and not lines:
-        for sub in spaces:
-            kept = {k: d for k, d in sub.items() if k not in smoke}
-            found, _ = cb.combination_problems(base, {**fixed, **smoke}, kept, limit=1)
-            lines += [f"smoke: with the smoke overrides, {p}" for p in found]
-    return lines
-
-
-def _bounded(space: cb.Space) -> Any:
-    import itertools
-
-    return itertools.islice(cb.combos(space, discrete_only=False), cb.MAX_COMBOS + 1)
-
-
-def _wasted_keys(
-    base: dict[str, Any], fixed: dict[str, Any], spaces: list[cb.Space], applied: set[str]
-) -> list[str]:
-    """Searched keys that no run of the sweep reads: every value repeats the same runs."""
-    out = []
-    for key in dict.fromkeys(k for s in spaces for k in s):
-        if key in applied or key == "model":
-            continue
-        sub = next(s for s in spaces if key in s)
-        first = next(cb.combos(sub, discrete_only=False))
-        reason = RunConfig.model_validate({**base, **fixed, **first}).inapplicable_keys()
-        why = reason.get(key, f"{key} does not apply")
-        out.append(f"space.{key}: {why}, and no run of this sweep uses it; searching it only "
-                   "repeats the same runs (drop it, or add a model / strategy that uses it)")
-    return out
-
-
-def duplicate_lines(base: dict[str, Any], spaces: list[cb.Space], drop: bool) -> list[str]:
-    """Grid points that are the same run: refused (naming them) unless `drop` is set."""
-    if drop or cb.n_grid_points(spaces) > cb.MAX_POINTS:
-        return []
-    points = cb.grid_points(spaces)
-    groups = cb.duplicate_groups(base, points)
-    return cb.describe_duplicates(base, points, groups) if groups else []
-
-
-def terms_values(fixed: dict[str, Any], spaces: list[cb.Space]) -> list[int]:
-    """Every term count the sweep can run (RunConfig's default when terms is not set)."""
-    out = [int(v) for s in spaces if "terms" in s for v in s["terms"].candidates()]
-    if not out or any("terms" not in s for s in spaces):
-        out.append(int(fixed.get("terms", RunConfig.model_fields["terms"].default)))
-    return out
-
-
-def scheduler_lines(scheduler: Any, fixed: dict[str, Any], spaces: list[cb.Space]) -> list[str]:
+def scheduler_lines(scheduler: Any, fixed: dict[str, Any], spaces: list[Space]) -> list[str]:
     """ASHA counts terms, so its grace period must fit the largest term count."""
     if scheduler is None or scheduler.type != "asha":
         return []
@@ -415,34 +358,7 @@ def device_lines(resources: Any, fixed: dict[str, Any]) -> list[str]:
     return []
 
 
-def dims_of(key: str, space: dict[str, Dim], per_model: dict[str, dict[str, Dim]]) -> list[
-        tuple[str, Dim]]:
-    """(path, dim) of every place a key is searched: the shared space and each sub-space."""
-    out = [(f"space.{key}", space[key])] if key in space else []
-    out += [(f"per_model.{m}.{key}", sub[key]) for m, sub in per_model.items() if key in sub]
-    return out
-
-
 # -- tune-then-confirm ----------------------------------------------------------------------------
-
-
-def with_baseline_spaces(raw: Any) -> Any:
-    """The raw sweep mapping with `BASELINE_SPACES` for EASE / ALS on the model axis that have
-    no `per_model` entry (only when `tune_per_model` is given)."""
-    if not isinstance(raw, dict) or not isinstance(raw.get("tune_per_model"), dict):
-        return raw
-    space, fixed = raw.get("space"), raw.get("fixed")
-    models: list[Any] = []
-    if isinstance(space, dict) and isinstance(space.get("model"), dict):
-        models = list(space["model"].get("grid") or [])
-    elif isinstance(fixed, dict):
-        models = [fixed.get("model")]
-    per_model = raw.get("per_model") or {}
-    if not isinstance(per_model, dict):
-        return raw
-    added = {m: BASELINE_SPACES[m] for m in models
-             if isinstance(m, str) and m in BASELINE_SPACES and m not in per_model}
-    return {**raw, "per_model": {**per_model, **added}} if added else raw
 
 
 def check_tuning(tpm: TunePerModelConfig, seeds: list[int] | None, search: Any) -> list[str]:
@@ -483,3 +399,89 @@ def objective_lines(metric: Any) -> list[str]:
         return [f"objective.metric: tune_per_model confirms each family's validation argmax; "
                 f"{metric!r} is not a validation metric (e.g. val_hr@10)"]
     return []
+
+
+# -- the blocks over the fields validated so far (what SweepSpec's validators call) ---------------
+
+
+class ProtocolConflict:
+    """A top-level protocol given while protocol is also searched (reported by its validator)."""
+
+
+def prepared(raw: Any) -> Any:
+    """The raw sweep mapping as the validators judge it: baseline spaces added, and a top-level
+    protocol that is also searched replaced by a `ProtocolConflict`."""
+    raw = with_baseline_spaces(raw)
+    if isinstance(raw, dict) and "protocol" in raw and isinstance(raw.get("space"), dict) \
+            and "protocol" in raw["space"]:
+        raw = {**raw, "protocol": ProtocolConflict()}
+    return raw
+
+
+def base_values(d: dict[str, Any]) -> dict[str, Any]:
+    """RunConfig values shared by every trial, from the fields validated so far."""
+    seeds = d.get("seeds") or [0]
+    return {"data": d.get("data", DataConfig()), "protocol": d.get("protocol", "holdout"),
+            "seed": seeds[0]}
+
+
+def space_block(v: Any, d: dict[str, Any]) -> tuple[dict[str, Dim], Lines]:
+    """The `space` block over the fields validated so far: its dims and problems."""
+    search = d.get("search")
+    base = {**base_values(d), **d.get("fixed", {})}
+    return check_space(v, "space", d.get("fixed", {}), base, search.algorithm if search else None)
+
+
+def per_model_block(v: Any, d: dict[str, Any]) -> tuple[dict[str, dict[str, Dim]], Lines]:
+    """The `per_model` block over the fields validated so far: its sub-spaces and problems
+    (none until the space is valid), with tune-then-confirm's rules on the family spaces."""
+    if "space" not in d or "fixed" not in d:
+        return {}, []  # judged once the space is valid
+    search = d.get("search")
+    base = {**base_values(d), **d["fixed"]}
+    algorithm = search.algorithm if search else None
+    # absent from d = given but invalid (reported already): judge as if tuned
+    tuned = d.get("tune_per_model", True) is not None
+    if tuned and algorithm == "optuna":
+        algorithm = "random"  # one flat Optuna search per family: sub-spaces are fine
+    subs, lines = check_per_model(v, d["space"], d["fixed"], base, algorithm)
+    if tuned:
+        lines += space_lines(d["space"], subs)
+    return subs, lines
+
+
+def objective_block(v: Any, d: dict[str, Any]) -> tuple[Any, Lines]:
+    """The `objective` block with its defaults, and its problems over the fields validated so
+    far; ValueError for something other than a mapping."""
+    if v is not None and not isinstance(v, dict):
+        raise ValueError(f"expected a mapping with keys "
+                         f"{', '.join(field_names(ObjectiveConfig))} (got {short(v)})")
+    protocols = protocol_axis(d.get("protocol"), d.get("space", {}))
+    obj = objective_defaults(v, protocols)
+    fixed = d.get("fixed", {})
+    schedule = RunConfig.model_validate({"full_ranking": fixed.get(
+        "full_ranking", RunConfig.model_fields["full_ranking"].default)}).full_ranking
+    lines = check_objective(obj.get("metric"), protocols, schedule)
+    if d.get("tune_per_model") is not None:
+        lines += objective_lines(obj.get("metric"))
+    chosen = fixed.get("select_metric")
+    if chosen is not None and chosen != obj.get("metric"):
+        lines.append(f"fixed.select_metric: {chosen!r} differs from objective.metric "
+                     f"{obj.get('metric')!r}; the sweep's objective is what trials select on")
+    return obj, lines
+
+
+def cross_block_lines(drop: bool, d: dict[str, Any]) -> Lines:
+    """The rules across blocks, over every block validated so far; `drop`: drop_duplicates."""
+    fixed = d.get("fixed")
+    lines = device_lines(d.get("resources"), fixed or {})
+    if fixed is not None and "space" in d and "per_model" in d:
+        base = base_values(d)
+        spaces = sub_spaces(d["space"], d["per_model"], fixed)
+        lines += combination_lines(base, fixed, spaces, d.get("smoke"))
+        lines += scheduler_lines(d.get("scheduler"), fixed, spaces)
+        search = d.get("search")
+        if (not lines and search is not None and search.algorithm != "optuna"
+                and d.get("tune_per_model") is None):
+            lines += duplicate_lines({**base, **fixed}, spaces, drop)
+    return lines

@@ -1,7 +1,10 @@
-"""The sweep file as a pydantic model: `SweepSpec`, whose validators carry every rule (via
-`rules`), so building it is validating it (`SweepSpec.from_dict`, or `loader.load_sweep` for a
-file), and what it runs: each trial's RunConfig, grid points, axes, trial counts, the smoke
-version, the stage and budget of a tune-then-confirm trial.
+"""The sweep file as a pydantic model, and reading it from YAML.
+
+`SweepSpec`'s validators carry every rule (via `rules`), so building it is validating it
+(`SweepSpec.from_dict`; `load_sweep` / `SweepSpec.from_yaml` for a file: YAML with duplicate
+keys refused, the command line's overrides, every problem in one SpecError). It also knows what
+it runs: each trial's RunConfig, grid points, axes, trial counts, the smoke version, the stage
+and budget of a tune-then-confirm trial.
 
 pydantic validates fields in the order they are declared and hands each validator the fields
 validated so far (`info.data`): a block's rules that need another block (e.g. `fixed` needs
@@ -13,8 +16,10 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 from typing import Any
 
+import yaml
 from pydantic import (
     Field,
     PrivateAttr,
@@ -26,16 +31,7 @@ from pydantic import (
 
 from ocfb.config import DataConfig, RunConfig, make_run_config
 from ocfb.names import PROTOCOLS, SMOKE_SETTINGS, ProtocolName
-from suite.spec import combos, rules
-from suite.spec.errors import (
-    SpecError,
-    field_names,
-    format_problems,
-    hint,
-    problems_error,
-    pydantic_lines,
-    short,
-)
+from suite.spec import rules, search_space
 from suite.spec.vocabulary import (
     BUDGET_COLUMN,
     FIXED_BUDGET,
@@ -48,10 +44,16 @@ from suite.spec.vocabulary import (
     SearchConfig,
     SearchDim,
     Section,
+    SpecError,
     TunePerModelConfig,
     VerdictsConfig,
     WandbConfig,
+    format_problems,
+    hint,
     parse_layers,
+    problems_error,
+    pydantic_lines,
+    short,
 )
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -59,15 +61,11 @@ _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 DERIVED_KEYS = ("axes", "expected_trials")
 
 
-class _Conflict:
-    """A top-level protocol given while protocol is also searched (reported by its validator)."""
-
-
-def _base(d: dict[str, Any]) -> dict[str, Any]:
-    """RunConfig values shared by every trial, from the fields validated so far."""
-    seeds = d.get("seeds") or [0]
-    return {"data": d.get("data", DataConfig()), "protocol": d.get("protocol", "holdout"),
-            "seed": seeds[0]}
+def _passed(value: Any, lines: list[str]) -> Any:
+    """A validator's verdict: `value` if the rules found nothing, else one pydantic error."""
+    if lines:
+        raise problems_error(lines)
+    return value
 
 
 class SweepSpec(Section):
@@ -94,10 +92,9 @@ class SweepSpec(Section):
     # checkpoint every k terms (and always the last): cheaper sweeps, resume re-runs <= k-1 terms
     checkpoint_every: int = Field(1, ge=1)
     # ... and only once this many seconds passed since the trial's last checkpoint (the last term
-    # always checkpoints): a kill re-runs at most this much work plus one term per trial. With a
-    # checkpoint per term, quickstart's 0.6 s trials wrote 6 each, and Ray forced a save of the
-    # whole experiment state every `num_to_keep` (2) of them: 10.8 of the driver's 24.5 CPU-s
-    # at 114 trials (py-spy). 0 checkpoints at every `checkpoint_every`-th term.
+    # always; 0: every `checkpoint_every`-th term): a kill re-runs at most this much work plus one
+    # term per trial. A checkpoint per term made Ray save its whole experiment state every 2:
+    # 10.8 of the driver's 24.5 CPU-s at 114 quickstart trials (py-spy).
     checkpoint_interval_s: float = Field(30.0, ge=0, allow_inf_nan=False)
     fixed: dict[str, Any] = {}
     smoke: dict[str, Any] = Field(dict(SMOKE_SETTINGS), validate_default=True)
@@ -121,22 +118,54 @@ class SweepSpec(Section):
     __hash__ = None  # type: ignore[assignment]  # dict fields: a spec is not hashable
 
     @classmethod
-    def from_dict(cls, raw: Any, where: str = "<sweep>") -> SweepSpec:
-        """Validate a parsed sweep mapping fully; raise SpecError listing every problem.
+    def from_dict(cls, raw: Any, where: str = "<sweep>", *, derived_ok: bool = True) -> SweepSpec:
+        """Validate a parsed sweep mapping fully; raise one SpecError with every problem, one per
+        line, each naming its key path. `derived_ok`: drop the keys `to_json` derives (axes,
+        expected_trials), so its output (sweep.json) gives the spec back."""
+        if not isinstance(raw, dict):
+            raise SpecError(f"{where}: expected a mapping of sweep keys at the top level "
+                            f"(got {type(raw).__name__}); allowed keys: "
+                            f"{', '.join(cls.model_fields)}")
+        if derived_ok:
+            raw = {k: v for k, v in raw.items() if k not in DERIVED_KEYS}
+        for k in raw:  # pydantic's own text for an unknown key names no near miss
+            if not isinstance(k, str):
+                raise SpecError(f"{where}: {k!r}: keys must be text{hint(k, cls.model_fields)}")
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as err:
+            raise format_problems(pydantic_lines(err, "", cls), where) from None
 
-        Accepts `to_json` output: its derived keys (axes, expected_trials) are dropped."""
-        return validate(raw, where, derived_ok=True)
+    @classmethod
+    def from_yaml(
+        cls, path: str | Path, *, output: str | None = None, data_source: str | None = None,
+        drop_duplicates: bool | None = None, data: dict[str, Any] | None = None,
+    ) -> SweepSpec:
+        """Read a sweep YAML file, apply CLI overrides (output folder, data source file, the data
+        flags as `data` keys, `--drop-duplicates`) and validate it fully; raise SpecError (every
+        problem, one per line) before anything runs."""
+        p = Path(path)
+        raw = read_yaml(p)
+        if isinstance(raw, dict):
+            if output is not None:
+                raw["output"] = output
+            data = {**(data or {}), **({"source": data_source} if data_source is not None else {})}
+            if data:
+                block = raw.get("data")
+                if block is None:
+                    raw["data"] = data
+                elif isinstance(block, dict):
+                    raw["data"] = {**block, **data}
+            if drop_duplicates is not None:
+                raw["drop_duplicates"] = drop_duplicates
+        return cls.from_dict(raw, str(p), derived_ok=False)
 
     # -- validators (in field order) ----------------------------------------------------------
 
     @model_validator(mode="before")
     @classmethod
-    def _mark_protocol_conflict(cls, raw: Any) -> Any:
-        raw = rules.with_baseline_spaces(raw)
-        if isinstance(raw, dict) and "protocol" in raw and isinstance(raw.get("space"), dict) \
-                and "protocol" in raw["space"]:
-            raw = {**raw, "protocol": _Conflict()}
-        return raw
+    def _prepare(cls, raw: Any) -> Any:
+        return rules.prepared(raw)
 
     @field_validator("name", mode="before")
     @classmethod
@@ -148,7 +177,7 @@ class SweepSpec(Section):
     @field_validator("protocol", mode="before")
     @classmethod
     def _protocol(cls, v: Any) -> Any:
-        if isinstance(v, _Conflict):
+        if isinstance(v, rules.ProtocolConflict):
             raise ValueError("also searched in space.protocol; set one or the other")
         if v not in PROTOCOLS:
             raise ValueError(f"must be one of {', '.join(PROTOCOLS)} (got {short(v)})")
@@ -157,19 +186,13 @@ class SweepSpec(Section):
     @field_validator("seeds", mode="before")
     @classmethod
     def _seeds(cls, v: Any) -> Any:
-        lines = rules.check_seeds(v)
-        if lines:
-            raise problems_error(lines)
-        return v
+        return _passed(v, rules.check_seeds(v))
 
     @field_validator("tune_per_model", mode="after")
     @classmethod
     def _tune_per_model(cls, v: TunePerModelConfig | None, info: ValidationInfo) -> Any:
-        lines = rules.check_tuning(v, info.data.get("seeds"), info.data.get("search")) \
-            if v is not None else []
-        if lines:
-            raise problems_error(lines)
-        return v
+        return _passed(v, rules.check_tuning(v, info.data.get("seeds"), info.data.get("search"))
+                       if v is not None else [])
 
     @field_validator("max_concurrent_trials", mode="before")
     @classmethod
@@ -194,118 +217,50 @@ class SweepSpec(Section):
     @field_validator("storage_path", mode="before")
     @classmethod
     def _storage(cls, v: Any) -> Any:
-        lines = rules.check_storage(v)
-        if lines:
-            raise problems_error(lines)
-        return v
+        return _passed(v, rules.check_storage(v))
 
     @field_validator("fixed", mode="before")
     @classmethod
     def _fixed(cls, v: Any, info: ValidationInfo) -> Any:
-        lines = rules.check_run_params(v, "fixed", _base(info.data))
-        if lines:
-            raise problems_error(lines)
-        return dict(v)
+        return dict(_passed(v, rules.check_run_params(v, "fixed", rules.base_values(info.data))))
 
     @field_validator("smoke", mode="before")
     @classmethod
     def _smoke(cls, v: Any, info: ValidationInfo) -> Any:
-        lines = rules.check_run_params(v, "smoke", _base(info.data))
-        if lines:
-            raise problems_error(lines)
-        return {**SMOKE_SETTINGS, **v}
+        base = rules.base_values(info.data)
+        return {**SMOKE_SETTINGS, **_passed(v, rules.check_run_params(v, "smoke", base))}
 
     @field_validator("space", mode="before")
     @classmethod
     def _space(cls, v: Any, info: ValidationInfo) -> Any:
-        d = info.data
-        search = d.get("search")
-        base = {**_base(d), **d.get("fixed", {})}
-        dims, lines = rules.check_space(v, "space", d.get("fixed", {}), base,
-                                        search.algorithm if search else None)
-        if lines:
-            raise problems_error(lines)
-        return dims
+        return _passed(*rules.space_block(v, info.data))
 
     @field_validator("per_model", mode="before")
     @classmethod
     def _per_model(cls, v: Any, info: ValidationInfo) -> Any:
-        d = info.data
-        if "space" not in d or "fixed" not in d:
-            return {}  # judged once the space is valid
-        search = d.get("search")
-        base = {**_base(d), **d["fixed"]}
-        algorithm = search.algorithm if search else None
-        # absent from info.data = given but invalid (reported already): judge as if tuned
-        tuned = d.get("tune_per_model", True) is not None
-        if tuned and algorithm == "optuna":
-            algorithm = "random"  # one flat Optuna search per family: sub-spaces are fine
-        subs, lines = rules.check_per_model(v, d["space"], d["fixed"], base, algorithm)
-        if tuned:
-            lines += rules.space_lines(d["space"], subs)
-        if lines:
-            raise problems_error(lines)
-        return subs
+        return _passed(*rules.per_model_block(v, info.data))
 
     @field_validator("objective", mode="before")
     @classmethod
     def _objective(cls, v: Any, info: ValidationInfo) -> Any:
-        d = info.data
-        if v is not None and not isinstance(v, dict):
-            raise ValueError(f"expected a mapping with keys "
-                             f"{', '.join(field_names(ObjectiveConfig))} (got {short(v)})")
-        protocols = rules.protocol_axis(d.get("protocol"), d.get("space", {}))
-        obj = rules.objective_defaults(v, protocols)
-        fixed = d.get("fixed", {})
-        schedule = RunConfig.model_validate({"full_ranking": fixed.get(
-            "full_ranking", RunConfig.model_fields["full_ranking"].default)}).full_ranking
-        lines = rules.check_objective(obj.get("metric"), protocols, schedule)
-        if d.get("tune_per_model") is not None:
-            lines += rules.objective_lines(obj.get("metric"))
-        chosen = fixed.get("select_metric")
-        if chosen is not None and chosen != obj.get("metric"):
-            lines.append(f"fixed.select_metric: {chosen!r} differs from objective.metric "
-                         f"{obj.get('metric')!r}; the sweep's objective is what trials select on")
-        if lines:
-            raise problems_error(lines)
-        return obj
+        return _passed(*rules.objective_block(v, info.data))
 
     @field_validator("pivots", mode="before")
     @classmethod
     def _pivots(cls, v: Any) -> Any:
-        lines = rules.check_pivots(v)
-        if lines:
-            raise problems_error(lines)
-        return v
+        return _passed(v, rules.check_pivots(v))
 
     @field_validator("verdicts", mode="after")
     @classmethod
     def _verdicts(cls, v: VerdictsConfig | None, info: ValidationInfo) -> Any:
-        lines = rules.verdict_lines(v and v.metric, info.data.get("protocol"),
-                                    info.data.get("space", {}))
-        if lines:
-            raise problems_error(lines)
-        return v
+        return _passed(v, rules.verdict_lines(v and v.metric, info.data.get("protocol"),
+                                              info.data.get("space", {})))
 
     @field_validator("drop_duplicates", mode="after")
     @classmethod
     def _cross_block_rules(cls, v: bool, info: ValidationInfo) -> bool:
         # the last field: every block validated so far is in info.data
-        d = info.data
-        fixed = d.get("fixed")
-        lines = rules.device_lines(d.get("resources"), fixed or {})
-        if fixed is not None and "space" in d and "per_model" in d:
-            base = _base(d)
-            spaces = combos.sub_spaces(d["space"], d["per_model"], fixed)
-            lines += rules.combination_lines(base, fixed, spaces, d.get("smoke"))
-            lines += rules.scheduler_lines(d.get("scheduler"), fixed, spaces)
-            search = d.get("search")
-            if (not lines and search is not None and search.algorithm != "optuna"
-                    and d.get("tune_per_model") is None):
-                lines += rules.duplicate_lines({**base, **fixed}, spaces, v)
-        if lines:
-            raise problems_error(lines)
-        return v
+        return _passed(v, rules.cross_block_lines(v, info.data))
 
     # -- what the sweep runs --------------------------------------------------------------------
 
@@ -339,15 +294,15 @@ class SweepSpec(Section):
 
     def sub_spaces(self) -> list[dict[str, Dim]]:
         """The search space of each model (one space without `per_model`)."""
-        return combos.sub_spaces(self.space, self.per_model, self.fixed)
+        return search_space.sub_spaces(self.space, self.per_model, self.fixed)
 
     def grid_points(self) -> list[dict[str, Any]]:
         """The grid points the sweep runs, each once (duplicates dropped with drop_duplicates)."""
         if "points" not in self._cache:
-            points = combos.grid_points(self.sub_spaces())
+            points = search_space.grid_points(self.sub_spaces())
             if self.drop_duplicates:
                 base = {**self.base_config(), "seed": self.seeds[0]}
-                dropped = {i for g in combos.duplicate_groups(base, points) for i in g[1:]}
+                dropped = {i for g in search_space.duplicate_groups(base, points) for i in g[1:]}
                 points = [p for i, p in enumerate(points) if i not in dropped]
             self._cache["points"] = points
         return self._cache["points"]
@@ -367,13 +322,13 @@ class SweepSpec(Section):
             return False
         if self.per_model:
             return True
-        return self.drop_duplicates and len(self.grid_points()) < combos.n_grid_points(
+        return self.drop_duplicates and len(self.grid_points()) < search_space.n_grid_points(
             self.sub_spaces())
 
     def values_of(self, key: str) -> list[tuple[str, Any]]:
         """(where, value) for every value a key takes: its searched values, else the fixed
         value, else RunConfig's default (for pre-flight checks against the data)."""
-        places = rules.dims_of(key, self.space, self.per_model)
+        places = search_space.dims_of(key, self.space, self.per_model)
         if places:
             return [(f"{p}.{d.kind}[{i}]", v) for p, d in places
                     for i, v in enumerate(d.candidates())]
@@ -385,7 +340,7 @@ class SweepSpec(Section):
         """Config keys that vary between trials: searched keys (file order), then seed."""
         keys = dict.fromkeys(k for s in [self.space, *self.per_model.values()] for k in s)
         out = [k for k in keys if any(d.n_values() != 1 for _, d in
-                                      rules.dims_of(k, self.space, self.per_model))]
+                                      search_space.dims_of(k, self.space, self.per_model))]
         if self.per_model and "model" in self.space and "model" not in out:
             out.insert(0, "model")
         if len(self.seeds) > 1 or self.tune_per_model is not None:
@@ -424,7 +379,7 @@ class SweepSpec(Section):
 
     def max_terms(self) -> int:
         """The largest term count any trial runs (ASHA's max_t on the term axis)."""
-        return max(rules.terms_values(self.fixed, self.sub_spaces()))
+        return max(search_space.terms_values(self.fixed, self.sub_spaces()))
 
     def with_smoke(self) -> SweepSpec:
         """The `--smoke` version: smoke overrides become fixed (dropping searches over the same
@@ -452,7 +407,7 @@ class SweepSpec(Section):
 
     def families(self) -> list[str]:
         """The model families of the sweep (its model axis)."""
-        return combos.model_axis(self.space, self.fixed)
+        return search_space.model_axis(self.space, self.fixed)
 
     def budget_label(self, model: str) -> str:
         """"searched, N proposals", or "fixed defaults" for a family without a sub-space (and
@@ -482,19 +437,63 @@ class SweepSpec(Section):
         return out
 
 
-def validate(raw: Any, where: str = "<sweep>", *, derived_ok: bool = False) -> SweepSpec:
-    """Build the spec from a parsed mapping, or raise one SpecError with every problem, one per
-    line, each naming its key path. `derived_ok`: drop `to_json`'s derived keys (sweep.json)."""
-    if not isinstance(raw, dict):
-        raise SpecError(f"{where}: expected a mapping of sweep keys at the top level "
-                        f"(got {type(raw).__name__}); allowed keys: "
-                        f"{', '.join(SweepSpec.model_fields)}")
-    if derived_ok:
-        raw = {k: v for k, v in raw.items() if k not in DERIVED_KEYS}
-    for k in raw:  # pydantic's own text for an unknown key names no near miss
-        if not isinstance(k, str):
-            raise SpecError(f"{where}: {k!r}: keys must be text{hint(k, SweepSpec.model_fields)}")
+# -- reading a sweep file -------------------------------------------------------------------------
+
+
+class _Loader(yaml.SafeLoader):
+    """safe_load, plus: duplicate keys are an error (safe_load silently keeps the last one), and
+    1e-3 is a float (YAML 1.1 reads it as a string; YAML 1.2 and every user read it as 0.001)."""
+
+    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                dup = key in seen
+            except TypeError:
+                continue  # unhashable key: the base class reports it
+            if dup:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark,
+                    f"found duplicate key {key!r}", key_node.start_mark,
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+_FLOAT = re.compile(r"^[-+]?(?:\d[\d_]*)?\.?\d+[eE][-+]?\d+$")  # 1e-3, 2.5E+4: no dot needed
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """ " at line L, column C: what the parser found" (PyYAML's own text names no file)."""
+    mark = getattr(err, "problem_mark", None)
+    what = ", ".join(str(x) for x in (getattr(err, "context", None),
+                                      getattr(err, "problem", None)) if x)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{where}: {what or ' '.join(str(err).split())}"
+
+
+def read_yaml(p: Path) -> Any:
+    """The parsed YAML of a sweep file; SpecError for a missing, binary or malformed file."""
+    if not p.exists():
+        raise SpecError(f"{p}: sweep file not found")
+    if not p.is_file():
+        raise SpecError(f"{p}: not a file (expected a YAML sweep file)")
     try:
-        return SweepSpec.model_validate(raw)
-    except ValidationError as err:
-        raise format_problems(pydantic_lines(err, "", SweepSpec), where) from None
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise SpecError(f"{p}: not a text file (expected a YAML sweep file)") from None
+    try:
+        raw = yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: as safe as safe_load
+    except yaml.YAMLError as err:
+        raise SpecError(f"{p}: not valid YAML{_yaml_problem(err)}") from None
+    if raw is None:
+        raise SpecError(f"{p}: the file is empty (expected a mapping of sweep keys)")
+    return raw
+
+
+def load_sweep(path: str | Path, **overrides: Any) -> SweepSpec:
+    """The sweep file at `path`, fully validated: `SweepSpec.from_yaml` (its keyword overrides:
+    output, data_source, drop_duplicates, data)."""
+    return SweepSpec.from_yaml(path, **overrides)

@@ -1,7 +1,8 @@
-"""The words of a sweep file: its blocks, its search dimensions, and the run parameters it may
-fix or search (derived from `RunConfig`, so a new RunConfig field is a sweep key at once).
+"""The words of a sweep file and its one error format.
 
-Search dimensions, each a one-key mapping in YAML::
+Words: its blocks, its search dimensions, and the run parameters it may fix or search (derived
+from `RunConfig`, so a new RunConfig field is a sweep key at once). Search dimensions, each a
+one-key mapping in YAML::
 
     model:     {grid: [gmf, neumf]}         # every value, crossed with the other grid dims
     mf_dim:    {choice: [4, 8, 16]}         # one value drawn per trial (random / optuna)
@@ -11,15 +12,25 @@ Search dimensions, each a one-key mapping in YAML::
 
 Also the metric names a protocol's records carry (from `ocfb.names`), how `layers` travels
 through Ray, and the tune-then-confirm block with the baselines' default search spaces.
+
+Errors: `FILE: key.path: what is wrong (allowed, did you mean)`. Validators (`schema`, via
+`rules`) report problems as lines that already carry their key path, bundled into one pydantic
+error (`problems_error`); `pydantic_lines` turns a `ValidationError` of the spec into those
+lines, and pydantic's own errors (types, ranges, unknown keys) into the same shape, so every
+problem of a file is reported at once, one per line, in one format (`format_problems`).
 """
 
 from __future__ import annotations
 
+import difflib
+import re
 import types
 import typing
+from collections.abc import Iterable
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import PydanticCustomError
 
 from ocfb.config import RunConfig
 from ocfb.names import K_VALUES, LOOP_METRICS, REPORT_KEYS, WandbMode
@@ -277,3 +288,99 @@ class TunePerModelConfig(Section):
     proposals: int = Field(ge=1)
     # seeds the chosen configurations run on; disjoint from the search's `seeds`
     confirm_seeds: list[int] = Field(min_length=1)
+
+
+# -- problems: SpecError and the one format -------------------------------------------------------
+
+# pydantic error type of a bundle of ready-made problem lines (see `problems_error`)
+PROBLEMS = "sweep_problems"
+
+
+class SpecError(ValueError):
+    """Bad sweep file; message names the key path(s) and the allowed values."""
+
+
+def problems_error(lines: list[str]) -> PydanticCustomError:
+    """One pydantic error carrying several finished problem lines (raise it in a validator)."""
+    return PydanticCustomError(PROBLEMS, "{text}", {"text": "\n".join(lines), "lines": lines})
+
+
+def hint(word: Any, options: Iterable[str]) -> str:
+    """ " (did you mean 'x'?)" for a near miss, else nothing."""
+    close = difflib.get_close_matches(str(word), list(options), n=1, cutoff=0.75)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def short(v: Any, limit: int = 60) -> str:
+    """repr(v), cut to `limit` characters."""
+    s = repr(v)
+    return s if len(s) <= limit else s[: limit - 3] + "..."
+
+
+def got(msg: str, value: Any) -> str:
+    """Append the offending input unless the message already says what it got (RunConfig's
+    "expected a number, got the boolean True" would otherwise read "got" twice)."""
+    return msg if re.search(r"\bgot\b", msg) else f"{msg} (got {short(value)})"
+
+
+def join(prefix: str, loc: Iterable[Any]) -> str:
+    """A key path: `space.model.grid[1]` from a prefix and pydantic's loc tuple."""
+    out = prefix
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out = f"{out}.{part}" if out else str(part)
+    return out or "<root>"
+
+
+def field_names(cls: type[BaseModel]) -> list[str]:
+    """The keys a section accepts, as a user writes them (aliases)."""
+    return [f.alias or name for name, f in cls.model_fields.items()]
+
+
+def _owner(cls: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel]:
+    """The section model that `loc` (minus its last part) points into, for "allowed keys"."""
+    for part in loc[:-1]:
+        field = cls.model_fields.get(str(part)) if isinstance(part, str) else None
+        sub = getattr(field, "annotation", None) if field is not None else None
+        # an optional section (`X | None`) owns the keys of X
+        for member in typing.get_args(sub) or (sub,):
+            if isinstance(member, type) and issubclass(member, BaseModel):
+                cls = member
+    return cls
+
+
+def pydantic_lines(err: ValidationError, prefix: str, cls: type[BaseModel]) -> list[str]:
+    """One line per pydantic error: the path, the allowed keys or values, and the input.
+
+    Bundled `problems_error` lines are passed through as they are (they carry their paths).
+    """
+    out: list[str] = []
+    for e in err.errors(include_url=False):
+        if e["type"] == PROBLEMS:
+            out.extend(e["ctx"]["lines"])
+            continue
+        loc = tuple(e["loc"])
+        path = join(prefix, loc)
+        if e["type"] == "extra_forbidden":
+            keys = field_names(_owner(cls, loc))
+            msg = f"unknown key{hint(loc[-1], keys)}; allowed keys: {', '.join(keys)}"
+        elif e["type"] == "missing":
+            msg = "required key is missing"
+        elif e["type"] in ("model_type", "model_attributes_type", "dict_type") and len(loc) == 1:
+            keys = field_names(_owner(cls, (*loc, "")))
+            msg = f"expected a mapping with keys {', '.join(keys)} (got {short(e['input'])})"
+        else:
+            msg = got(e["msg"].removeprefix("Value error, "), e["input"])
+        out.append(f"{path}: {msg}")
+    return out
+
+
+def format_problems(lines: list[str], where: str) -> SpecError:
+    """The SpecError of a file: every problem on its own line, prefixed with the file."""
+    seen: list[str] = []
+    for line in lines:
+        if line not in seen:
+            seen.append(line)
+    return SpecError("\n".join(f"{where}: {p}" for p in seen))
