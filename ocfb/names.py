@@ -10,30 +10,32 @@ from __future__ import annotations
 import re
 from typing import Literal, get_args
 
+# Each set of names is written once, as a `Literal` (for pydantic and type checkers); its tuple
+# is read back from it with `get_args`, so the two cannot drift apart.
+
 # Neural models trained by the OCF-B loop (He et al. 2017).
-NEURAL_MODELS: tuple[str, ...] = ("gmf", "mlp", "neumf")
+NeuralModelName = Literal["gmf", "mlp", "neumf"]
+NEURAL_MODELS: tuple[str, ...] = get_args(NeuralModelName)
 # Reference baselines: fitted once, evaluated by the same protocol code on the same splits.
 # popularity = training count; ease = Steck 2019 closed form; als = implicit's ALS.
-BASELINE_MODELS: tuple[str, ...] = ("popularity", "ease", "als")
-MODELS: tuple[str, ...] = NEURAL_MODELS + BASELINE_MODELS
-ModelName = Literal["gmf", "mlp", "neumf", "popularity", "ease", "als"]
+BaselineName = Literal["popularity", "ease", "als"]
+BASELINE_MODELS: tuple[str, ...] = get_args(BaselineName)
+ModelName = Literal[NeuralModelName, BaselineName]  # nested Literals flatten
+MODELS: tuple[str, ...] = get_args(ModelName)
 
 # Negative strategies. `ocfb` is the paper's; the others are controls and alternatives.
-STRATEGIES: tuple[str, ...] = (
-    "ocfb", "random-replace", "resample-all", "static", "ocfb-resample", "dns", "pop",
-    "pop-ocfb", "srns",
-)
 StrategyName = Literal[
     "ocfb", "random-replace", "resample-all", "static", "ocfb-resample", "dns", "pop",
     "pop-ocfb", "srns",
 ]
+STRATEGIES: tuple[str, ...] = get_args(StrategyName)
 # Strategies where `threshold` changes nothing (a sweep over threshold is wasted on them).
 THRESHOLD_FREE_STRATEGIES: tuple[str, ...] = ("resample-all", "static", "dns", "pop", "srns")
 
 ErrorName = Literal["prob", "loss", "residual"]
 
-PROTOCOLS: tuple[str, ...] = ("paper", "holdout")
 ProtocolName = Literal["paper", "holdout"]
+PROTOCOLS: tuple[str, ...] = get_args(ProtocolName)
 
 # When full ranking (all items) runs: every term, at the validation-selected term and the final
 # term, only at the final term, or never.

@@ -43,11 +43,11 @@ from suite.bench_timings import (
     floor_ratio,
     timed,
 )
+from suite.spec.vocabulary import EXIT_USAGE
 
 if TYPE_CHECKING:
     from suite.cli import Subcommands
 
-EXIT_USAGE = 2
 DEVICES = ("cpu", "cuda")
 
 

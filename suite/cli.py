@@ -19,8 +19,7 @@ from ocfb.config import ConfigError, DataConfig, RunConfig, load_run_config, mak
 from ocfb.data.files import FORMATS as DATA_FORMATS
 from ocfb.names import SMOKE_SETTINGS, WANDB_MODES
 from suite.preflight import data_flag, data_overrides
-
-EXIT_USAGE = 2
+from suite.spec.vocabulary import EXIT_USAGE
 
 
 class Subcommands(Protocol):
@@ -411,7 +410,7 @@ def _sweep_parsers(sub: Subcommands) -> None:
 # is imported: a sweep's driver never loads the bench, dashboards or cross-sweep comparison
 # (wandb_workspaces alone is 3.1 s of imports). `--help` or an unknown command loads them all.
 REGISTERED_ELSEWHERE = {"dashboard": "suite.dashboard", "bench": "suite.bench",
-                        "compare": "suite.summary.compare"}
+                        "compare": "suite.summary.report"}
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:

@@ -27,11 +27,11 @@ from suite.results import (
     describe_os_error,
     write_json,
 )
+from suite.spec.vocabulary import EXIT_USAGE
 
 if TYPE_CHECKING:
     from suite.spec import SweepSpec
 
-EXIT_USAGE = 2
 # settings the runner records in sweep.json next to the spec (resume reuses them)
 RUNNER_KEYS = ("expected_trials", "wandb_mode", "address", "smoke")
 TERMINAL = ("completed", "stopped", "diverged")
@@ -296,7 +296,6 @@ def _preflight(spec: SweepSpec, out: Path, *, local: bool) -> dict[tuple, Any]:
 
     if local:
         preflight.check_local_resources(spec)
-    preflight.check_seeds(spec)
     preflight.check_storage_path(spec.storage_path)
     datasets = preflight.load_datasets(spec)
     preflight.check_data(spec, datasets)

@@ -296,6 +296,11 @@ class TunePerModelConfig(Section):
 PROBLEMS = "sweep_problems"
 
 
+# The exit code of bad input found before any work starts (a SpecError, a bad flag or folder),
+# the same as argparse's own for a bad command line
+EXIT_USAGE = 2
+
+
 class SpecError(ValueError):
     """Bad sweep file; message names the key path(s) and the allowed values."""
 
