@@ -135,18 +135,11 @@ def load_datasets(spec: SweepSpec) -> dict[tuple, Any]:
     return out
 
 
-def _places(spec: SweepSpec, key: str, default: Any) -> list[tuple[str, Any]]:
-    """(where, value) for every value a key takes in the sweep, per-model sub-spaces included
-    (`SweepSpec.values_of`); `default` is kept for callers, RunConfig's own default applies."""
-    del default
-    return spec.values_of(key)
-
-
 def check_data(spec: SweepSpec, datasets: dict[tuple, Any]) -> None:
     """Negatives, candidates and positives per user against the loaded data, every value."""
     data = next(iter(datasets.values()))
     problems = _negative_problems(spec, data)
-    if "holdout" in [v for _, v in _places(spec, "protocol", "holdout")]:
+    if "holdout" in [v for _, v in spec.values_of("protocol")]:
         problems += _candidate_problems(spec, data) + _positives_problems(spec, data)
     if problems:
         raise _spec_error("\n".join(problems))
@@ -157,7 +150,7 @@ def _negative_problems(spec: SweepSpec, data: Any) -> list[str]:
     # a ratio scales the training positives: at least all positives minus two held out per user
     fewest_positives = max(1, len(data) - 2 * data.n_users)
     problems = []
-    for where, value in _places(spec, "negatives", 2000):
+    for where, value in spec.values_of("negatives"):
         cfg = spec.run_config({"negatives": value})
         if cfg.is_baseline:
             continue
@@ -180,7 +173,7 @@ def _candidate_problems(spec: SweepSpec, data: Any) -> list[str]:
     return [f"{where}: {value} sampled candidates per held-out positive, but the most active "
             f"user has interacted with {most} of {data.n_items} items, leaving {room}; "
             f"allowed: n_candidates <= {room}"
-            for where, value in _places(spec, "n_candidates", 99) if int(value) > room]
+            for where, value in spec.values_of("n_candidates") if int(value) > room]
 
 
 def positives_needed(split: str, fraction: float) -> int:
@@ -199,8 +192,8 @@ def positives_needed(split: str, fraction: float) -> int:
 def _positives_problems(spec: SweepSpec, data: Any) -> list[str]:
     most = int(_user_counts(data).max())
     problems = []
-    for where_s, split in _places(spec, "split", "loo"):
-        fractions = _places(spec, "holdout_fraction", 0.2) if split == "fraction" else [("", 0)]
+    for where_s, split in spec.values_of("split"):
+        fractions = spec.values_of("holdout_fraction") if split == "fraction" else [("", 0)]
         for where_f, fraction in fractions:
             need = positives_needed(split, float(fraction))
             if most < need:
