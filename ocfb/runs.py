@@ -1,10 +1,10 @@
 """One factory for every run: the OCF-B loop for neural models, a fitted baseline otherwise.
 
-`suite/trainable.py` and `ocfb-suite train` call `make_run`, never a run class directly, so a
-new kind of model is added here once. Both run kinds share one interface: iterate (or `step()`)
-for per-term records with "term", `done`, `term`, `history`, `state_dict()` /
-`load_state_dict()`, `save(path)` / `load(path)`, `cfg`. A checkpoint folder holds `save`'s file
-as STATE_FILE; `load_history` reads its records without building the run.
+The suite's trainable (`suite/tuner.py`) and `ocfb-suite train` call `make_run`, never a run
+class directly, so a new kind of model is added here once. Both run kinds share one interface:
+iterate (or `step()`) for per-term records with "term", `done`, `term`, `history`,
+`state_dict()` / `load_state_dict()`, `save(path)` / `load(path)`, `cfg`. A checkpoint folder
+holds `save`'s file as STATE_FILE; `load_history` reads its records without building the run.
 """
 
 from __future__ import annotations

@@ -158,7 +158,7 @@ def _run_sweep(cfg: Path, out: Path, address: str | None = None) -> dict[str, fl
     cluster instead of starting (and stopping) local Ray inside the sweep."""
     import pandas as pd
 
-    from suite.trainable import START_MARKER_ENV
+    from suite.tuner import START_MARKER_ENV
 
     markers = out.parent / f"{out.name}-markers"
     env = {**os.environ, START_MARKER_ENV: str(markers)}

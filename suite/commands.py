@@ -19,7 +19,16 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from suite.folders import LockHeld, OutputLock, archive_previous, own_children, start_reaper
+from suite.folders import (
+    RAY_LOG,
+    LockHeld,
+    OutputLock,
+    archive_previous,
+    own_children,
+    ray_logs_to_file,
+    start_reaper,
+    unreadable_state_files,
+)
 from suite.results import (
     JOURNAL,
     ResultsWriter,
@@ -125,7 +134,7 @@ def run_sweep(spec: SweepSpec, out: Path, datasets: dict[tuple, Any], *, mode: s
             tuner.stop_ray()
         return _fail(problem)
     _sigterm_as_interrupt()
-    tuner.ray_logs_to_file(out)
+    ray_logs_to_file(out)
     tuner.activate(session)
     started = time.time()
     try:
@@ -159,22 +168,15 @@ def run_sweep(spec: SweepSpec, out: Path, datasets: dict[tuple, Any], *, mode: s
 
 def _node_memory_problem(spec: SweepSpec, datasets: dict[tuple, Any]) -> str | None:
     """On a joined cluster: why no node can hold one of the sweep's trials, or None."""
-    from suite import preflight, tuner
+    from suite import preflight
     from suite.spec import SpecError
 
     try:
-        preflight.check_memory(spec, datasets, tuner.cluster_memory_limit(),
+        preflight.check_memory(spec, datasets, preflight.cluster_memory_limit(),
                                "the cluster's largest node")
     except SpecError as err:
         return str(err)
     return None
-
-
-def tuner_log_name() -> str:
-    """The file in the output folder that holds Ray's own log lines and tracebacks."""
-    from suite.tuner import RAY_LOG
-
-    return RAY_LOG
 
 
 def _summary_imports() -> None:
@@ -233,7 +235,7 @@ def _close(spec: SweepSpec, out: Path, writer: ResultsWriter, mode: str, wall: f
         # resume re-runs exactly the failed trials
         print(f"sweep {spec.name}: {statuses.count('error')} trial(s) failed (reasons in the "
               f"error column of {out / 'trials.parquet'}, Ray's tracebacks in "
-              f"{out / tuner_log_name()}); {_resume_hint(out)}", file=sys.stderr)
+              f"{out / RAY_LOG}); {_resume_hint(out)}", file=sys.stderr)
         return 1
     return 0
 
@@ -416,7 +418,7 @@ def _resume_locked(spec: SweepSpec, out: Path, meta: dict[str, Any], args: argpa
     from suite import preflight, tuner
     from suite.spec import SpecError
 
-    for bad in tuner.unreadable_state_files(spec, out):
+    for bad in unreadable_state_files(tuner.experiment_path(spec, out)):
         # Ray would print a JSONDecodeError traceback and fall back to an older state
         aside = bad.with_name(bad.name + ".truncated")
         os.replace(bad, aside)

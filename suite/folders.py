@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import re
 import signal
@@ -41,6 +42,35 @@ from typing import Any
 # The results files a sweep writes; a folder with any of them is a sweep folder that lost
 # sweep.json, not a foreign one.
 RESULTS_FILES = ("trials.parquet", "terms.parquet", "results.journal", "summary.md")
+
+
+# Ray's own log lines (a failed trial's 60-line traceback, restore warnings) go here, in the
+# output folder, instead of the terminal, where the sweep prints one line per trial
+RAY_LOG = "ray.log"
+
+
+class _LogFile(logging.FileHandler):
+    """A log file that never prints "--- Logging error ---" to the terminal: on a full disk
+    the sweep's own one-line error says what happened."""
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        """Drop the record: the log is a convenience, never a reason to print or fail."""
+
+
+def ray_logs_to_file(out: Path) -> None:
+    """Send the driver's Ray loggers to `out/ray.log` instead of the terminal (standard
+    `logging` calls only; the trial's own error file keeps the full text too)."""
+    handler = _LogFile(out / RAY_LOG, delay=True)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    for name in ("ray", "ray.tune", "ray.train", "ray.air"):
+        lg = logging.getLogger(name)
+        for h in list(lg.handlers):
+            if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler):
+                lg.removeHandler(h)
+        lg.propagate = False
+    logging.getLogger("ray").addHandler(handler)
+    for name in ("ray.tune", "ray.train", "ray.air"):
+        logging.getLogger(name).propagate = True
 
 
 class FolderError(ValueError):
@@ -127,6 +157,25 @@ def check_results(out: Path, *, need_trials: bool, need_columns: bool = True) ->
                 f"{path}: {problem}; the suite writes it atomically, so it was damaged "
                 f"outside the sweep (a partial copy?): copy it again from the original "
                 f"folder, or {_rerun(out)}")
+
+
+def unreadable_state_files(path: str) -> list[Path]:
+    """Ray experiment-state JSON files that do not parse (a full disk or a kill mid-write).
+
+    The one place the suite reads Ray's own files: no public Ray call says that a state file
+    is truncated (Tuner.restore prints a JSONDecodeError traceback and falls back to an older
+    one). Checked against Ray 2.60's names, `experiment_state-<timestamp>.json`; the slow S3
+    test (tests/test_object_store.py) fails if Ray stops writing them."""
+    if "://" in path:
+        return []
+    bad = []
+    # only experiment_state-*.json is JSON; the searcher's *-state-*.json files are pickles
+    for f in sorted(Path(path).glob("experiment_state*.json")):
+        try:
+            json.loads(f.read_text())
+        except (ValueError, UnicodeDecodeError):
+            bad.append(f)
+    return bad
 
 
 # -- earlier results ----------------------------------------------------------------------------

@@ -294,6 +294,14 @@ TRIAL_RESULTS_BYTES = 64 * 1024
 TRIAL_WANDB_BYTES = 512 * 1024
 
 
+def cluster_memory_limit() -> int:
+    """The largest `memory` resource of any alive node of the connected cluster."""
+    import ray
+
+    return int(max((n.get("Resources", {}).get("memory", 0) for n in ray.nodes()
+                    if n.get("Alive")), default=0))
+
+
 def sweep_disk_bytes(spec: SweepSpec, datasets: dict[tuple, Any]) -> tuple[int, str]:
     """What a sweep writes, upper side (bytes), and how that was counted (for the message):
     per trial, three checkpoints of the largest configuration (Ray keeps two, and writes the

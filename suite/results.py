@@ -409,3 +409,50 @@ def unflushed_trials(out: Path) -> int:
         return 0
     on_disk = _parquet_statuses(out)
     return sum(on_disk.get(x["trial_id"]) != x.get("status") for x in lines)
+
+
+# -- why a trial failed, in one line -----------------------------------------------------------
+
+
+def error_text(trial: Any) -> str:
+    """The last line of a failed trial's error file."""
+    try:
+        return Path(trial.error_file).read_text() or "trial failed"
+    except Exception:
+        return "trial failed"
+
+
+# What Ray writes when a worker died for memory: its own memory monitor's OutOfMemoryError,
+# or a SIGKILL (the kernel's OOM killer) seen as an actor death
+_MEMORY_KILL = ("OutOfMemoryError", "running low on memory")
+_SIGKILL = ("SIGKILL", "unexpectedly exits", "died unexpectedly")
+
+
+def memory_request(trial: Any) -> int | None:
+    """The `memory` a trial asked Ray for (bytes), from its public placement group factory."""
+    try:
+        return int(trial.placement_group_factory.required_resources.get("memory", 0)) or None
+    except Exception:  # not a Tune trial (tests), or no request
+        return None
+
+
+def failure_reason(text: str, request: int | None) -> str:
+    """One line for a failed trial: a kill for memory says so and names the estimate (the
+    full Ray text, 60 lines for an OOM kill, stays in the trial's error file)."""
+    est = f"; its estimate was {request / 2**30:.1f} GiB" if request else ""
+    if any(m in text for m in _MEMORY_KILL):
+        used = next((ln.split(" was ", 1)[1].split(")")[0] + ")" for ln in text.splitlines()
+                     if "Memory on the node" in ln and " was " in ln), "")
+        return f"killed for memory by Ray's memory monitor{' at ' + used if used else ''}{est}"
+    if any(m in text for m in _SIGKILL):
+        return (f"worker killed (SIGKILL: the kernel's out-of-memory killer, or a kill from "
+                f"outside){est}")
+    if "MemoryError" in text:
+        return f"out of memory inside the trial (MemoryError){est}"
+    return text
+
+
+def disk_full_line(text: str) -> str | None:
+    """The line of a trial's error that says the disk is full (ENOSPC), or None."""
+    return next((ln.strip() for ln in text.splitlines()
+                 if "No space left on device" in ln or "Errno 28" in ln), None)

@@ -1,27 +1,193 @@
-"""Ray Tune wiring of a sweep: Ray start-up, the Tuner (new or restored), the results callback.
+"""Ray Tune wiring of a sweep, as Ray Tune's own examples read: the trainable, the Tuner (new or
+restored) and the callback, plus Ray's start-up.
+
+The trainable: one trial = one full OCF-B run. It only adapts the run `ocfb.runs.make_run`
+builds (an OCF-B loop, or a reference baseline that reports one record): every per-term record
+is forwarded with `tune.report`, with a checkpoint of the loop's full state at the last term and
+every `checkpoint_every` terms (at most once per `checkpoint_interval_s`), so ASHA can stop a
+trial after any term, a failed trial retries from its last checkpoint, and `Tuner.restore`
+resumes an interrupted sweep. The data arrives through Ray's object store, never from a
+per-trial reload.
 
 Resume uses public Ray API only. The Tuner pickles its callbacks with the experiment, so the
 one callback we give it, `SweepCallback`, holds no state at all: it forwards Tune's events to
 the driver's *current* `SweepSession` (results writer + optional W&B callback), which
 `run_sweep` registers before `fit()`. A restored Tuner therefore talks to this run's writer and
-this run's W&B settings, through public Tuner options only (no private tuner attributes,
-no swapped callbacks).
+this run's W&B settings, through public Tuner options only.
 """
 
 from __future__ import annotations
 
-import logging
+import math
 import os
+import tempfile
+import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ray import tune
 
-from suite.results import ResultsWriter
+from ocfb.config import RunConfig
+from ocfb.runs import STATE_FILE, make_run
+from suite.results import (
+    ResultsWriter,
+    disk_full_line,
+    error_text,
+    failure_reason,
+    memory_request,
+)
 
 if TYPE_CHECKING:
     from suite.spec import SweepSpec
+
+# -- the trainable (runs in Ray's workers) ------------------------------------------------------
+
+# Set by tests to count trial starts (one marker file per start or restore).
+START_MARKER_ENV = "OCFB_TRIAL_START_DIR"
+
+
+def data_for(cfg: RunConfig, datasets: dict[tuple, Any] | None) -> Any:
+    """The trial's interactions: the copy the driver shipped through the object store (so a
+    worker node needs no data file), else loaded here (a trial started outside a sweep)."""
+    key = cfg.data.key()
+    if datasets and key in datasets:
+        return datasets[key]
+    from ocfb.data import load_source
+
+    return load_source(cfg.data.source, **cfg.data.load_kwargs())
+
+
+def _mark(event: str, run_term: int) -> None:
+    # test hook: one marker file per trial start or end, holding the wall-clock time
+    marker_dir = os.environ.get(START_MARKER_ENV)
+    if not marker_dir:
+        return
+    from ray import tune
+
+    Path(marker_dir).mkdir(parents=True, exist_ok=True)
+    # the pid lets a test kill this worker as the kernel's OOM killer would
+    name = (f"{tune.get_context().get_trial_id()}-from{run_term}-{uuid.uuid4().hex[:6]}"
+            f"-pid{os.getpid()}.{event}")
+    (Path(marker_dir) / name).write_text(f"{time.time():.6f}\n")
+
+
+def _cpu_share() -> int:
+    try:
+        from ray import tune
+
+        res = tune.get_context().get_trial_resources()
+        cpus = res.required_resources.get("CPU", 1)
+    except Exception:  # outside a Tune session
+        cpus = 1
+    return max(1, int(math.floor(cpus)))
+
+
+def _gpu_share() -> float:
+    try:
+        from ray import tune
+
+        return float(tune.get_context().get_trial_resources().required_resources.get("GPU", 0))
+    except Exception:
+        return 0.0
+
+
+def _device_for_share(cfg: RunConfig) -> RunConfig:
+    if _gpu_share() > 0 and cfg.device in ("cpu", "auto"):
+        return cfg.model_copy(update={"device": "cuda"})  # the trial holds a GPU share
+    if _gpu_share() == 0 and cfg.device == "auto":
+        # Ray 2.60 no longer hides GPUs from zero-GPU actors: without a share, stay on CPU
+        return cfg.model_copy(update={"device": "cpu"})
+    return cfg
+
+
+def _splits_dir(cache_dir: str | None) -> str | None:
+    # The driver froze the splits under DIR/splits; a worker node without that folder (no
+    # shared filesystem) rebuilds them, identically, from the shipped data and the seed.
+    if cache_dir is None or not Path(cache_dir).parent.is_dir():
+        return None
+    return cache_dir
+
+
+def checkpoint_due(term: int, done: bool, every: int, since_s: float, interval_s: float) -> bool:
+    """Whether a trial checkpoints after `term` (0-based): always after its last term, else on
+    every `every`-th term once `interval_s` seconds passed since its last checkpoint (or its
+    start). Resume is exact from any term, so this only sets how much work a kill re-runs."""
+    return done or ((term + 1) % every == 0 and since_s >= interval_s)
+
+
+def _release(run: Any) -> None:
+    """Free a finished run's large arrays before this (reused) worker starts its next trial:
+    an EASE run holds n_items^2 weights (1.24 GB at 17.6k items) that the next trial's
+    estimate does not count. numpy returns such arrays to the OS when their last reference
+    goes, so dropping them and collecting cycles is enough."""
+    import gc
+
+    release = getattr(run, "release", None)
+    if release is not None:
+        release()
+    gc.collect()
+
+
+def make_trainable(spec: SweepSpec, cache_dir: str | None = None):
+    """Build the function trainable for a sweep (`suite.spec.SweepSpec`).
+
+    The trial's sampled parameters (Tune's `config`) are merged over the sweep's fixed settings
+    and validated as a RunConfig by `spec.run_config`; the sweep file was validated up front.
+    Wrap it in `tune.with_parameters(..., datasets=...)` to ship the data once per sweep.
+    A checkpoint is written at the last term and otherwise as `checkpoint_due` says (every
+    `checkpoint_every` terms, at most once per `checkpoint_interval_s`); a trial restored from
+    term t re-runs the terms after t exactly (the loop's RNG states are saved).
+    """
+    every = max(1, int(getattr(spec, "checkpoint_every", 1) or 1))
+    interval = float(getattr(spec, "checkpoint_interval_s", 0.0))
+
+    def ocfb_trial(config: dict[str, Any], datasets: dict[tuple, Any] | None = None) -> None:
+        import ray
+        import torch
+        from ray import tune
+
+        from ocfb.train import NonFiniteLossError  # DivergedError (loss > max_loss) is one
+
+        cfg = _device_for_share(spec.run_config(config))
+        # one intra-op thread pool per CPU share, so concurrent trials do not oversubscribe
+        torch.set_num_threads(_cpu_share())
+        run = make_run(cfg, data_for(cfg, datasets), cache_dir=_splits_dir(cache_dir))
+        ckpt = tune.get_checkpoint()
+        if ckpt is not None:
+            with ckpt.as_directory() as d:
+                run.load(Path(d) / STATE_FILE)
+        _mark("start", run.term + 1)
+        node_id = ray.get_runtime_context().get_node_id()
+        started = last_ckpt = time.time()
+        while not run.done:
+            try:
+                rec = run.step()
+            except NonFiniteLossError as err:
+                # A diverged trial ends cleanly with a marker record instead of crashing the
+                # sweep; the results writer turns it into status "diverged". The objective is
+                # NaN so schedulers and searchers see a result without a value.
+                tune.report({"term": run.term + 1, spec.objective.metric: float("nan"),
+                             "diverged": 1.0, "diverged_reason": str(err),
+                             "node_id": node_id, "trial_wall_s": time.time() - started})
+                break
+            extra = {"diverged": 0.0, "node_id": node_id, "trial_wall_s": time.time() - started}
+            if checkpoint_due(int(rec["term"]), run.done, every, time.time() - last_ckpt,
+                              interval):
+                with tempfile.TemporaryDirectory() as d:
+                    run.save(Path(d) / STATE_FILE)
+                    tune.report({**rec, **extra}, checkpoint=tune.Checkpoint.from_directory(d))
+                last_ckpt = time.time()
+            else:
+                tune.report({**rec, **extra})
+        _mark("end", run.term)
+        _release(run)
+
+    return ocfb_trial
+
+
+# -- the driver's side: the callback, Ray, the Tuner ---------------------------------------------
 
 
 @dataclass
@@ -116,50 +282,6 @@ def history_from_checkpoint(trial: Any) -> list[dict[str, Any]]:
         return []
 
 
-def error_text(trial: Any) -> str:
-    """The last line of a failed trial's error file."""
-    try:
-        return Path(trial.error_file).read_text() or "trial failed"
-    except Exception:
-        return "trial failed"
-
-
-# What Ray writes when a worker died for memory: its own memory monitor's OutOfMemoryError,
-# or a SIGKILL (the kernel's OOM killer) seen as an actor death
-_MEMORY_KILL = ("OutOfMemoryError", "running low on memory")
-_SIGKILL = ("SIGKILL", "unexpectedly exits", "died unexpectedly")
-
-
-def memory_request(trial: Any) -> int | None:
-    """The `memory` a trial asked Ray for (bytes), from its public placement group factory."""
-    try:
-        return int(trial.placement_group_factory.required_resources.get("memory", 0)) or None
-    except Exception:  # not a Tune trial (tests), or no request
-        return None
-
-
-def failure_reason(text: str, request: int | None) -> str:
-    """One line for a failed trial: a kill for memory says so and names the estimate (the
-    full Ray text, 60 lines for an OOM kill, stays in the trial's error file)."""
-    est = f"; its estimate was {request / 2**30:.1f} GiB" if request else ""
-    if any(m in text for m in _MEMORY_KILL):
-        used = next((ln.split(" was ", 1)[1].split(")")[0] + ")" for ln in text.splitlines()
-                     if "Memory on the node" in ln and " was " in ln), "")
-        return f"killed for memory by Ray's memory monitor{' at ' + used if used else ''}{est}"
-    if any(m in text for m in _SIGKILL):
-        return (f"worker killed (SIGKILL: the kernel's out-of-memory killer, or a kill from "
-                f"outside){est}")
-    if "MemoryError" in text:
-        return f"out of memory inside the trial (MemoryError){est}"
-    return text
-
-
-def disk_full_line(text: str) -> str | None:
-    """The line of a trial's error that says the disk is full (ENOSPC), or None."""
-    return next((ln.strip() for ln in text.splitlines()
-                 if "No space left on device" in ln or "Errno 28" in ln), None)
-
-
 def oom_crash(err: BaseException) -> bool:
     """Whether Ray Tune's controller died of a worker killed for memory. Ray 2.60's actor
     manager raises RuntimeError('Caught unexpected exception: ...') for an OutOfMemoryError
@@ -168,35 +290,6 @@ def oom_crash(err: BaseException) -> bool:
     from ray.exceptions import OutOfMemoryError
 
     return isinstance(err, RuntimeError) and isinstance(err.__cause__, OutOfMemoryError)
-
-
-# Ray's own log lines (a failed trial's 60-line traceback, restore warnings) go here, in the
-# output folder, instead of the terminal, where the sweep prints one line per trial
-RAY_LOG = "ray.log"
-
-
-class _LogFile(logging.FileHandler):
-    """A log file that never prints "--- Logging error ---" to the terminal: on a full disk
-    the sweep's own one-line error says what happened."""
-
-    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
-        """Drop the record: the log is a convenience, never a reason to print or fail."""
-
-
-def ray_logs_to_file(out: Path) -> None:
-    """Send the driver's Ray loggers to `out/ray.log` instead of the terminal (standard
-    `logging` calls only; the trial's own error file keeps the full text too)."""
-    handler = _LogFile(out / RAY_LOG, delay=True)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    for name in ("ray", "ray.tune", "ray.train", "ray.air"):
-        lg = logging.getLogger(name)
-        for h in list(lg.handlers):
-            if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler):
-                lg.removeHandler(h)
-        lg.propagate = False
-    logging.getLogger("ray").addHandler(handler)
-    for name in ("ray.tune", "ray.train", "ray.air"):
-        logging.getLogger(name).propagate = True
 
 
 # -- Ray setup ----------------------------------------------------------------------------------
@@ -216,8 +309,6 @@ def init_ray(address: str | None) -> bool:
     kw: dict[str, Any] = {"log_to_driver": False, "configure_logging": True,
                           "logging_level": "ERROR"}
     if address and address != "local":
-        from suite.trainable import START_MARKER_ENV
-
         if os.environ.get(START_MARKER_ENV):
             # a cluster's workers do not inherit this driver's environment: forward the
             # bench's per-trial marker folder (instrumentation only; unset in normal use)
@@ -265,8 +356,6 @@ def experiment_path(spec: SweepSpec, out: Path) -> str:
 
 
 def _trainable(spec: SweepSpec, out: Path, datasets: dict[tuple, Any]) -> Any:
-    from suite.trainable import make_trainable
-
     # with_parameters puts the datasets into the object store once per sweep; every trial (on
     # any node) gets them from there instead of reloading the file
     fn = tune.with_parameters(make_trainable(spec, cache_dir=str((out / "splits").resolve())),
@@ -292,14 +381,6 @@ def trial_resources(spec: SweepSpec, datasets: dict[tuple, Any]) -> Any:
         return tune.PlacementGroupFactory([bundle])
 
     return request
-
-
-def cluster_memory_limit() -> int:
-    """The largest `memory` resource of any alive node of the connected cluster."""
-    import ray
-
-    return int(max((n.get("Resources", {}).get("memory", 0) for n in ray.nodes()
-                    if n.get("Alive")), default=0))
 
 
 def _search(spec: SweepSpec) -> Any:
@@ -399,25 +480,3 @@ def end_missed_trials(spec: SweepSpec, out: Path, writer: ResultsWriter) -> list
             writer.on_end(trial, history=history_from_checkpoint(trial))
         missed.append(trial.trial_id)
     return missed
-
-
-def unreadable_state_files(spec: SweepSpec, out: Path) -> list[Path]:
-    """Ray experiment-state JSON files that do not parse (a full disk or a kill mid-write).
-
-    The one place the suite reads Ray's own files: no public Ray call says that a state file
-    is truncated (Tuner.restore prints a JSONDecodeError traceback and falls back to an older
-    one). Checked against Ray 2.60's names, `experiment_state-<timestamp>.json`; the slow S3
-    test (tests/test_object_store.py) fails if Ray stops writing them."""
-    import json
-
-    path = experiment_path(spec, out)
-    if "://" in path:
-        return []
-    bad = []
-    # only experiment_state-*.json is JSON; the searcher's *-state-*.json files are pickles
-    for f in sorted(Path(path).glob("experiment_state*.json")):
-        try:
-            json.loads(f.read_text())
-        except (ValueError, UnicodeDecodeError):
-            bad.append(f)
-    return bad

@@ -235,7 +235,7 @@ def test_joining_a_cluster_forwards_only_the_bench_marker_folder(monkeypatch, ma
     import ray
 
     from suite import tuner
-    from suite.trainable import START_MARKER_ENV
+    from suite.tuner import START_MARKER_ENV
 
     seen: dict = {}
     monkeypatch.setattr(ray, "is_initialized", lambda: False)

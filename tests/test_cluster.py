@@ -98,7 +98,7 @@ def test_sweep_on_two_node_cluster_without_the_data_file(tmp_path: Path) -> None
     temp = f"/tmp/ocfbc-{uuid.uuid4().hex[:8]}"
     port = _free_port()
     markers = tmp_path / "starts"
-    # trial start markers (suite.trainable's test hook) prove every trial began after the hiding
+    # trial start markers (suite.tuner's test hook) prove every trial began after the hiding
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(REPO),
            "OCFB_TRIAL_START_DIR": str(markers)}
     env.pop("RAY_ADDRESS", None)

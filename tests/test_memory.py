@@ -22,8 +22,7 @@ from ocfb.baselines import BaselineRun
 from ocfb.config import make_run_config
 from ocfb.data import synthetic_influencer
 from ocfb.footprint import GB, estimate
-from suite.results import ended_trials
-from suite.tuner import failure_reason
+from suite.results import ended_trials, failure_reason
 from tests.raytools import kill_all, ray_processes
 from tests.test_sweep import CLI, REPO, sweep_yaml
 

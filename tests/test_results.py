@@ -260,7 +260,8 @@ def test_reaper_kills_what_a_killed_driver_started_and_nothing_else(tmp_path: Pa
 
 
 def test_truncated_ray_state_is_found_and_pickled_searcher_state_is_not(tmp_path: Path) -> None:
-    from suite.tuner import experiment_path, unreadable_state_files
+    from suite.folders import unreadable_state_files
+    from suite.tuner import experiment_path
 
     spec = SimpleNamespace(storage_path=None, name="x")
     d = Path(experiment_path(spec, tmp_path))
@@ -268,7 +269,7 @@ def test_truncated_ray_state_is_found_and_pickled_searcher_state_is_not(tmp_path
     (d / "experiment_state-1.json").write_text('{"trial_data": [')  # cut off mid-write
     (d / "experiment_state-2.json").write_text('{"trial_data": []}')
     (d / "basic-variant-state-1.json").write_bytes(b"\x80\x05\x95")  # a pickle, by Ray's design
-    assert unreadable_state_files(spec, tmp_path) == [d / "experiment_state-1.json"]
+    assert unreadable_state_files(str(d)) == [d / "experiment_state-1.json"]
 
 
 def test_unflushed_counts_journaled_trials_the_parquet_files_lack(tmp_path: Path) -> None:

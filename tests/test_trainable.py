@@ -1,8 +1,8 @@
-"""When a trial checkpoints (suite.trainable.checkpoint_due)."""
+"""When a trial checkpoints (suite.tuner.checkpoint_due)."""
 
 from __future__ import annotations
 
-from suite.trainable import checkpoint_due
+from suite.tuner import checkpoint_due
 
 
 def _terms_checkpointed(n_terms: int, every: int, interval_s: float, term_s: float) -> list[int]:
