@@ -2,15 +2,15 @@
 
 Modules, in the order data flows through them: `frames` (column vocabulary, cleaning,
 selection on validation), `stats` (intervals, paired tests, TOST, minimal detectable effect,
-Holm, Friedman), `tables` (leaderboard, best per model, grids, protocol gap), `verdicts`
-(strategy and threshold verdicts at equal budget), `plots`, `markdown` (the text),
-`sections` (the sections of summary.md), `report` (`summarize_dir`) and `compare` (across
-datasets).
+Holm, Friedman, Nemenyi), `tables` (leaderboard, best per model, grids, protocol gap),
+`verdicts` (model, strategy and threshold verdicts at equal budget; the seeds x arms blocks of
+`compare`), `rendering` (the markdown text and the PNG plots), `sections` (the sections of
+summary.md) and `report` (`summarize_dir` for summary.md, `compare_dirs` and the `compare`
+command for compare.md).
 """
 
 from __future__ import annotations
 
-from suite.summary.compare import compare_dirs
 from suite.summary.frames import (
     HOLDOUT_RANKING_METRICS,
     PAPER_REPORT_METRICS,
@@ -24,6 +24,7 @@ from suite.summary.report import (
     SECTION_TITLES,
     SECTIONS,
     Summary,
+    compare_dirs,
     missing_and_failed,
     summarize_dir,
 )

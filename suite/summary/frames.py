@@ -147,10 +147,6 @@ def py(v: Any) -> Any:
     return v.item() if isinstance(v, np.generic) else v
 
 
-
-
-
-
 def better(a: float, b: float, mode: str) -> bool:
     """a is strictly better than b under `mode`."""
     return a > b if mode == "max" else a < b
@@ -227,7 +223,8 @@ _ALS_KEYS = ("als_factors", "als_iterations", "als_regularization", "als_alpha")
 
 
 def _fallback_dropped(model: str, strategy: str, protocol: str) -> set[str]:
-    """The rules of interface 7, used until `RunConfig.canonical()` exists."""
+    """The rules of interface 7, for a kind `RunConfig` refuses (an unknown or blank model or
+    strategy in older results)."""
     out: set[str] = set()
     if model not in ("gmf", "neumf"):
         out.add("mf_dim")
@@ -256,14 +253,14 @@ def _fallback_dropped(model: str, strategy: str, protocol: str) -> set[str]:
 def dropped_keys(model: str, strategy: str, protocol: str) -> frozenset[str]:
     """Config keys that do not change what a (model, strategy, protocol) run computes.
 
-    Uses `RunConfig.canonical()` (the one definition, ocfb/config.py) when it exists: the keys
-    it leaves out of a default config of this kind are the dropped ones."""
+    `RunConfig.canonical()` is the one definition (ocfb/config.py): the keys it leaves out of a
+    default config of this kind are the dropped ones."""
     from ocfb.config import RunConfig
 
     dropped: set[str]
     try:
         run = RunConfig(model=model, strategy=strategy, protocol=protocol)
-        canonical = run.canonical()  # type: ignore[attr-defined]
+        canonical = run.canonical()
         dropped = set(RunConfig.model_fields) - set(canonical) - {"data"}
     except (AttributeError, ValueError, TypeError):
         dropped = _fallback_dropped(model, strategy, protocol)

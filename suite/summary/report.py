@@ -1,19 +1,31 @@
-"""summary.md of a sweep folder: read the results, clean them once, run the sections.
+"""The reports: summary.md of one sweep folder (`summarize_dir`) and compare.md across folders
+(`compare_dirs`, the `ocfb-suite compare` command).
 
-Cleaning, done once for every section: only completed or early-stopped trials count; config
-keys that do not apply to a trial's model or strategy are blanked and a (configuration, seed)
-pair counts once (no pseudo-replicates); each trial is selected on validation (frames.py).
-The notes name every trial that failed, is missing or still running; the Findings section
-repeats, one sentence each, the verdicts that passed (issue 20, item 7).
+summary.md: read the results, clean them once, run the sections. Cleaning, done once for every
+section: only completed or early-stopped trials count; config keys that do not apply to a
+trial's model or strategy are blanked and a (configuration, seed) pair counts once (no
+pseudo-replicates); each trial is selected on validation (frames.py). The notes name every
+trial that failed, is missing or still running; the Findings section repeats, one sentence
+each, the verdicts that passed (issue 20, item 7).
+
+compare.md: each folder is a sweep of the same arms (leaderboard rows: a model and strategy,
+or a baseline) on other data. The arms are ranked within each (dataset, seed) block on the
+verdict metric (each trial at its validation-selected term); the average ranks, a Friedman
+test over the blocks and the Nemenyi post-hoc test with its critical-difference diagram
+(Demšar 2006) follow, with each dataset's strategy verdicts side by side. Folders whose arms
+differ are refused, naming the arms each lacks.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import math
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -39,6 +51,7 @@ from suite.summary.frames import (
     usable,
     varying_axes,
 )
+from suite.summary.rendering import fmt, fmt_p, md_table, plot_critical_difference, signed
 from suite.summary.sections import (
     BestPerModelSection,
     Context,
@@ -50,7 +63,19 @@ from suite.summary.sections import (
     ThresholdTermsSection,
     ThresholdVerdictsSection,
 )
-from suite.summary.verdicts import verdict_plan
+from suite.summary.stats import ALPHA, average_ranks, critical_difference, friedman, nemenyi
+from suite.summary.verdicts import (
+    SELECTED,
+    VerdictPlan,
+    key_rows,
+    seed_arm_matrix,
+    side_by_side,
+    strategy_verdicts,
+    verdict_plan,
+)
+
+if TYPE_CHECKING:
+    from suite.cli import Subcommands
 
 SECTIONS: tuple[SummarySection, ...] = (
     LeaderboardSection(), BestPerModelSection(), ThresholdTermsSection(), PivotsSection(),
@@ -72,6 +97,7 @@ class Summary:
 
 
 def read_sweep(d: Path) -> dict[str, Any]:
+    """sweep.json of folder `d` as a dict; a missing or malformed file is refused naming it."""
     p = d / "sweep.json"
     if not p.is_file():
         raise FileNotFoundError(f"{p} not found: {d} is not a sweep output folder")
@@ -236,7 +262,6 @@ def summarize_dir(out_dir: str | Path) -> Summary:
     return out
 
 
-
 # -- notes: failed, missing, running, stopped trials --------------------------------------------
 
 
@@ -324,3 +349,146 @@ def missing_and_failed(trials: pd.DataFrame, expected: int | None,
         elif n > expected:
             notes.append(f"trials.parquet holds {n} trials, more than the {expected} expected.")
     return notes
+
+
+# -- compare.md: the same arms across datasets --------------------------------------------------
+
+
+@dataclass
+class Comparison:
+    """What `compare_dirs` produced: blocks (dataset, seed) x arms, average ranks, Friedman,
+    Nemenyi p-values, the verdicts side by side, and the markdown of compare.md."""
+
+    metric: str
+    blocks: pd.DataFrame
+    ranks: pd.Series
+    chi2: float
+    p: float
+    why: str
+    nemenyi: pd.DataFrame
+    verdicts: pd.DataFrame
+    markdown: str = ""
+    plots: list[Path] = field(default_factory=list)
+
+
+def _refuse_different_arms(mats: dict[str, pd.DataFrame]) -> None:
+    every = set().union(*(set(m.columns) for m in mats.values()))
+    lacking = {name: sorted(every - set(m.columns)) for name, m in mats.items()}
+    bad = {n: arms for n, arms in lacking.items() if arms}
+    if bad:
+        said = "; ".join(f"{n} lacks {', '.join(a)}" for n, a in bad.items())
+        raise ValueError(f"the folders' arms differ: {said}. `compare` needs the same arms "
+                         "(models and strategies) on every dataset")
+
+
+def _verdicts_per_dataset(ctxs: dict[str, Context], plan: VerdictPlan) -> pd.DataFrame:
+    """Each dataset's strategy verdict lines (section 5) on the common metric, one column per
+    dataset: 'difference [CI]: verdict'."""
+    out: dict[tuple[str, str], dict[str, str]] = {}
+    for name, ctx in ctxs.items():
+        trained = ctx.sel[ctx.sel["kind"] == "trained"]
+        if config_col("strategy") not in trained or trained[config_col("strategy")].nunique() < 2:
+            continue
+        comp, _ = strategy_verdicts(trained, ctx.terms_full, plan)
+        key = side_by_side(key_rows(comp, plan), plan) if len(comp) else comp
+        for _, r in key.iterrows():
+            at = "selected term" if r["budget"] == SELECTED else "last term"
+            ci = "" if is_missing(r["ci_low"]) else f" [{fmt(r['ci_low'])}, {fmt(r['ci_high'])}]"
+            out.setdefault((f"{r['a']} vs {r['b']}", at), {})[name] = (
+                f"{signed(r['diff'])}{ci}: {r['verdict']}")
+    rows = [{"comparison": c, "budget": b, **cells} for (c, b), cells in out.items()]
+    return pd.DataFrame(rows)
+
+
+def _common_plan(ctxs: dict[str, Context], metric: str | None) -> VerdictPlan:
+    first = next(iter(ctxs.values()))
+    m = metric or first.plan.metric
+    for name, ctx in ctxs.items():
+        if f"sel.{m}" not in ctx.sel.columns:
+            raise ValueError(f"{name}: no trial records `{m}`; pass --metric with a metric "
+                             "every folder holds (e.g. test_hr@10)")
+    return VerdictPlan(m, None, first.plan.rope, first.mode)
+
+
+def _compare_md(c: Comparison, names: list[str], cd: float) -> str:
+    n, k = len(c.blocks), c.blocks.shape[1]
+    ranks = md_table(["arm", "average rank (1 = best)", f"mean `{c.metric}`"],
+                     [[a, f"{r:.2f}", fmt(c.blocks[a].mean())] for a, r in c.ranks.items()])
+    test = (f"not run ({c.why})" if c.why else f"chi2 {fmt(c.chi2, 2)}, p {fmt_p(c.p)}")
+    lines = [f"# Across datasets: {', '.join(names)}", "",
+             f"- Metric: `{c.metric}` (test), each trial at its validation-selected term.",
+             f"- Blocks: {n} (dataset, seed) pairs with every arm; {k} arms.", "",
+             "## Average ranks", "", ranks, "",
+             f"Friedman over the (dataset, seed) blocks: {test}. Nemenyi critical difference "
+             f"at alpha {ALPHA:g}: {fmt(cd, 2)} ranks; figure `plots/critical_difference.png`; "
+             "p-values `tables/compare_nemenyi.csv`."]
+    if len(c.verdicts):
+        cols = ["comparison", "budget", *[x for x in names if x in c.verdicts.columns]]
+        rows = c.verdicts.reindex(columns=cols).fillna("n/a").to_numpy().tolist()
+        lines += ["", "## Strategy verdicts per dataset", "",
+                  f"Section 5 of each folder's summary, on `{c.metric}`.", "",
+                  md_table(cols, rows)]
+    return "\n".join(lines) + "\n"
+
+
+def compare_dirs(dirs: Sequence[str | Path], out: str | Path,
+                 metric: str | None = None) -> Comparison:
+    """Compare the same arms across sweep folders (one dataset each); writes compare.md,
+    tables/compare_*.csv and plots/critical_difference.png under `out`."""
+    if len(dirs) < 2:
+        raise ValueError(f"compare needs two or more sweep folders, got {len(dirs)}")
+    ctxs: dict[str, Context] = {}
+    for d in map(Path, dirs):
+        name = d.name if d.name not in ctxs else str(d)
+        ctxs[name] = build_context(d, read_sweep(d), [])
+    plan = _common_plan(ctxs, metric)
+    mats = {n: seed_arm_matrix(ctx.sel, ctx.axes, plan.metric) for n, ctx in ctxs.items()}
+    _refuse_different_arms(mats)
+    arms = sorted(next(iter(mats.values())).columns)
+    blocks = pd.concat({n: m[arms] for n, m in mats.items()}, names=["dataset", "seed"]).dropna()
+    chi2, p, why = friedman(blocks.to_numpy(float))
+    c = Comparison(plan.metric, blocks, average_ranks(blocks, plan.mode), chi2, p, why,
+                   nemenyi(blocks) if not why else pd.DataFrame(),
+                   _verdicts_per_dataset(ctxs, plan))
+    o = Path(out)
+    cd = critical_difference(len(arms), len(blocks)) if len(blocks) else math.nan
+    if not c.nemenyi.empty:
+        c.plots.append(plot_critical_difference(
+            c.ranks, c.nemenyi, cd, f"{plan.metric}: average rank over {len(blocks)} "
+            "(dataset, seed) blocks", o / "plots" / "critical_difference.png"))
+    c.markdown = _compare_md(c, list(ctxs), cd)
+    write_csv(blocks.reset_index(), o / "tables" / "compare_blocks.csv")
+    write_csv(c.ranks.rename("average_rank").rename_axis("arm").reset_index(),
+              o / "tables" / "compare_ranks.csv")
+    write_csv(c.nemenyi.rename_axis("arm").reset_index(), o / "tables" / "compare_nemenyi.csv")
+    write_csv(c.verdicts, o / "tables" / "compare_verdicts.csv")
+    write_text(c.markdown, o / "compare.md")
+    return c
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """`ocfb-suite compare DIR DIR ... --out DIR`."""
+    from suite.folders import FolderError, check_results, read_sweep_json
+
+    try:
+        for d in args.dirs:
+            read_sweep_json(Path(d))
+            check_results(Path(d), need_trials=True)
+        c = compare_dirs(args.dirs, args.out, args.metric)
+    except (FolderError, ValueError) as err:
+        print(f"ocfb-suite: error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {Path(args.out) / 'compare.md'} (Friedman p {fmt_p(c.p)} over "
+          f"{len(c.blocks)} blocks)")
+    return 0
+
+
+def register_cli(sub: Subcommands) -> None:
+    """Add the `compare` subcommand to the CLI."""
+    p = sub.add_parser("compare", help="the same arms across datasets: ranks, Friedman, "
+                       "critical-difference diagram, verdicts side by side")
+    p.add_argument("dirs", nargs="+", help="two or more sweep output folders, one per dataset")
+    p.add_argument("--out", required=True, help="folder for compare.md, tables/ and plots/")
+    p.add_argument("--metric", default=None,
+                   help="test metric to rank on (default: the first folder's verdict metric)")
+    p.set_defaults(func=cmd_compare)

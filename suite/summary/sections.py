@@ -23,19 +23,21 @@ from suite.summary.frames import (
     ordered,
     report_metric,
 )
-from suite.summary.markdown import (
+from suite.summary.rendering import (
     finding,
     fmt,
     fmt_p,
     grid_rows,
     md_table,
+    plot_heatmap,
+    plot_metrics_vs_term,
+    plot_strategy_differences,
     pm,
     render_best,
     render_leaderboard,
     verdict_line,
     verdict_table,
 )
-from suite.summary.plots import plot_heatmap, plot_metrics_vs_term, plot_strategy_differences
 from suite.summary.stats import ALPHA, MIN_SEEDS
 from suite.summary.tables import (
     axis_by_term,

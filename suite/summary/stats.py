@@ -1,5 +1,6 @@
 """Statistics of the summaries, on plain arrays: means with t intervals, paired tests on seeds,
-equivalence (TOST), the minimal detectable effect, Holm, Friedman, and the outcome of a line.
+equivalence (TOST), the minimal detectable effect, Holm, the outcome of a line, and the rank
+tests across blocks (Friedman, Nemenyi and its critical difference; Demšar 2006).
 
 Replicates are seeds. A paired comparison matches two arms on seed only (same seed = same data,
 split and initial negatives), never on configuration. With fewer than `MIN_SEEDS` pairs no test
@@ -20,6 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import TTestPower
@@ -210,3 +212,24 @@ def kind_of(verdict: str) -> str:
     if verdict.startswith("inconclusive"):
         return "inconclusive"
     return "better" if verdict.endswith(" better") else "worse"
+
+
+def average_ranks(blocks: pd.DataFrame, mode: str) -> pd.Series:
+    """Mean rank of each arm over the blocks (1 = best; ties share the average rank)."""
+    sign = -1.0 if mode == "max" else 1.0
+    ranks = np.vstack([stats.rankdata(sign * row) for row in blocks.to_numpy(float)])
+    return pd.Series(ranks.mean(axis=0), index=blocks.columns).sort_values()
+
+
+def nemenyi(blocks: pd.DataFrame) -> pd.DataFrame:
+    """Nemenyi post-hoc p-values after Friedman (scikit-posthocs), arms x arms."""
+    import scikit_posthocs as sp
+
+    return sp.posthoc_nemenyi_friedman(blocks.reset_index(drop=True))
+
+
+def critical_difference(k: int, n: int, alpha: float = ALPHA) -> float:
+    """Demšar's (2006) Nemenyi critical difference of average ranks for k arms, n blocks: the
+    studentized range quantile (scipy) / sqrt(2) * sqrt(k (k + 1) / (6 n))."""
+    q = stats.studentized_range.ppf(1 - alpha, k, np.inf) / math.sqrt(2)
+    return float(q * math.sqrt(k * (k + 1) / (6.0 * n)))

@@ -10,7 +10,8 @@ Several trained models are never pooled: each model is compared on its own.
 The verdict lines of a section (the last term and the selected term) form one Holm family; the
 per-term tables are exploratory (Holm within each term). Each line is read on the verdict
 metric (full ranking under `holdout` where the records hold it) with the other metric beside it
-(issue 20, item 2), and has one of four outcomes (stats.outcome).
+(issue 20, item 2), and has one of four outcomes (stats.outcome). `compare` ranks the same
+arms across datasets on the seeds x arms blocks built here (`seed_arm_matrix`).
 """
 
 from __future__ import annotations
@@ -27,7 +28,10 @@ from ocfb.names import BASELINE_MODELS, STRATEGIES
 from suite.spec.vocabulary import BASELINE_SPACES
 from suite.summary.frames import (
     col,
+    config_col,
     full_counterpart,
+    is_missing,
+    label,
     numeric,
     ordered,
     report_metric,
@@ -117,6 +121,24 @@ def arm_seed_table(rows: pd.DataFrame, arm_col: str, metric: str) -> pd.DataFram
     df = df[np.isfinite(df["v"].astype(float))]
     if df.empty:
         return pd.DataFrame()
+    return df.groupby(["seed", "arm"])["v"].mean().unstack("arm")
+
+
+def arm_label(row: pd.Series, axes: Sequence[str]) -> str:
+    """'neumf/dns' for a trained row, 'ease' for a baseline (its loop keys are blank)."""
+    parts = [label(row[config_col(a)]) for a in axes
+             if config_col(a) in row.index and not is_missing(row[config_col(a)])]
+    return "/".join(parts) or "-"
+
+
+def seed_arm_matrix(sel: pd.DataFrame, axes: Sequence[str], metric: str) -> pd.DataFrame:
+    """seeds x arms of `sel.<metric>` (each seed's mean over an arm's rows), an arm being a
+    row's values of `axes` but seed: the blocks `compare` ranks across datasets."""
+    sel = on_validation(sel)
+    axes = [a for a in axes if a != "seed"]
+    arms = sel.apply(lambda r: arm_label(r, axes), axis=1) if len(sel) else pd.Series()
+    df = pd.DataFrame({"arm": arms, "seed": sel.get("config.seed"),
+                       "v": pd.to_numeric(sel.get(f"sel.{metric}"), errors="coerce")})
     return df.groupby(["seed", "arm"])["v"].mean().unstack("arm")
 
 

@@ -13,7 +13,7 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 from suite.summary.frames import select
-from suite.summary.markdown import verdict_line
+from suite.summary.rendering import verdict_line
 from suite.summary.tables import best_per_model, nested_estimate
 from suite.summary.verdicts import (
     SELECTED,
