@@ -38,12 +38,12 @@ from suite.spec.vocabulary import (
     GRID_POINT,
     STAGE_COLUMN,
     Dim,
+    FileBlock,
     ObjectiveConfig,
     ResourcesConfig,
     SchedulerConfig,
     SearchConfig,
     SearchDim,
-    Section,
     SpecError,
     TunePerModelConfig,
     VerdictsConfig,
@@ -68,7 +68,7 @@ def _passed(value: Any, lines: list[str]) -> Any:
     return value
 
 
-class SweepSpec(Section):
+class SweepSpec(FileBlock):
     """A validated sweep file: what to run, what to search, and how Ray should schedule it.
 
     Build it with `load_sweep` or `SweepSpec.from_dict`, which turn validation errors into one
@@ -196,7 +196,7 @@ class SweepSpec(Section):
 
     @field_validator("max_concurrent_trials", mode="before")
     @classmethod
-    def _mct(cls, v: Any) -> Any:
+    def _max_concurrent_trials(cls, v: Any) -> Any:
         if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
             raise ValueError(f"must be an integer >= 1 or null (no limit) (got {short(v)})")
         return v

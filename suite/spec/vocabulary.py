@@ -46,7 +46,7 @@ GRID_POINT = "grid_point"
 # -- blocks ---------------------------------------------------------------------------------------
 
 
-class Section(BaseModel):
+class FileBlock(BaseModel):
     """Base of every block of a sweep file: unknown keys refused, nothing coerced."""
 
     # strict: YAML gives real types, so "2" for an integer is a mistake, not something to coerce;
@@ -54,7 +54,7 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
-class Dim(Section):
+class Dim(FileBlock):
     """One searched key: a finite list of values, or a range."""
 
     kind: ClassVar[str]
@@ -204,7 +204,7 @@ def parse_layers(v: Any) -> Any:
 # -- sections -----------------------------------------------------------------------------------
 
 
-class SearchConfig(Section):
+class SearchConfig(FileBlock):
     """How trials are generated: grid enumeration, random draws or Optuna TPE (seeded)."""
 
     algorithm: Literal["grid", "random", "optuna"] = "grid"
@@ -215,7 +215,7 @@ class SearchConfig(Section):
     seed: int = Field(0, ge=0, le=MAX_SEARCH_SEED)
 
 
-class SchedulerConfig(Section):
+class SchedulerConfig(FileBlock):
     """Trial scheduler: FIFO (run everything) or ASHA early stopping on the term axis."""
 
     type: Literal["fifo", "asha"] = "fifo"
@@ -225,7 +225,7 @@ class SchedulerConfig(Section):
     reduction_factor: int = Field(4, ge=2)
 
 
-class ObjectiveConfig(Section):
+class ObjectiveConfig(FileBlock):
     """The validation (or loop) metric that ranks trials and that ASHA / Optuna optimise."""
 
     metric: str
@@ -237,7 +237,7 @@ class ObjectiveConfig(Section):
 DEFAULT_ROPE = 0.01
 
 
-class VerdictsConfig(Section):
+class VerdictsConfig(FileBlock):
     """What the summary's verdict sections decide on (`suite.summary.verdicts`)."""
 
     # the test metric each verdict line reads (e.g. test_full_hr@10); None: under holdout the
@@ -247,14 +247,14 @@ class VerdictsConfig(Section):
     rope: float = Field(DEFAULT_ROPE, gt=0, allow_inf_nan=False)
 
 
-class ResourcesConfig(Section):
+class ResourcesConfig(FileBlock):
     """Resources one trial reserves: CPUs (torch threads) and a fraction of one GPU."""
 
     cpus: float = Field(1.0, gt=0)
     gpus: float = Field(0.0, ge=0, le=1)
 
 
-class WandbConfig(Section):
+class WandbConfig(FileBlock):
     """Weights & Biases logging: auto = online with an API key, else offline files."""
 
     mode: Literal["auto", WandbMode] = "auto"  # the modes themselves: ocfb.names
@@ -281,7 +281,7 @@ BASELINE_SPACES: dict[str, dict[str, dict[str, list[float | int]]]] = {
 }
 
 
-class TunePerModelConfig(Section):
+class TunePerModelConfig(FileBlock):
     """Equal tuning budget per model family, then a confirmation on fresh seeds."""
 
     # configurations each searched family is given (Optuna proposals or random draws)
