@@ -90,3 +90,37 @@ def test_compare_refuses_folders_whose_arms_differ(tmp_path: Path,
     assert not (tmp_path / "cmp").exists()  # refused before writing anything
     with pytest.raises(ValueError, match="two or more sweep folders"):
         compare_dirs([tmp_path / "synthetic"], tmp_path / "cmp")
+
+
+_DIAGRAM = """
+import sys
+from pathlib import Path
+import pandas as pd
+from suite.summary.rendering import plot_critical_difference
+arms = ["ocfb", "static", "dns", "srns", "pop", "ease"]
+ranks = pd.Series([1.2, 2.0, 2.9, 3.6, 4.8, 5.5], index=arms)
+close = {("ocfb", "static"), ("static", "dns"), ("dns", "srns"), ("srns", "pop"), ("pop", "ease"),
+         ("ocfb", "dns"), ("srns", "ease")}
+sig = pd.DataFrame([[1.0 if a == b or (a, b) in close or (b, a) in close else 0.001
+                     for b in arms] for a in arms], index=arms, columns=arms)
+plot_critical_difference(ranks, sig, 1.5, "t", Path(sys.argv[1]))
+"""
+
+
+@pytest.mark.slow  # two child interpreters, about 3 s each
+def test_critical_difference_diagram_has_the_same_bytes_under_any_hash_seed(
+        tmp_path: Path) -> None:
+    """scikit-posthocs keeps a crossbar's arms in sets: with str's per-process hash the PNG
+    differed between two runs of the same comparison."""
+    import os
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    pngs = []
+    for seed in ("1", "2", "3"):
+        out = tmp_path / f"cd-{seed}.png"
+        subprocess.run([sys.executable, "-c", _DIAGRAM, str(out)], cwd=repo, check=True,
+                       env={**os.environ, "PYTHONHASHSEED": seed}, timeout=120)
+        pngs.append(out.read_bytes())
+    assert pngs[0][:8] == b"\x89PNG\r\n\x1a\n" and pngs[0] == pngs[1] == pngs[2]

@@ -1,17 +1,16 @@
 """What summary.md and compare.md show: number formats, markdown tables, the text of each table
-and verdict line, and the PNG plots. Pure functions from the tables' data frames to strings or
-to PNG files.
+and verdict line, and the PNG plots (pure functions: data frames in, strings or PNG files out).
 
-Every plot is 1200 x 800 pixels (the critical-difference diagram half as tall), drawn with
-matplotlib's object-oriented API without pyplot: no global backend or figure registry is
-touched, so summarizing inside a notebook or a Ray driver has no side effects. Reference
-baselines (fitted once) are horizontal dashed lines, never curves over terms.
+Every plot is drawn with matplotlib's object-oriented API without pyplot: no global backend or
+figure registry is touched, so summarizing inside a notebook or a Ray driver has no side
+effects. Reference baselines (fitted once) are horizontal dashed lines, never curves over terms.
 """
 
 from __future__ import annotations
 
 import io
 import math
+import zlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ from suite.summary.stats import kind_of, mean_ci
 from suite.summary.tables import to_grid
 from suite.summary.verdicts import SELECTED, VerdictPlan
 
-# Every plot has this size, so its pixel size is known: 1200 x 800 pixels.
+# Every plot has this size (1200 x 800 pixels; the critical-difference diagram half as tall).
 PLOT_SIZE_IN: tuple[float, float] = (12.0, 8.0)
 PLOT_DPI = 100
 TERM_LABEL = "term (0 = plain negative sampling)"
@@ -314,10 +313,11 @@ def finding(r: pd.Series | dict[str, Any], plan: VerdictPlan, section: str,
 # -- plots ---------------------------------------------------------------------------------------
 
 
-def _new_figure(nrows: int = 1, ncols: int = 1):  # noqa: ANN202 - matplotlib types, lazily
-    from matplotlib.figure import Figure
+def _new_figure(nrows: int = 1, ncols: int = 1, height: float = 1.0):  # noqa: ANN202
+    from matplotlib.figure import Figure  # (matplotlib's types, imported lazily)
 
-    fig = Figure(figsize=PLOT_SIZE_IN, dpi=PLOT_DPI, layout="constrained")
+    size = (PLOT_SIZE_IN[0], PLOT_SIZE_IN[1] * height)
+    fig = Figure(figsize=size, dpi=PLOT_DPI, layout="constrained")
     return fig, fig.subplots(nrows, ncols, squeeze=False)
 
 
@@ -476,15 +476,25 @@ def plot_strategy_differences(comparisons: pd.DataFrame, metric: str, reference:
     return _save_png(fig, path)
 
 
+class _StableName(str):
+    """A label hashed alike in every process: scikit-posthocs keeps the arms of a crossbar in
+    sets, so under str's per-process hash each run drew them in another order (other bytes)."""
+
+    def __hash__(self) -> int:
+        return zlib.crc32(self.encode())
+
+
 def plot_critical_difference(ranks: pd.Series, sig: pd.DataFrame, cd: float, title: str,
                              path: Path) -> Path:
-    """The critical-difference diagram (scikit-posthocs) as a PNG, written atomically."""
+    """The critical-difference diagram (scikit-posthocs) as a PNG, written atomically; the same
+    bytes for the same ranks in every run."""
     import scikit_posthocs as sp
-    from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(PLOT_SIZE_IN[0], PLOT_SIZE_IN[1] / 2), dpi=PLOT_DPI,
-                 layout="constrained")
-    ax = fig.subplots()
+    names = pd.Index([_StableName(a) for a in ranks.index], dtype=object)
+    sig = pd.DataFrame(sig.loc[ranks.index, ranks.index].to_numpy(), index=names, columns=names)
+    ranks = pd.Series(ranks.to_numpy(), index=names)
+    fig, axes = _new_figure(height=0.5)
+    ax = axes[0][0]
     sp.critical_difference_diagram(ranks, sig, ax=ax, cd=cd if math.isfinite(cd) else None)
     ax.set_title(title)
     return _save_png(fig, path)
