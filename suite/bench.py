@@ -404,15 +404,3 @@ def register_cli(sub: Subcommands) -> None:
                         "--head` kept up between sweeps) instead of local Ray started per sweep")
     b.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
     b.set_defaults(func=cmd_bench)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m suite.bench ...` until the lead wires `bench` into suite/cli.py."""
-    p = argparse.ArgumentParser(prog="ocfb-suite")
-    register_cli(p.add_subparsers(dest="cmd", required=True))
-    args = p.parse_args(["bench", *(argv if argv is not None else sys.argv[1:])])
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -60,16 +60,12 @@ def check_local_resources(spec: SweepSpec) -> None:
 
 
 def check_storage_path(storage: str | None) -> None:
-    """A URI must name a bucket or host (its scheme was checked with the sweep file); a local
-    folder must be creatable and writable, else Ray fails with a pyarrow traceback at the first
-    checkpoint."""
+    """A local folder (or file:// URI) must be creatable and writable, else Ray fails with a
+    pyarrow traceback at the first checkpoint; the URI itself was checked with the sweep file."""
     if not storage:
         return
     if "://" in storage:
         parts = urlsplit(storage)
-        if parts.scheme != "file" and not parts.netloc:
-            raise _spec_error(f"storage_path: {storage!r} names no bucket or host; expected "
-                              f"e.g. {parts.scheme}://bucket/prefix")
         if parts.scheme != "file":
             return
         storage = parts.path

@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 
 from suite import bench, bench_timings
+from suite.cli import main as cli_main
 
 
 @pytest.fixture(scope="module")
 def smoke_report(tmp_path_factory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("bench")
-    assert bench.main(["--scale", "small", "--smoke", "--out", str(out)]) == 0
+    assert cli_main(["bench", "--scale", "small", "--smoke", "--out", str(out)]) == 0
     return out, json.loads((out / "bench.json").read_text())
 
 
@@ -79,11 +80,11 @@ def test_fixed_grid_data_is_distinct_cells_on_the_whole_grid() -> None:
 def test_cuda_without_a_gpu_and_bad_threads_exit_2(tmp_path: Path, capsys) -> None:
     import torch
 
-    assert bench.main(["--threads", "0", "--out", str(tmp_path)]) == 2
+    assert cli_main(["bench", "--threads", "0", "--out", str(tmp_path)]) == 2
     assert "--threads 0: must be >= 1" in capsys.readouterr().err
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    assert bench.main(["--device", "cuda", "--smoke", "--out", str(tmp_path)]) == 2
+    assert cli_main(["bench", "--device", "cuda", "--smoke", "--out", str(tmp_path)]) == 2
     assert "no CUDA device here" in capsys.readouterr().err
     assert not (tmp_path / "bench.json").exists()
 
@@ -190,7 +191,8 @@ def test_an_impossible_two_run_estimate_is_flagged(monkeypatch, tmp_path: Path,
 def test_ray_address_without_sweeps_is_refused_before_any_work(
     tmp_path: Path, capsys, extra: list[str]
 ) -> None:
-    assert bench.main(["--ray-address", "127.0.0.1:6379", *extra, "--out", str(tmp_path)]) == 2
+    argv = ["bench", "--ray-address", "127.0.0.1:6379", *extra, "--out", str(tmp_path)]
+    assert cli_main(argv) == 2
     assert "--ray-address" in capsys.readouterr().err
     assert not (tmp_path / "bench.json").exists()
 
@@ -222,7 +224,7 @@ def test_long_sweep_is_a_valid_sweep_of_eight_minute_scale_trials() -> None:
 
 
 def test_long_sweep_refuses_smoke_and_skip_sweep(tmp_path: Path, capsys) -> None:
-    assert bench.main(["--smoke", "--long-sweep", "--out", str(tmp_path)]) == 2
+    assert cli_main(["bench", "--smoke", "--long-sweep", "--out", str(tmp_path)]) == 2
     assert "--long-sweep runs with the quickstart sweeps" in capsys.readouterr().err
     assert not (tmp_path / "bench.json").exists()
 

@@ -37,10 +37,10 @@ def _two_per_user(tmp_path: Path) -> Path:
     ({"fixed": {"n_candidates": 1000000}},
      "fixed.n_candidates: 1000000 sampled candidates per held-out positive, but the most active "
      "user has interacted with"),
-    ({"seeds": [2**63]}, "seeds[0]: "),  # the spec or the pre-flight, either names it
+    ({"seeds": [2**63]}, "seeds[0]: "),  # the spec names it
     ({"storage_path": "/proc/ocfb-storage"}, "storage_path: /proc/ocfb-storage is not writable"),
-    ({"storage_path": "s3:///prefix"}, "storage_path: 's3:///prefix' names no bucket"),
-    ({"storage_path": "ftp://host/x"}, "'ftp'"),  # the spec or the pre-flight names it
+    ({"storage_path": "s3:///prefix"}, "storage_path: 's3:///prefix' names no bucket"),  # spec
+    ({"storage_path": "ftp://host/x"}, "'ftp'"),  # the spec names it
     ("two-per-user", "the holdout split needs users with at least 3 positives"),
 ])
 def test_sweep_preflight_exits_2_naming_the_problem(tmp_path: Path, capsys, case,

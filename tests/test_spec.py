@@ -440,6 +440,8 @@ MALFORMED = [
      ["max_concurrent_trials: must be an integer >= 1"]),
     ("storage-unknown-scheme", "name: t\nstorage_path: ftp://host/dir\n",
      ["storage_path: unsupported URI scheme 'ftp'", "s3"]),
+    ("storage-no-bucket", "name: t\nstorage_path: 's3:///dir'\n",
+     ["storage_path: 's3:///dir' names no bucket or host", "s3://bucket/prefix"]),
     ("data-out-of-range", "name: t\ndata: {n_users: 1}\n",
      ["data.n_users", "greater than or equal to 2"]),
     ("smoke-unknown-key", "name: t\nsmoke: {terms: 1, speed: 2}\n", ["smoke.speed: unknown"]),

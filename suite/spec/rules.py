@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
@@ -310,6 +311,9 @@ def check_storage(v: Any) -> Lines:
     if m and m.group(1).lower() not in STORAGE_SCHEMES:
         return [f"storage_path: unsupported URI scheme {m.group(1)!r}; allowed: "
                 f"{', '.join(STORAGE_SCHEMES)} or a local folder"]
+    if m and m.group(1).lower() != "file" and not urlsplit(v).netloc:
+        return [f"storage_path: {v!r} names no bucket or host; expected e.g. "
+                f"{m.group(1)}://bucket/prefix"]
     return []
 
 
