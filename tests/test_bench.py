@@ -26,6 +26,7 @@ def _positive(x: float, what: str) -> None:
     assert isinstance(x, (int, float)) and math.isfinite(x) and x > 0, f"{what} = {x!r}"
 
 
+@pytest.mark.slow  # the bench smoke measures baselines in child processes
 def test_smoke_writes_every_section(smoke_report) -> None:
     out, r = smoke_report
     assert {"machine", "loops", "term", "per_million", "sweep", "peak_rss_mib", "sizes",
@@ -39,6 +40,7 @@ def test_smoke_writes_every_section(smoke_report) -> None:
     assert "| trainer_b256 samples/s" in md and "| peak RSS MiB |" in md
 
 
+@pytest.mark.slow  # the bench smoke measures baselines in child processes
 def test_smoke_numbers_are_positive_and_consistent(smoke_report) -> None:
     _, r = smoke_report
     rates = r["loops"]["samples_per_s"]
@@ -125,6 +127,7 @@ def test_sweep_arithmetic_from_two_runs(monkeypatch, tmp_path: Path) -> None:
     assert bench_timings.floor_ratio(got) == pytest.approx((30 - 20 / 1.875) / 10.5)
 
 
+@pytest.mark.slow  # the bench smoke measures baselines in child processes
 def test_floor_is_the_intercept_of_two_bare_sweeps(monkeypatch, tmp_path: Path,
                                                    smoke_report) -> None:
     walls = {57: 12.7, 114: 14.9}
@@ -145,6 +148,7 @@ def test_floor_is_the_intercept_of_two_bare_sweeps(monkeypatch, tmp_path: Path,
     assert "| sweep fixed cost / Ray Tune's floor | 1.03x |" in md
 
 
+@pytest.mark.slow  # the bench smoke measures baselines in child processes
 def test_baseline_rows_in_the_table(smoke_report) -> None:
     _, report = smoke_report
     rows = report["baselines"]["models"]
@@ -156,6 +160,7 @@ def test_baseline_rows_in_the_table(smoke_report) -> None:
                      r"before fit \d\.\d\d\) \| \d+\.\d / \d+\.\d / \d\.\d\d \|", md)
 
 
+@pytest.mark.slow  # the bench smoke measures baselines in child processes
 def test_sweep_on_a_running_cluster_uses_its_address_and_cpus(
     monkeypatch, tmp_path: Path, smoke_report
 ) -> None:
@@ -175,6 +180,7 @@ def test_sweep_on_a_running_cluster_uses_its_address_and_cpus(
     assert "not a possible value" not in md  # 46.9 % is a possible use
 
 
+@pytest.mark.slow  # the bench smoke measures baselines in child processes
 def test_an_impossible_two_run_estimate_is_flagged(monkeypatch, tmp_path: Path,
                                                    smoke_report) -> None:
     # the 6-seed sweep ran on a faster host: 30 s more compute in 12 s more wall on 2 CPUs

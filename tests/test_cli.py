@@ -65,6 +65,7 @@ def test_train_defaults_write_history_and_summary(tmp_path: Path) -> None:
     assert {"ocfb", "torch", "numpy", "python"} <= summary["versions"].keys()
 
 
+@pytest.mark.slow  # starts a child process (make test-fast leaves it to make test)
 def test_console_script_smoke(tmp_path: Path) -> None:
     exe = Path(sys.executable).parent / "ocfb-suite"
     if not exe.is_file():

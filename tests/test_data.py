@@ -393,6 +393,7 @@ def test_interactions_rejects_out_of_range_ids() -> None:
         Interactions(np.array([0, 3]), np.array([0, 1]), 3, 2, np.arange(3), np.arange(2))
 
 
+@pytest.mark.slow  # starts a child process (make test-fast leaves it to make test)
 def test_content_hash_is_stable_across_processes(default_set: Interactions) -> None:
     code = "from ocfb.data import synthetic_influencer as s; print(s().content_hash())"
     env = {**os.environ, "PYTHONHASHSEED": "12345"}

@@ -150,6 +150,7 @@ def test_token_auth_stays_on_and_no_credentials_in_recipes() -> None:
     assert _rayjob()["spec"]["rayClusterSpec"]["authOptions"]["mode"] == "token"
 
 
+@pytest.mark.slow  # starts a child process (make test-fast leaves it to make test)
 def test_run_sweep_script_refuses_missing_arguments_and_a_second_storage_path(
         tmp_path: Path) -> None:
     script = str(DEPLOY / "run-sweep.sh")

@@ -9,9 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import ocfb
 
 
+@pytest.mark.slow  # starts a child process (make test-fast leaves it to make test)
 def test_the_library_imports_neither_ray_nor_wandb_nor_the_suite():
     modules = sorted(m.name for m in pkgutil.walk_packages(ocfb.__path__, "ocfb."))
     assert "ocfb.algorithm" in modules and "ocfb.data.synthetic" in modules

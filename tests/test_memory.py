@@ -94,6 +94,7 @@ def _write_memory_sweep(tmp: Path, out: Path, n_items: int) -> Path:
                                       "data_seed": 0}})
 
 
+@pytest.mark.slow  # starts a child process (make test-fast leaves it to make test)
 def test_sweep_refuses_a_trial_larger_than_the_machine_before_ray(
     tmp_path: Path, monkeypatch, capsys
 ) -> None:

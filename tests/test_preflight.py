@@ -122,6 +122,7 @@ def _finished_sweep(tmp_path: Path, mode: str = "disabled") -> Path:
     return out
 
 
+@pytest.mark.slow  # starts a child process (make test-fast leaves it to make test)
 def test_resuming_a_finished_sweep_does_nothing_and_starts_no_ray(tmp_path: Path) -> None:
     out = _finished_sweep(tmp_path, mode="offline")
     code = ("import sys\nfrom suite.cli import main\n"

@@ -51,6 +51,7 @@ def test_one_run_example_is_reproducible():
     assert run_example("one-run")[0] == run_example("one-run")[0]
 
 
+@pytest.mark.slow  # starts a child process (make test-fast leaves it to make test)
 def test_imports_stay_light():
     """`import ocfb` brings neither torch (only a neural run does) nor Ray/W&B; `import suite`
     brings nothing heavy at all."""

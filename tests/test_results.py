@@ -187,6 +187,7 @@ time.sleep(60)
 """
 
 
+@pytest.mark.slow  # starts a child process (make test-fast leaves it to make test)
 def test_a_live_holder_refuses_a_second_driver_naming_its_pid(tmp_path: Path) -> None:
     p = subprocess.Popen([sys.executable, "-c", _HOLD, str(tmp_path)], cwd=REPO,
                          stdout=subprocess.PIPE, text=True)
@@ -199,6 +200,7 @@ def test_a_live_holder_refuses_a_second_driver_naming_its_pid(tmp_path: Path) ->
         p.wait()
 
 
+@pytest.mark.slow  # starts a child process (make test-fast leaves it to make test)
 def test_a_dead_holders_lock_is_taken_over_with_a_notice(tmp_path: Path, capsys) -> None:
     p = subprocess.Popen([sys.executable, "-c", _HOLD, str(tmp_path)], cwd=REPO,
                          stdout=subprocess.PIPE, text=True)
@@ -234,6 +236,7 @@ time.sleep(120)
 """
 
 
+@pytest.mark.slow  # starts a child process (make test-fast leaves it to make test)
 def test_reaper_kills_what_a_killed_driver_started_and_nothing_else(tmp_path: Path) -> None:
     from suite.folders import _stat, descendants
 

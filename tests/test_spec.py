@@ -308,6 +308,7 @@ def test_param_space_for_ray():
     OptunaSearch.convert_search_space(sps)
 
 
+@pytest.mark.slow  # starts a child process (make test-fast leaves it to make test)
 def test_loading_a_sweep_does_not_import_ray():
     code = (
         "import sys; import suite.spec as s; "

@@ -170,6 +170,7 @@ def test_asha_stops_a_clearly_bad_trial(tmp_path: Path, local_ray) -> None:
     assert (good.status == "completed").sum() >= 1
 
 
+@pytest.mark.slow  # starts a child process (make test-fast leaves it to make test)
 def test_malformed_file_exits_2_before_ray(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\nspace:\n  threshold: {grid: [-1]}\nbogus: 1\n")
@@ -288,6 +289,7 @@ def test_relative_data_path_is_made_absolute_for_trials(tmp_path: Path, monkeypa
     assert _absolute_data_path(load_sweep(synthetic)).data.source == "synthetic-influencer"
 
 
+@pytest.mark.slow  # starts a child process (make test-fast leaves it to make test)
 @pytest.mark.parametrize("text,needle", [
     ("space: {negatives: {grid: [2000, 500000]}}\n",
      "space.negatives.grid[1]: 500000 means 500000 negatives, but only 186034 unobserved"),
