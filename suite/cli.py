@@ -1,15 +1,14 @@
-"""The `ocfb-suite` command line: data, train, sweep, resume, summarize, dashboard, bench."""
+"""The `ocfb-suite` command line: it parses (data, train, sweep, resume, summarize; dashboard,
+bench and compare register their own parsers) and dispatches to `suite.commands` or the command's
+own module, imported only when that command runs."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import json
-import math
-import platform
 import sys
-import time
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -19,7 +18,7 @@ from ocfb.config import ConfigError, DataConfig, RunConfig, load_run_config, mak
 from ocfb.data.files import FORMATS as DATA_FORMATS
 from ocfb.names import SMOKE_SETTINGS, WANDB_MODES
 from suite.preflight import data_flag, data_overrides
-from suite.spec.vocabulary import EXIT_USAGE
+from suite.spec.vocabulary import EXIT_USAGE, SMALL_NEGATIVES
 
 
 class Subcommands(Protocol):
@@ -39,6 +38,17 @@ def _fail(msg: str) -> int:
 # -- data -------------------------------------------------------------------------------------
 
 
+def _handler(name: str, *extra: Any) -> Callable[[argparse.Namespace], int]:
+    """`suite.commands.<name>(args, *extra)`, imported when the command runs, not to parse."""
+
+    def run(args: argparse.Namespace) -> int:
+        from suite import commands
+
+        return getattr(commands, name)(args, *extra)
+
+    return run
+
+
 def _data_parser(sub: Subcommands) -> None:
     p = sub.add_parser("data", help="inspect or generate a dataset")
     dsub = p.add_subparsers(dest="data_cmd", required=True)
@@ -54,7 +64,7 @@ def _data_parser(sub: Subcommands) -> None:
     g.add_argument("--interactions", type=int, default=2000)
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--out", required=True, help="output .csv or .parquet file")
-    p.set_defaults(func=cmd_data)
+    p.set_defaults(func=_handler("cmd_data"))
 
 
 # Help for the data flags; a DataConfig field missing here still gets a flag (generic help).
@@ -92,54 +102,7 @@ def add_data_flags(p: argparse.ArgumentParser, *aliases: str) -> None:
             p.add_argument(data_flag(key), dest=key, default=None, metavar="V", help=text)
 
 
-def cmd_data(args: argparse.Namespace) -> int:
-    """`ocfb-suite data describe|generate`."""
-    from ocfb import data as D
-
-    if args.data_cmd == "fetch":
-        try:
-            path = D.fetch_movielens(args.name, Path(args.cache))
-        except D.DataError as err:
-            return _fail(str(err))
-        print(path)
-        return 0
-    if args.data_cmd == "generate":
-        inter = D.synthetic_influencer(args.users, args.items, args.interactions, seed=args.seed)
-        from suite.results import write_csv, write_parquet
-
-        df = inter.to_frame()
-        out = Path(args.out)
-        (write_parquet if out.suffix == ".parquet" else write_csv)(df, out)
-        print(f"wrote {len(df)} interactions to {out}")
-        return 0
-    try:
-        dc = DataConfig(**data_overrides(args))
-    except Exception as err:  # pydantic validation
-        return _fail(str(err))
-    try:
-        inter = D.load_source(dc.source, **dc.load_kwargs())
-    except D.DataError as err:
-        return _fail(str(err))
-    info = inter.describe()
-    if args.json:
-        print(json.dumps(info))
-    else:
-        for k, v in info.items():
-            if k == "sparsity":
-                print(f"{k:>23}: {v:.4%}")
-            elif k == "duplicates_dropped" and v:
-                print(f"{k:>23}: {v:,} rows merged (a pair counts once)")
-            else:
-                print(f"{k:>23}: {v}")
-    return 0
-
-
 # -- train ------------------------------------------------------------------------------------
-
-# `--negatives 4` meant 4 negatives in total to the CLI but "4 per positive" to an NCF user; a
-# bare count this small is refused unless --negatives-total says it is meant (issue 12).
-SMALL_NEGATIVES = 100
-
 
 def _flag_help(key: str, field: Any) -> str:
     allowed = typing.get_args(field.annotation)
@@ -178,7 +141,7 @@ def _train_parser(sub: Subcommands) -> None:
     p.add_argument("--threads", type=int, default=1,
                    help="CPU threads for torch (default 1: these models are too small to gain "
                         "from more, and extra threads thrash on a busy machine)")
-    p.set_defaults(func=cmd_train)
+    p.set_defaults(func=_handler("cmd_train", train_config_from_args))
 
 
 def _parse_value(key: str, raw: str) -> Any:
@@ -229,155 +192,11 @@ def train_config_from_args(args: argparse.Namespace) -> RunConfig:
     return make_run_config(overrides)
 
 
-def _small_count_problem(args: argparse.Namespace, cfg: RunConfig, n_positives: int) -> str | None:
-    raw = getattr(args, "negatives", None)
-    if raw is None or not isinstance(cfg.negatives, int) or cfg.is_baseline:
-        return None
-    if cfg.negatives >= SMALL_NEGATIVES or cfg.negatives >= n_positives:
-        return None
-    return (f"negatives: {cfg.negatives} negatives in total for {n_positives:,} positives; did "
-            f"you mean {cfg.negatives}x? Write --negatives {cfg.negatives}x for "
-            f"{cfg.negatives} per positive, or --negatives-total {cfg.negatives}")
-
-
-def run_training(
-    cfg: RunConfig, out: Path, *, show: bool = True, data: Any = None
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Run one OCF-B loop (or fit one baseline), write history.parquet and summary.json under
-    `out` (frozen splits under `out/splits/`), return both. `show=False` keeps only the
-    closing line."""
-    import pandas as pd
-    from tqdm import tqdm
-
-    from ocfb import data as D
-    from ocfb.algorithm import best_record
-    from ocfb.runs import make_run
-    from suite.results import applicable_data, write_json, write_parquet
-
-    inter = data if data is not None else D.load_source(cfg.data.source, **cfg.data.load_kwargs())
-    run = make_run(cfg, inter, cache_dir=str(out / "splits"))
-    objective = cfg.selection_metric
-    started = time.time()
-    cols = ["term", "n_replaced", "err_mean", "train_loss", objective]
-    cols += [c for c in ("test_hr@10", "test_ndcg@10", "test_auc") if c != objective]
-    total = 1 if cfg.is_baseline else cfg.terms + 1
-    bar = tqdm(total=total, desc="terms", unit="term", disable=not show, file=sys.stderr)
-    if show:
-        print(" ".join(f"{c:>12}" for c in cols))
-    while not run.done:
-        rec = run.step()
-        bar.update(1)
-        if show:
-            bar.write(" ".join(_fmt(rec.get(c)) for c in cols))
-    bar.close()
-    history = run.history
-    if objective not in history[-1]:  # a loop from before the paper protocol's validation part
-        objective = getattr(run, "objective", objective)
-    best = best_record(history, objective, "max")
-    summary = {
-        "config": {**cfg.model_dump(mode="json"), "data": applicable_data(cfg.data)},
-        "data": inter.describe(), "data_hash": inter.content_hash(), "objective": objective,
-        "final": history[-1], "best": best, "best_term": best["term"],
-        "wall_time_s": time.time() - started, "versions": _versions(),
-    }
-    write_parquet(pd.DataFrame(history), out / "history.parquet")
-    write_json(summary, out / "summary.json")
-    if show and cfg.protocol == "paper":
-        _print_report(cfg, history[-1])
-    print(f"best {objective} = {best.get(objective, float('nan')):.4f} at term {best['term']}; "
-          f"wrote {out / 'history.parquet'} and {out / 'summary.json'}")
-    return history, summary
-
-
-def _print_report(cfg: RunConfig, final: dict[str, Any]) -> None:
-    from ocfb.metrics import format_classification_report
-
-    rep = {k.removeprefix("test_"): v for k, v in final.items() if k.startswith("test_")}
-    print(format_classification_report(
-        rep, title=f"Classification report of {cfg.model.upper()} at term {final['term']}"))
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:>12.4f}" if math.isfinite(v) else f"{'-':>12}"
-    return f"{v!s:>12}"
-
-
-def _versions() -> dict[str, str]:
-    import numpy
-    import pandas
-    import sklearn
-    import torch
-
-    import ocfb
-
-    return {
-        "ocfb": ocfb.__version__,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": numpy.__version__,
-        "pandas": pandas.__version__,
-        "scikit-learn": sklearn.__version__,
-    }
-
-
-def _train_setup(args: argparse.Namespace) -> tuple[RunConfig, Any]:
-    """Validate settings, data and the output folder (ConfigError / DataError on a problem)."""
-    from ocfb import data as D
-    from suite.preflight import writable_problem
-
-    cfg = train_config_from_args(args)
-    if args.threads < 1:
-        raise ConfigError(f"threads: must be >= 1 (got {args.threads})")
-    inter = D.load_source(cfg.data.source, **cfg.data.load_kwargs())
-    dup = getattr(inter, "n_duplicates_dropped", 0) or 0
-    if dup:
-        # 9,000 rows that are 3,000 distinct pairs must not pass as 9,000 interactions
-        print(f"note: {cfg.data.source}: {dup:,} duplicate (user, item) rows merged; "
-              f"{len(inter):,} distinct interactions remain", file=sys.stderr)
-    problem = _small_count_problem(args, cfg, len(inter))
-    if problem:
-        raise ConfigError(problem)
-    problem = writable_problem(Path(args.out))
-    if problem:
-        raise ConfigError(f"--out: {problem}")
-    return cfg, inter
-
-
-def cmd_train(args: argparse.Namespace) -> int:
-    """`ocfb-suite train`: validate everything, then run one OCF-B loop."""
-    from ocfb.data import DataError
-    from ocfb.sampling import SamplingError
-    from ocfb.train import NonFiniteLossError
-
-    try:
-        cfg, inter = _train_setup(args)
-    except ConfigError as err:
-        return _fail(f"invalid train settings:\n{err}")
-    except DataError as err:
-        return _fail(str(err))
-    import torch
-
-    # Small models on small batches: intra-op threads cost more in synchronisation than they
-    # gain, and on a loaded machine they made a default run 10x slower (60 s vs 4-6 s).
-    torch.set_num_threads(args.threads)
-    try:
-        run_training(cfg, Path(args.out), show=not args.quiet, data=inter)
-    except (ConfigError, DataError, SamplingError) as err:
-        return _fail(str(err))
-    except NonFiniteLossError as err:  # DivergedError (loss above max_loss) included
-        print(f"ocfb-suite: training diverged: {err}", file=sys.stderr)
-        return 1
-    return 0
-
-
 # -- sweep, resume, summarize (run by suite.commands) -------------------------------------------
 
 
 def _sweep_parsers(sub: Subcommands) -> None:
     """The sweep, resume and summarize subcommands; their handlers live in `suite.commands`."""
-    from suite.commands import cmd_resume, cmd_summarize, cmd_sweep
-
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--address", default=None,
                         help="Ray cluster address (sweep default: RAY_ADDRESS, else local Ray; "
@@ -393,14 +212,14 @@ def _sweep_parsers(sub: Subcommands) -> None:
     s.add_argument("--smoke", action="store_true", help="shrink to a few seconds of work")
     s.add_argument("--drop-duplicates", action="store_true",
                    help="run one of each group of identical configurations instead of refusing")
-    s.set_defaults(func=cmd_sweep)
+    s.set_defaults(func=_handler("cmd_sweep"))
     r = sub.add_parser("resume", parents=[common], help="continue an interrupted sweep")
     r.add_argument("dir", help="the sweep's output folder")
-    r.set_defaults(func=cmd_resume)
+    r.set_defaults(func=_handler("cmd_resume"))
     m = sub.add_parser("summarize", help="write summary.md, tables and plots for a sweep")
     m.add_argument("dir", help="the sweep's output folder")
     m.add_argument("--wandb", choices=WANDB_MODES, default=None)
-    m.set_defaults(func=cmd_summarize)
+    m.set_defaults(func=_handler("cmd_summarize"))
 
 
 # -- entry point ------------------------------------------------------------------------------

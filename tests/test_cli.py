@@ -359,7 +359,7 @@ def test_resume_counts_the_trials_that_remained() -> None:
     as remaining ones: 36 remained, 41 trial ends were reported."""
     from types import SimpleNamespace
 
-    from suite.commands import _finished_text
+    from suite.driver import _finished_text
 
     trials = {f"t{k}": {"status": "completed"} for k in range(57)}
     spec = SimpleNamespace(expected_trials=lambda: 57)

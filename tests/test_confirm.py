@@ -83,7 +83,7 @@ def test_smoke_sweep_holds_both_stages_and_resume_reruns_only_the_confirmation(
 
 
 def _fake_stage(stage, out: Path, datasets: dict, writer, *, restore: bool) -> bool:
-    """Stands in for `confirm._run_stage` (no Ray): reports every trial of the stage to the
+    """Stands in for `driver._run_stage` (no Ray): reports every trial of the stage to the
     writer, as Ray's callbacks would; every trial of NeuMF's search fails."""
     from types import SimpleNamespace
 
@@ -109,8 +109,7 @@ def test_a_family_whose_search_trials_all_failed_is_named_not_called_interrupted
     """Every NeuMF search trial failed: EASE and popularity are confirmed, NeuMF has nothing to
     confirm. The closing line names NeuMF, in one line, exit 1; it used to say "interrupted ...
     resume", which would not run them again. Fast: the stages' trials are faked, no Ray."""
-    import suite.commands as commands
-    from suite import confirm
+    from suite import driver
     from suite.results import ResultsWriter
     from suite.spec import load_sweep
 
@@ -120,13 +119,13 @@ def test_a_family_whose_search_trials_all_failed_is_named_not_called_interrupted
     out = tmp_path / "out"
     out.mkdir()
     writer = ResultsWriter(out, spec, verbose=False)
-    monkeypatch.setattr(confirm, "_run_stage", _fake_stage)
-    monkeypatch.setattr(commands, "finish", lambda *a: None)  # no summary
-    confirm.run_stages(spec, out, {}, writer)
+    monkeypatch.setattr(driver, "_run_stage", _fake_stage)
+    monkeypatch.setattr(driver, "finish", lambda *a: None)  # no summary
+    driver.run_stages(spec, out, {}, writer)
     assert json.loads((out / "chosen.json").read_text())["chosen"].keys() == {
         "ease", "popularity"}
     capsys.readouterr()
-    assert commands._close(spec, out, writer, "disabled", 1.0, False) == 1
+    assert driver._close(spec, out, writer, "disabled", 1.0, False) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "interrupted" not in err, err
     assert "no search trial of neumf completed, so it has no confirmation" in err, err

@@ -16,7 +16,7 @@ import pytest
 from ocfb.config import ConfigError, RunConfig
 from ocfb.names import SMOKE_SETTINGS as DEFAULT_SMOKE
 from ocfb.names import STRATEGIES, default_objective
-from suite.confirm import search_specs
+from suite.driver import search_specs
 from suite.spec import (
     SpecError,
     SweepSpec,

@@ -80,7 +80,7 @@ class SweepSpec(FileBlock):
     protocol: ProtocolName = "holdout"
     seeds: list[int] = [0]
     search: SearchConfig = SearchConfig()
-    # tune-then-confirm (`suite.confirm`): each family searched with `proposals`, then its
+    # tune-then-confirm (`suite.driver`): each family searched with `proposals`, then its
     # validation argmax confirmed on `confirm_seeds`
     tune_per_model: TunePerModelConfig | None = None
     scheduler: SchedulerConfig = SchedulerConfig()

@@ -296,6 +296,9 @@ class TunePerModelConfig(FileBlock):
 PROBLEMS = "sweep_problems"
 
 
+# `--negatives 4` meant 4 negatives in total to the CLI but "4 per positive" to an NCF user; a
+# bare count this small is refused unless --negatives-total says it is meant (issue 12).
+SMALL_NEGATIVES = 100
 # The exit code of bad input found before any work starts (a SpecError, a bad flag or folder),
 # the same as argparse's own for a bad command line
 EXIT_USAGE = 2

@@ -466,7 +466,7 @@ TUNING_BUDGET_COLS: tuple[str, ...] = ("config.tune_budget", "tune_budget", "con
                                        "budget")
 NOT_RECORDED = "not recorded"
 # Tune-then-confirm sweeps mark each trial `search` or `confirm` (`SweepSpec.trial_columns`;
-# the stages run in `suite.confirm`); the column is named once, in the spec's vocabulary.
+# the stages run in `suite.driver`); the column is named once, in the spec's vocabulary.
 STAGE_COL = STAGE_COLUMN
 
 

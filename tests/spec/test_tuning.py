@@ -11,7 +11,7 @@ import pytest
 from ocfb.config import RunConfig
 from ocfb.data.interactions import from_pairs
 from ocfb.runs import make_run
-from suite.confirm import choose, confirm_spec, search_specs
+from suite.driver import choose, confirm_spec, search_specs
 from suite.spec import BUDGET_COLUMN, STAGE_COLUMN, SpecError, SweepSpec
 from suite.spec.vocabulary import BASELINE_SPACES
 
