@@ -1,14 +1,17 @@
 """Checks that run before Ray starts: each problem exits 2 with a message naming the key.
 
-Every check here is a mistake that used to pass validation, start Ray and then fail every
-trial (issue 12, point 4): too many candidates for the data, too few positives per user for
-the protocol, seeds that overflow, an unwritable storage path or output folder. The data is
+Every check here needs the data, the machine or the file system, and is a mistake that used to
+pass validation, start Ray and then fail every trial (issue 12, point 4): too many candidates
+for the data, too few positives per user for the protocol, a trial bigger than the machine, too
+little disk, an unwritable storage path or output folder (the file's own rules, seeds and URIs
+included, are checked once, in `suite.spec`). The data is
 loaded here once, and the same objects are shipped to the trials through Ray's object store
 (`suite.tuner`), so a trial never reloads it and a worker node never needs the file.
 
 Its last part turns the data block's command-line flags into settings (`data_overrides`) and a
 data loader's flag names into settings keys (`flags_as_keys`, for `resume`, which has no data
-flags): `suite.cli` builds the flags, `suite.commands` reads them, neither imports the other.
+flags): `suite.cli` builds the flags and `suite.commands` reads them; they live here because
+commands must not import cli (cli imports commands to dispatch).
 """
 
 from __future__ import annotations

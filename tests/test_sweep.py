@@ -12,6 +12,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -512,6 +513,14 @@ def test_resume_ends_a_trial_ray_finished_but_the_results_missed(tmp_path: Path,
     cfg = sweep_yaml(tmp_path / "m.yaml", out, name="missed",
                      space={"threshold": {"grid": [0.3, 0.7]}}, fixed={"model": "gmf"})
     assert _run(cfg) == 0
+    # the one place the suite reads Ray's own files (folders.unreadable_state_files, checked
+    # against Ray 2.60): fails here if Ray renames or stops writing its experiment state
+    from suite.folders import unreadable_state_files
+    from suite.tuner import experiment_path
+
+    states = list(Path(experiment_path(SimpleNamespace(storage_path=None, name="missed"),
+                                       out)).glob("experiment_state-*.json"))
+    assert states and unreadable_state_files(str(states[0].parent)) == []
     trials, terms = pd.read_parquet(out / "trials.parquet"), pd.read_parquet(out / "terms.parquet")
     lost = trials.trial_id.iloc[1]
     stale = trials.copy()
