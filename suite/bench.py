@@ -43,7 +43,7 @@ from suite.bench_timings import (
     floor_ratio,
     timed,
 )
-from suite.spec.vocabulary import EXIT_USAGE
+from suite.spec.vocabulary import usage_error
 
 if TYPE_CHECKING:
     from suite.cli import Subcommands
@@ -359,22 +359,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
     import torch
 
     if args.device == "cuda" and not torch.cuda.is_available():
-        print("ocfb-suite: error: --device cuda: no CUDA device here (torch "
-              f"{torch.__version__}, cuda available: False); use --device cpu",
-              file=sys.stderr)
-        return EXIT_USAGE
+        return usage_error(f"--device cuda: no CUDA device here (torch {torch.__version__}, "
+                           "cuda available: False); use --device cpu")
     if args.threads < 1:
-        print(f"ocfb-suite: error: --threads {args.threads}: must be >= 1", file=sys.stderr)
-        return EXIT_USAGE
+        return usage_error(f"--threads {args.threads}: must be >= 1")
     out = Path(args.out)
     if args.ray_address and (args.smoke or args.skip_sweep):
-        print("ocfb-suite: error: --ray-address is where the sweeps run; drop --smoke and "
-              "--skip-sweep, or drop --ray-address", file=sys.stderr)
-        return EXIT_USAGE
+        return usage_error("--ray-address is where the sweeps run; drop --smoke and "
+                           "--skip-sweep, or drop --ray-address")
     if args.long_sweep and (args.smoke or args.skip_sweep):
-        print("ocfb-suite: error: --long-sweep runs with the quickstart sweeps; drop --smoke "
-              "and --skip-sweep", file=sys.stderr)
-        return EXIT_USAGE
+        return usage_error("--long-sweep runs with the quickstart sweeps; drop --smoke and "
+                           "--skip-sweep")
     report = run_bench(args.scale, args.device, out, smoke=args.smoke, threads=args.threads,
                        skip_sweep=args.skip_sweep, long_sweep=args.long_sweep,
                        ray_address=args.ray_address)

@@ -18,7 +18,7 @@ from ocfb.config import ConfigError, DataConfig, RunConfig, load_run_config, mak
 from ocfb.data.files import FORMATS as DATA_FORMATS
 from ocfb.names import SMOKE_SETTINGS, WANDB_MODES
 from suite.preflight import data_flag, data_overrides
-from suite.spec.vocabulary import EXIT_USAGE, SMALL_NEGATIVES
+from suite.spec.vocabulary import SMALL_NEGATIVES
 
 
 class Subcommands(Protocol):
@@ -28,11 +28,6 @@ class Subcommands(Protocol):
     def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
         """A new subcommand parser (argparse's own keyword arguments: help, parents, ...)."""
         ...
-
-
-def _fail(msg: str) -> int:
-    print(f"ocfb-suite: error: {msg}", file=sys.stderr)
-    return EXIT_USAGE
 
 
 # -- data -------------------------------------------------------------------------------------

@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ocfb.config import ConfigError, DataConfig, RunConfig
-from suite.driver import log_summary_run, run_sweep, usage_error
+from suite.driver import log_summary_run, run_sweep
 from suite.folders import LockHeld, OutputLock, unreadable_state_files
 from suite.preflight import data_overrides
 from suite.results import JOURNAL
-from suite.spec.vocabulary import SMALL_NEGATIVES
+from suite.spec.vocabulary import SMALL_NEGATIVES, usage_error
 
 if TYPE_CHECKING:
     from suite.spec import SweepSpec

@@ -44,13 +44,7 @@ import pandas as pd
 from suite.folders import RAY_LOG, archive_previous, own_children, ray_logs_to_file, start_reaper
 from suite.results import ResultsWriter, applicable_data, describe_os_error, write_json
 from suite.spec import STAGE_COLUMN, SweepSpec, parse_layers
-from suite.spec.vocabulary import EXIT_USAGE
-
-
-def usage_error(msg: str) -> int:
-    """Print the one error line of bad input; returns EXIT_USAGE."""
-    print(f"ocfb-suite: error: {msg}", file=sys.stderr)
-    return EXIT_USAGE
+from suite.spec.vocabulary import usage_error
 
 
 def resume_hint(out: Path) -> str:

@@ -32,12 +32,12 @@ import json
 import logging
 import re
 import shlex
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ocfb.names import BASELINE_MODELS, PROTOCOLS, WANDB_MODES, default_objective, test_counterpart
+from suite.spec.vocabulary import usage_error
 
 if TYPE_CHECKING:
     from suite.cli import Subcommands
@@ -409,8 +409,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
             tracking.prepare_env(out_dir)  # W&B's caches stay inside the sweep folder
         build_dashboard(out_dir, mode)
     except DashboardError as exc:
-        print(f"ocfb-suite: error: {exc}", file=sys.stderr)
-        return 2
+        return usage_error(str(exc))
     return 0
 
 

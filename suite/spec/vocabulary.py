@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import sys
 import types
 import typing
 from collections.abc import Iterable
@@ -302,6 +303,12 @@ SMALL_NEGATIVES = 100
 # The exit code of bad input found before any work starts (a SpecError, a bad flag or folder),
 # the same as argparse's own for a bad command line
 EXIT_USAGE = 2
+
+
+def usage_error(msg: str) -> int:
+    """Print the one error line of bad input (`ocfb-suite: error: ...`); returns EXIT_USAGE."""
+    print(f"ocfb-suite: error: {msg}", file=sys.stderr)
+    return EXIT_USAGE
 
 
 class SpecError(ValueError):

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ import pandas as pd
 
 from ocfb.names import default_objective, is_test_metric
 from suite.results import write_csv, write_text
+from suite.spec.vocabulary import usage_error
 from suite.summary.frames import (
     STAGE_COL,
     TUNING_BUDGET_COLS,
@@ -476,8 +476,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             check_results(Path(d), need_trials=True)
         c = compare_dirs(args.dirs, args.out, args.metric)
     except (FolderError, ValueError) as err:
-        print(f"ocfb-suite: error: {err}", file=sys.stderr)
-        return 2
+        return usage_error(str(err))
     print(f"wrote {Path(args.out) / 'compare.md'} (Friedman p {fmt_p(c.p)} over "
           f"{len(c.blocks)} blocks)")
     return 0
