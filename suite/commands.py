@@ -17,10 +17,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ocfb.config import ConfigError, DataConfig, RunConfig
+from suite import preflight
 from suite.driver import log_summary_run, run_sweep
-from suite.folders import LockHeld, OutputLock, unreadable_state_files
-from suite.preflight import data_overrides
-from suite.results import JOURNAL
+from suite.folders import (
+    FolderError,
+    LockHeld,
+    OutputLock,
+    check_results,
+    read_sweep_json,
+    unreadable_state_files,
+)
+from suite.results import (
+    JOURNAL,
+    applicable_data,
+    unflushed_trials,
+    write_csv,
+    write_json,
+    write_parquet,
+)
 from suite.spec.vocabulary import SMALL_NEGATIVES, usage_error
 
 if TYPE_CHECKING:
@@ -38,8 +52,6 @@ TERMINAL = ("completed", "stopped", "diverged")
 
 def _preflight(spec: SweepSpec, out: Path, *, local: bool) -> dict[tuple, Any]:
     """Every check before Ray (SpecError on a problem); returns the loaded datasets."""
-    from suite import preflight
-
     if local:
         preflight.check_local_resources(spec)
     preflight.check_storage_path(spec.storage_path)
@@ -55,20 +67,19 @@ def _preflight(spec: SweepSpec, out: Path, *, local: bool) -> dict[tuple, Any]:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     """`ocfb-suite sweep CONFIG`: validate and pre-flight (exit 2 on any problem), then run."""
-    from suite.preflight import absolute_data_path, data_overrides
     from suite.spec import SpecError, load_sweep
 
     if args.ray_temp_dir:
         os.environ["RAY_TMPDIR"] = args.ray_temp_dir
     address = args.address or os.environ.get("RAY_ADDRESS") or None
     try:
-        spec = load_sweep(args.config, output=args.out, data=data_overrides(args),
+        spec = load_sweep(args.config, output=args.out, data=preflight.data_overrides(args),
                           drop_duplicates=True if args.drop_duplicates else None)
         if args.smoke:
             spec = spec.with_smoke()
             if args.out is None:  # smoke results never replace a real sweep's
                 spec = spec.model_copy(update={"output": spec.output.rstrip("/") + "-smoke"})
-        spec = absolute_data_path(spec)
+        spec = preflight.absolute_data_path(spec)
         out = Path(spec.output)
         datasets = _preflight(spec, out, local=address is None)
     except SpecError as err:
@@ -103,7 +114,6 @@ def _finished(out: Path, meta: dict[str, Any]) -> int | None:
 def cmd_resume(args: argparse.Namespace) -> int:
     """`ocfb-suite resume DIR`: continue an interrupted sweep with the settings it ran with
     (sweep.json: W&B mode, address, smoke); a flag overrides a setting only when given."""
-    from suite.folders import FolderError, check_results, read_sweep_json
     from suite.spec import SpecError
 
     out = Path(args.dir)
@@ -117,8 +127,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
     except SpecError as err:  # one line: the first problem, and how many more
         lines = [x for x in str(err).splitlines() if x.strip()]
         more = f" (and {len(lines) - 1} more)" if len(lines) > 1 else ""
-        return usage_error(f"{meta_path}: not a valid sweep spec: {lines[0] if lines else err}"
-                     f"{more}; restore it from a copy, or rerun the sweep with --out {out}")
+        return usage_error(f"{meta_path}: not a valid sweep spec: "
+                           f"{lines[0] if lines else err}{more}; restore it from a copy, or "
+                           f"rerun the sweep with --out {out}")
     done = _finished(out, meta)
     if done is not None:
         print(f"sweep {spec.name} in {out} is already complete ({done} of {done} trials "
@@ -128,8 +139,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
     address = args.address or meta.get("address") or "local"
     if address.startswith("ray://"):
         # Ray Client runs the Tuner remotely, where this run's results writer cannot be attached
-        return usage_error(f"--address {address}: resume needs a cluster address the driver joins "
-                     "directly (HOST:PORT), not a Ray Client ray:// address")
+        return usage_error(f"--address {address}: resume needs a cluster address the driver "
+                           "joins directly (HOST:PORT), not a Ray Client ray:// address")
     if args.ray_temp_dir:
         os.environ["RAY_TMPDIR"] = args.ray_temp_dir
     try:
@@ -143,7 +154,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def _resume_locked(spec: SweepSpec, out: Path, meta: dict[str, Any], args: argparse.Namespace,
                    address: str) -> int:
-    from suite import preflight, tuner
+    from suite import tuner
     from suite.spec import SpecError
 
     for bad in unreadable_state_files(tuner.experiment_path(spec, out)):
@@ -159,15 +170,14 @@ def _resume_locked(spec: SweepSpec, out: Path, meta: dict[str, Any], args: argpa
     if spec.tune_per_model is None and not tune.Tuner.can_restore(
             tuner.experiment_path(spec, out)):
         return usage_error(f"{out}: Ray saved no readable experiment state at "
-                     f"{tuner.experiment_path(spec, out)} (killed before the first trial "
-                     "started?); run the sweep again instead")
+                           f"{tuner.experiment_path(spec, out)} (killed before the first "
+                           "trial started?); run the sweep again instead")
     try:
         datasets = preflight.load_datasets(spec)
     except SpecError as err:  # resume has no data flags: name sweep.json's keys instead
-        from suite.preflight import flags_as_keys
-
-        return usage_error(f"{flags_as_keys(str(err))} (the data no longer loads as the sweep read "
-                     f"it: restore the file, or fix the data keys in {out / 'sweep.json'})")
+        return usage_error(f"{preflight.flags_as_keys(str(err))} (the data no longer loads as "
+                           f"the sweep read it: restore the file, or fix the data keys in "
+                           f"{out / 'sweep.json'})")
     mode = args.wandb or meta.get("wandb_mode") or "disabled"
     return run_sweep(spec, out, datasets, mode=mode, restore=True,
                      address=None if address == "local" else address,
@@ -184,7 +194,6 @@ def spec_from_json(meta: dict[str, Any]) -> SweepSpec:
 
 def cmd_summarize(args: argparse.Namespace) -> int:
     """`ocfb-suite summarize DIR`: rebuild summary.md, tables and plots from the results."""
-    from suite.folders import FolderError, check_results, read_sweep_json
     from suite.summary import summarize_dir
 
     out = Path(args.dir)
@@ -196,8 +205,6 @@ def cmd_summarize(args: argparse.Namespace) -> int:
     summary = summarize_dir(out)
     for note in summary.notes:
         print(note)
-    from suite.results import unflushed_trials
-
     journaled = unflushed_trials(out)
     if journaled:
         print(f"note: {out / JOURNAL} holds {journaled} ended trial(s) the parquet files do not "
@@ -230,15 +237,13 @@ def cmd_data(args: argparse.Namespace) -> int:
         return 0
     if args.data_cmd == "generate":
         inter = D.synthetic_influencer(args.users, args.items, args.interactions, seed=args.seed)
-        from suite.results import write_csv, write_parquet
-
         df = inter.to_frame()
         out = Path(args.out)
         (write_parquet if out.suffix == ".parquet" else write_csv)(df, out)
         print(f"wrote {len(df)} interactions to {out}")
         return 0
     try:
-        dc = DataConfig(**data_overrides(args))
+        dc = DataConfig(**preflight.data_overrides(args))
     except Exception as err:  # pydantic validation
         return usage_error(str(err))
     try:
@@ -282,7 +287,6 @@ def run_training(
     from ocfb import data as D
     from ocfb.algorithm import best_record
     from ocfb.runs import make_run
-    from suite.results import applicable_data, write_json, write_parquet
 
     inter = data if data is not None else D.load_source(cfg.data.source, **cfg.data.load_kwargs())
     run = make_run(cfg, inter, cache_dir=str(out / "splits"))
@@ -356,7 +360,6 @@ def _train_setup(args: argparse.Namespace, config_from: Callable[[argparse.Names
     """Validate settings (`config_from`: the parser's flags -> RunConfig), data and the output
     folder (ConfigError / DataError on a problem)."""
     from ocfb import data as D
-    from suite.preflight import writable_problem
 
     cfg = config_from(args)
     if args.threads < 1:
@@ -370,7 +373,7 @@ def _train_setup(args: argparse.Namespace, config_from: Callable[[argparse.Names
     problem = _small_count_problem(args, cfg, len(inter))
     if problem:
         raise ConfigError(problem)
-    problem = writable_problem(Path(args.out))
+    problem = preflight.writable_problem(Path(args.out))
     if problem:
         raise ConfigError(f"--out: {problem}")
     return cfg, inter

@@ -42,7 +42,14 @@ from typing import Any
 import pandas as pd
 
 from suite.folders import RAY_LOG, archive_previous, own_children, ray_logs_to_file, start_reaper
-from suite.results import ResultsWriter, applicable_data, describe_os_error, write_json
+from suite.results import (
+    ResultsWriter,
+    applicable_data,
+    describe_os_error,
+    flat_config,
+    record_of,
+    write_json,
+)
 from suite.spec import STAGE_COLUMN, SweepSpec, parse_layers
 from suite.spec.vocabulary import usage_error
 
@@ -75,7 +82,6 @@ def _wandb_callbacks(spec: SweepSpec, out: Path, mode: str, writer: ResultsWrite
     if mode == "disabled":
         return []
     from suite import tracking
-    from suite.results import flat_config, record_of
 
     tracking.prepare_env(out)
     return [tracking.WandbTrialCallback(
@@ -429,8 +435,6 @@ def run_stages(spec: SweepSpec, out: Path, datasets: dict[tuple, Any], writer: R
                restore: bool = False) -> None:
     """Stage 1 (every family's search), the choice, stage 2 (the confirmation); stops at the
     first stage that did not finish (the driver's closing lines then say resume)."""
-    from suite.results import write_json
-
     for stage in search_specs(spec):
         if not _run_stage(stage, out, datasets, writer, restore=restore):
             return

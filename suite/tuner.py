@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from ray import tune
 
 from ocfb.config import RunConfig
-from ocfb.runs import STATE_FILE, make_run
+from ocfb.runs import STATE_FILE, load_history, make_run
 from suite.results import (
     ResultsWriter,
     disk_full_line,
@@ -64,8 +64,6 @@ def _mark(event: str, run_term: int) -> None:
     marker_dir = os.environ.get(START_MARKER_ENV)
     if not marker_dir:
         return
-    from ray import tune
-
     Path(marker_dir).mkdir(parents=True, exist_ok=True)
     # the pid lets a test kill this worker as the kernel's OOM killer would
     name = (f"{tune.get_context().get_trial_id()}-from{run_term}-{uuid.uuid4().hex[:6]}"
@@ -75,8 +73,6 @@ def _mark(event: str, run_term: int) -> None:
 
 def _cpu_share() -> int:
     try:
-        from ray import tune
-
         res = tune.get_context().get_trial_resources()
         cpus = res.required_resources.get("CPU", 1)
     except Exception:  # outside a Tune session
@@ -86,8 +82,6 @@ def _cpu_share() -> int:
 
 def _gpu_share() -> float:
     try:
-        from ray import tune
-
         return float(tune.get_context().get_trial_resources().required_resources.get("GPU", 0))
     except Exception:
         return 0.0
@@ -146,7 +140,6 @@ def make_trainable(spec: SweepSpec, cache_dir: str | None = None):
     def ocfb_trial(config: dict[str, Any], datasets: dict[tuple, Any] | None = None) -> None:
         import ray
         import torch
-        from ray import tune
 
         from ocfb.train import NonFiniteLossError  # DivergedError (loss > max_loss) is one
 
@@ -271,8 +264,6 @@ def history_from_checkpoint(trial: Any) -> list[dict[str, Any]]:
     """The loop's records in the trial's last checkpoint: terms reported to a driver that was
     killed before flushing them are recovered from there (never from W&B files)."""
     try:
-        from ocfb.runs import load_history
-
         ckpt = trial.checkpoint
         if ckpt is None:
             return []
