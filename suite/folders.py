@@ -164,8 +164,8 @@ def unreadable_state_files(path: str) -> list[Path]:
 
     The one place the suite reads Ray's own files: no public Ray call says that a state file
     is truncated (Tuner.restore prints a JSONDecodeError traceback and falls back to an older
-    one). Checked against Ray 2.60's names, `experiment_state-<timestamp>.json`; the slow S3
-    test (tests/test_object_store.py) fails if Ray stops writing them."""
+    one). Checked against Ray 2.60's names, `experiment_state-<timestamp>.json`; a real sweep in
+    tests/test_sweep.py (and the S3 test) fails if Ray renames or stops writing them."""
     if "://" in path:
         return []
     bad = []

@@ -231,7 +231,7 @@ class SweepCallback(tune.Callback):
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:  # noqa: D102
         if _ACTIVE is not None:
-            _ACTIVE.writer.on_end(trial, history=_missing_history(_ACTIVE.writer, trial))
+            _record_end(_ACTIVE.writer, trial)
         self._each("on_trial_complete", iteration, trials, trial, **info)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:  # noqa: D102
@@ -242,8 +242,7 @@ class SweepCallback(tune.Callback):
                 # the disk is full for every trial: stop now, with one line, instead of
                 # failing each remaining trial in turn (3 minutes and 3,370 log lines)
                 _ACTIVE.writer.fail(f"a trial's checkpoint or results ({full})")
-            _ACTIVE.writer.on_end(trial, error=failure_reason(text, memory_request(trial)),
-                                  history=history_from_checkpoint(trial))
+            _record_end(_ACTIVE.writer, trial, error=text)
         self._each("on_trial_error", iteration, trials, trial, **info)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:  # noqa: D102
@@ -252,12 +251,17 @@ class SweepCallback(tune.Callback):
         self._each("on_experiment_end", trials, **info)
 
 
-def _missing_history(writer: ResultsWriter, trial: Any) -> list[dict[str, Any]]:
-    """The checkpoint's records, read only when the writer lacks a term: a torch.load per
-    trial end cost 4.2 s of a quickstart driver (cProfile) for terms it already held."""
-    if writer.has_all_terms(trial):
-        return []
-    return history_from_checkpoint(trial)
+def _record_end(writer: ResultsWriter, trial: Any, error: str | None = None) -> None:
+    """A trial's end in the results: completed (its checkpoint's records read only when the
+    writer lacks a term: a torch.load per trial end cost 4.2 s of a quickstart driver, by
+    cProfile, for terms it already held), or failed with `error` (Ray's error text) as one
+    line naming a memory kill and the trial's estimate."""
+    if error is None:
+        writer.on_end(trial, history=[] if writer.has_all_terms(trial)
+                      else history_from_checkpoint(trial))
+    else:
+        writer.on_end(trial, error=failure_reason(error, memory_request(trial)),
+                      history=history_from_checkpoint(trial))
 
 
 def history_from_checkpoint(trial: Any) -> list[dict[str, Any]]:
@@ -464,10 +468,6 @@ def end_missed_trials(spec: SweepSpec, out: Path, writer: ResultsWriter) -> list
         if trial.status not in ("TERMINATED", "ERROR") or (
                 held is not None and held["status"] not in ("running", "pending")):
             continue
-        if trial.status == "ERROR":
-            writer.on_end(trial, error=failure_reason(error_text(trial), memory_request(trial)),
-                          history=history_from_checkpoint(trial))
-        else:
-            writer.on_end(trial, history=history_from_checkpoint(trial))
+        _record_end(writer, trial, error=error_text(trial) if trial.status == "ERROR" else None)
         missed.append(trial.trial_id)
     return missed
