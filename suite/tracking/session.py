@@ -46,6 +46,24 @@ except AuthenticationError:
     sys.exit(2)
 sys.exit(0 if found else 1)
 """
+# Asks the server in effect, through the public `wandb.login(verify=True)`, whether the
+# credentials work; prints the error as one line. It leaves with os._exit, skipping wandb's
+# teardown: run in the driver itself, a failed login left wandb's service process behind, and
+# its teardown at exit hung past 120 s once on a loaded machine (tests/test_dashboard.py in a
+# fresh-clone CI run), after the warning had been printed and the work was done.
+_ONLINE_PROBE = """
+import os, sys, wandb
+try:
+    code = 0 if wandb.login(verify=True, prompt=False) else 1
+except Exception as exc:
+    first = str(exc).strip().splitlines()
+    print(f"{type(exc).__name__}: {first[0] if first else ''}")
+    code = 3
+sys.stdout.flush()
+os._exit(code)
+"""
+# The most the online check may take: wandb's own HTTP timeout is 10 s by default.
+ONLINE_PROBE_S = 30
 
 
 # -- mode and environment -----------------------------------------------------------------------
@@ -207,23 +225,35 @@ def _credentials_fingerprint() -> str:
 def _online_problem() -> tuple[str | None, bool]:
     """Why online runs cannot work here (None: they can), and whether that is news.
 
-    Checked once per process and credentials with `wandb.login(verify=True, prompt=False)`:
-    no prompt, about 10 s at most without network, and it creates no run. Probing per run
-    instead would be worse: a failed online `wandb.init` keeps its run id taken for the rest of
-    the process, so that trial could not even fall back to an offline run.
+    Checked once per process and credentials with `wandb.login(verify=True, prompt=False)` in
+    a child process (`_ONLINE_PROBE`): no prompt, about 10 s at most without network, at most
+    ONLINE_PROBE_S in all, and it creates no run. Probing per run instead would be worse: a
+    failed online `wandb.init` keeps its run id taken for the rest of the process, so that
+    trial could not even fall back to an offline run.
     """
     fingerprint = _credentials_fingerprint()
     if fingerprint not in _VERDICTS:
-        import wandb
-
-        try:
-            ok = wandb.login(verify=True, prompt=False)
-            why = None if ok else "no W&B credentials found (WANDB_API_KEY or `wandb login`)"
-        except Exception as exc:  # noqa: BLE001 - bad key, no network, server error
-            why = f"cannot use W&B online ({short_error(exc)})"
+        why = _probe_online()
         _VERDICTS[fingerprint] = why
         return why, why is not None
     return _VERDICTS[fingerprint], False
+
+
+def _probe_online() -> str | None:
+    """`_ONLINE_PROBE`'s answer: None when the credentials work, else why not (key blanked)."""
+    try:
+        proc = subprocess.run([sys.executable, "-c", _ONLINE_PROBE], stdin=subprocess.DEVNULL,
+                              capture_output=True, text=True, timeout=ONLINE_PROBE_S)
+    except subprocess.TimeoutExpired:
+        return f"cannot use W&B online (no answer within {ONLINE_PROBE_S} s)"
+    except OSError as exc:
+        return f"cannot use W&B online ({short_error(exc)})"
+    if proc.returncode == 0:
+        return None
+    if proc.returncode == 1:
+        return "no W&B credentials found (WANDB_API_KEY or `wandb login`)"
+    lines = proc.stdout.strip().splitlines()
+    return f"cannot use W&B online ({redact(lines[-1] if lines else f'exit {proc.returncode}')})"
 
 
 def online_problem() -> str | None:
