@@ -45,12 +45,18 @@ def descendants(roots: set[int], procs: dict[int, tuple[int, str]] | None = None
     return found
 
 
-def ray_processes(marker: str, roots: set[int] = frozenset()) -> set[int]:
+def ray_processes(marker: str, roots: set[int] = frozenset(),
+                  spare: set[int] = frozenset()) -> set[int]:
     """Processes whose command line contains `marker` (a private temp dir), their descendants,
-    and the descendants of `roots`."""
+    and the descendants of `roots`; never a process in `spare`, nor one found only below it.
+
+    `spare` is for a wrapper that names the temp dir on its own command line and must outlive
+    the kill (deploy/run-sweep.sh): the children it starts after the driver dies (its results
+    copy) are its own, not Ray's. Without it a second scan killed that copy once in CI.
+    """
     procs = _procs()
-    start = {pid for pid, (_, cmd) in procs.items() if marker in cmd} | set(roots)
-    return {p for p in descendants(start, procs) if p != os.getpid()}
+    start = ({pid for pid, (_, cmd) in procs.items() if marker in cmd} - set(spare)) | set(roots)
+    return {p for p in descendants(start, procs) if p != os.getpid() and p not in spare}
 
 
 def kill_all(pids: set[int], timeout: float = 10.0) -> None:

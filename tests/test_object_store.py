@@ -130,10 +130,33 @@ def _kill_driver(script: subprocess.Popen, temp: str) -> None:
                if p != script.pid and p in procs and "ocfb-suite sweep" in procs[p][1]]
     assert drivers, "the sweep driver is not running"
     # the script's own command line names the temp dir too: it must survive to copy results
-    pids = ray_processes(temp, roots=set(drivers)) - {script.pid}
+    pids = ray_processes(temp, roots=set(drivers), spare={script.pid})
     for pid in drivers:
         os.kill(pid, signal.SIGKILL)
-    kill_all(pids | (ray_processes(temp) - {script.pid}))
+    # the second scan catches Ray processes started meanwhile; by then the script may have
+    # started its results copy, which is its child and must live
+    kill_all(pids | ray_processes(temp, spare={script.pid}))
+
+
+@pytest.mark.slow
+def test_a_wrapper_spared_from_the_kill_keeps_the_children_it_starts_later() -> None:
+    """The CI failure this guards: the driver was killed, run-sweep.sh started its results copy,
+    and a second scan for the temp dir (which the script's own command line names) killed the
+    copy as the script's descendant, so nothing reached the bucket."""
+    marker = f"/tmp/ocfbspare-{uuid.uuid4().hex[:8]}"
+    ray_like = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", marker])
+    wrapper = subprocess.Popen(["bash", "-c", "sleep 60 & wait", "run-sweep", marker])
+    try:
+        deadline = time.time() + 10
+        while not descendants({wrapper.pid}) - {wrapper.pid} and time.time() < deadline:
+            time.sleep(0.05)
+        copy = descendants({wrapper.pid}) - {wrapper.pid}
+        assert copy, "the wrapper's child did not start"
+        assert copy <= ray_processes(marker), "without spare the child is collected too"
+        spared = ray_processes(marker, spare={wrapper.pid})
+        assert ray_like.pid in spared and not spared & (copy | {wrapper.pid}), spared
+    finally:
+        kill_all(descendants({wrapper.pid, ray_like.pid}))
 
 
 @pytest.mark.slow
