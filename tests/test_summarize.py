@@ -5,6 +5,7 @@ verdicts have their own tests in tests/summary/."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from suite.summary import (
     SECTION_TITLES,
     axis_by_term,
     best_per_model,
+    lead,
     leaderboard,
     missing_and_failed,
     pivot,
@@ -606,6 +608,33 @@ def test_tune_then_confirm_tables_read_confirmation_trials_with_their_budget(
     assert "| selected term (mean) | tuning budget |" in sec1 and "fixed defaults" in sec1
 
 
+def _lead_frames(a: dict[int, float], b: dict[int, float]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Two leaderboard rows over seeds {seed: value}; b's trials listed in reverse seed order."""
+    sel = pd.DataFrame([{"trial_id": f"{arm}{s}", "config.seed": s, "sel.val_hr@10": v}
+                        for arm, vals in (("a", a), ("b", b)) for s, v in vals.items()])
+    board = pd.DataFrame([
+        {"model": "gmf", "kind": "trained", "mean": np.mean(list(a.values())),
+         "trials": ",".join(f"a{s}" for s in a)},
+        {"model": "mlp", "kind": "trained", "mean": np.mean(list(b.values())),
+         "trials": ",".join(f"b{s}" for s in reversed(list(b)))}])
+    return board, sel
+
+
+def test_the_lead_pairs_the_top_two_rows_on_seed_not_on_position() -> None:
+    a = {0: 0.70, 1: 0.61, 2: 0.55, 3: 0.66}
+    b = {3: 0.60, 2: 0.50, 1: 0.60, 0: 0.64}
+    board, sel = _lead_frames(a, b)
+    best, runner_up, p = lead(board, sel, "val_hr@10", "max", rope=0.01)
+    assert (best["model"], runner_up["model"]) == ("gmf", "mlp")
+    assert p.n == 4 and p.diff == pytest.approx(np.mean([a[s] - b[s] for s in a]))
+    assert p.sd == pytest.approx(np.std([a[s] - b[s] for s in a], ddof=1))
+    # only the seeds both rows ran are paired; under 3 there is no test, and it says why
+    board, sel = _lead_frames({0: 0.7, 1: 0.6, 2: 0.5}, {1: 0.5, 2: 0.4, 5: 0.3})
+    p = lead(board, sel, "val_hr@10", "max", rope=0.01)[2]
+    assert p.n == 2 and math.isnan(p.t_p) and "only 2 paired seed(s)" in p.why
+    assert lead(board.head(1), sel, "val_hr@10", "max", rope=0.01) is None
+
+
 def test_winner_line_races_baselines_and_pivots_never_pool_them(tmp_path: Path) -> None:
     trials, terms = _make_sweep(tmp_path, seeds=3, baselines=True)
     # popularity far ahead on validation: the winner line must name it.
@@ -613,7 +642,15 @@ def test_winner_line_races_baselines_and_pivots_never_pool_them(tmp_path: Path) 
     terms.loc[terms["trial_id"].isin(pop), "val_hr@10"] = 0.95
     _write(tmp_path, trials, terms)
     s = summarize_dir(tmp_path)
-    assert "The best row (model=popularity, baseline) leads the runner-up" in s.markdown
+    board = s.tables["leaderboard"].sort_values("mean", ascending=False)
+    runner_up = board.iloc[1]
+    # a paired verdict on the 3 seeds, not CI overlap: every seed matched, so the paired mean
+    # difference is the difference of the two rows' means
+    assert (f"The best row (model=popularity, baseline) against the runner-up "
+            f"(model={runner_up['model']}, threshold={runner_up['threshold']:g}, "
+            f"negatives={runner_up['negatives']}) on `val_hr@10`, paired on 3 seed(s): "
+            f"+{0.95 - runner_up['mean']:.4f} [") in s.markdown
+    assert "p <0.001: the best row better. Both rows were picked on this metric" in s.markdown
     # model is a pivot axis: each baseline is a column of its own, never pooled
     assert "popularity" in set(s.tables["threshold_x_model"]["model"])
     assert set(s.tables["threshold_x_model"]["n"]) == {3}  # n = seeds, not 2 x 3 trials

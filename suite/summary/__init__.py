@@ -32,6 +32,7 @@ from suite.summary.stats import friedman, holm, mean_ci, paired
 from suite.summary.tables import (
     axis_by_term,
     best_per_model,
+    lead,
     leaderboard,
     nested_estimate,
     pivot,
@@ -43,7 +44,8 @@ from suite.summary.verdicts import strategy_verdicts, threshold_verdicts, verdic
 __all__ = [
     "HOLDOUT_RANKING_METRICS", "PAPER_REPORT_METRICS", "SECTIONS", "SECTION_TITLES",
     "USABLE_STATUSES", "Summary", "axis_by_term", "best_per_model", "canonicalize",
-    "compare_dirs", "dedupe", "friedman", "holm", "leaderboard", "mean_ci", "missing_and_failed",
-    "nested_estimate", "paired", "pivot", "protocol_gap", "select", "strategy_verdicts",
-    "summarize_dir", "threshold_verdicts", "to_grid", "varying_axes", "verdict_plan",
+    "compare_dirs", "dedupe", "friedman", "holm", "lead", "leaderboard", "mean_ci",
+    "missing_and_failed", "nested_estimate", "paired", "pivot", "protocol_gap", "select",
+    "strategy_verdicts", "summarize_dir", "threshold_verdicts", "to_grid", "varying_axes",
+    "verdict_plan",
 ]

@@ -29,8 +29,8 @@ from suite.summary.frames import (
     numeric,
     report_metric,
 )
-from suite.summary.stats import kind_of, mean_ci
-from suite.summary.tables import to_grid
+from suite.summary.stats import kind_of, mean_ci, outcome
+from suite.summary.tables import Lead, to_grid
 from suite.summary.verdicts import SELECTED, VerdictPlan
 
 # Every plot has this size (1200 x 800 pixels; the critical-difference diagram half as tall).
@@ -108,24 +108,24 @@ def grid_rows(grid: pd.DataFrame, ci: pd.DataFrame, n: pd.DataFrame,
 # -- leaderboard and best per model -------------------------------------------------------------
 
 
-def _winner_line(board: pd.DataFrame, axes: Sequence[str], objective: str, mode: str) -> str:
-    """The best row against the runner-up, every row (baselines too) in the race (issue 23)."""
-    rows = board[board["mean"].notna()].sort_values("mean", ascending=mode != "max",
-                                                     kind="stable")
-    if len(rows) < 2 or rows["ci95"].iloc[:2].isna().any():
+def _winner_line(lead: Lead | None, axes: Sequence[str], objective: str, mode: str) -> str:
+    """The best row against the runner-up (baselines too, issue 23) as a paired verdict."""
+    if lead is None:
         return ""
-    a, b = rows.iloc[0], rows.iloc[1]
-    overlap = (a["ci_low"] <= b["ci_high"]) if mode == "max" else (a["ci_high"] >= b["ci_low"])
+    a, b, p = lead
+    who = [config_label(r, axes) + (", baseline" if r["kind"] == "baseline" else "")
+           for r in (a, b)]
+    verdict = outcome(p.diff, p.t_p, p.tost_p, mode, "the best row", p.why, p.n, p.mde, p.rope)
+    ci = "" if is_missing(p.ci_low) else f" [{fmt(p.ci_low)}, {fmt(p.ci_high)}]"
+    test = "" if is_missing(p.t_p) else f", paired t p {fmt_p(p.t_p)}"
+    return (f"The best row ({who[0]}) against the runner-up ({who[1]}) on `{objective}`, "
+            f"paired on {p.n} seed(s): {signed(p.diff)}{ci}{test}: {verdict}. Both rows were "
+            "picked on this metric, so the lead is optimistic; the verdicts below are the "
+            "findings.")
 
-    def who(r: pd.Series) -> str:
-        return config_label(r, axes) + (", baseline" if r["kind"] == "baseline" else "")
 
-    return (f"The best row ({who(a)}) leads the runner-up ({who(b)}) by "
-            f"{fmt(abs(a['mean'] - b['mean']))} `{objective}`; their 95% CIs "
-            + ("overlap: the lead may be noise." if overlap else "do not overlap."))
-
-
-def render_leaderboard(board: pd.DataFrame, objective: str, mode: str) -> str:
+def render_leaderboard(board: pd.DataFrame, objective: str, mode: str,
+                       lead: Lead | None = None) -> str:
     """summary.md's leaderboard: rank (ref for baselines), axes, selection metric, test, the
     tuning budget each row had."""
     axes = board.attrs.get("axes", [])
@@ -152,7 +152,7 @@ def render_leaderboard(board: pd.DataFrame, objective: str, mode: str) -> str:
              "where its validation objective peaks (earliest on ties); mean +- 95% CI (t) over "
              "seeds. Rows marked `ref` are reference baselines (fitted once, no terms).", "",
              md_table(header, rows)]
-    winner = _winner_line(board, axes, objective, mode)
+    winner = _winner_line(lead, axes, objective, mode)
     return "\n".join(lines + (["", winner] if winner else []))
 
 

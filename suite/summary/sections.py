@@ -42,6 +42,7 @@ from suite.summary.stats import ALPHA, MIN_SEEDS
 from suite.summary.tables import (
     axis_by_term,
     best_per_model,
+    lead,
     leaderboard,
     pivot,
     protocol_gap,
@@ -123,7 +124,9 @@ class LeaderboardSection:
             return Part(f"_Not applicable: no completed trial has a finite `{ctx.objective}` "
                         "(validation) yet._")
         full = leaderboard(ctx.sel, ctx.objective, ctx.mode, ctx.axes, top=None)
-        return Part(render_leaderboard(board, ctx.objective, ctx.mode), {"leaderboard": full})
+        top = lead(board, ctx.sel, ctx.objective, ctx.mode, ctx.plan.rope)
+        return Part(render_leaderboard(board, ctx.objective, ctx.mode, top),
+                    {"leaderboard": full})
 
 
 class BestPerModelSection:
