@@ -7,6 +7,7 @@ suite/summary/report.py; nothing else changes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -125,8 +126,24 @@ class LeaderboardSection:
                         "(validation) yet._")
         full = leaderboard(ctx.sel, ctx.objective, ctx.mode, ctx.axes, top=None)
         top = lead(board, ctx.sel, ctx.objective, ctx.mode, ctx.plan.rope)
-        return Part(render_leaderboard(board, ctx.objective, ctx.mode, top),
-                    {"leaderboard": full})
+        text = render_leaderboard(board, ctx.objective, ctx.mode, top)
+        return Part(text + _paper_test_caveat(ctx, board), {"leaderboard": full})
+
+
+def _paper_test_caveat(ctx: Context, rows: pd.DataFrame, protocol: str | None = None) -> str:
+    """Under `paper`, a trained row's test numbers and a baseline's are not on one test set;
+    a table that shows both says so (DESIGN §4: the test set gets easier each term)."""
+    protocols = [protocol] if protocol else ([
+        p for p in ordered(col(ctx.sel, "config.protocol")) if p in ("paper", "holdout")]
+        or [ctx.protocol])
+    kinds = set(col(rows, "kind"))
+    if "paper" not in protocols or not {"baseline", "trained"} <= kinds:
+        return ""
+    return ("\n\nUnder `paper`, OCF-B rewrites the test negatives every term (the paper's "
+            "protocol), so a trained row's test columns are scored on its selected or final "
+            "term's test set, easier than term 0's, while a baseline (fitted once) is scored on "
+            "term 0's. Compare baselines with trained rows on validation, whose negatives are "
+            "frozen at term 0.")
 
 
 class BestPerModelSection:
@@ -152,9 +169,9 @@ class BestPerModelSection:
                 texts.append(f"_Protocol {p}: no completed trial has `{obj}`._")
                 continue
             out.tables["best_per_model" if len(protos) == 1 else f"best_per_model_{p}"] = best
-            texts.append(render_best(best, p, obj))
+            texts.append(render_best(best, p, obj) + _paper_test_caveat(ctx, best, p))
             if len(protos) == 1:  # the plan's metrics belong to the sweep's one protocol
-                verdicts = _model_verdict_part(ctx, sub, best)
+                verdicts = _model_verdict_part(ctx, sub, best, p == "paper")
                 texts.append(verdicts.markdown)
                 out.tables.update(verdicts.tables)
                 out.findings += verdicts.findings
@@ -169,7 +186,8 @@ class BestPerModelSection:
         return out
 
 
-def _model_verdict_part(ctx: Context, sel: pd.DataFrame, best: pd.DataFrame) -> Part:
+def _model_verdict_part(ctx: Context, sel: pd.DataFrame, best: pd.DataFrame,
+                        paper: bool) -> Part:
     """Section 2's verdicts: each model's best configuration against the others, on seeds, with
     what tuning each had (a searched model against a fixed one is said, not hidden)."""
     comp = model_verdicts(sel, best, ctx.plan)
@@ -188,7 +206,14 @@ def _model_verdict_part(ctx: Context, sel: pd.DataFrame, best: pd.DataFrame) -> 
     intro = ("**Model verdicts**: each model's best configuration against the others on the "
              "same seeds, at each trial's validation-selected term (a baseline has one). "
              f"Tuning: {budgets}. {fairness}{why}{_how(plan, 'validation-selected term')}")
-    part = _verdict_part(key, plan, intro, "section 2")
+    fitted_once = set(best.loc[best["kind"] == "baseline", "model"])
+
+    def caveat(r: pd.Series) -> str:
+        against = {r["a"], r["b"]} & fitted_once
+        return ("under `paper` the baseline's test set is term 0's, the trained model's a "
+                "later, easier one" if paper and len(against) == 1 else "")
+
+    part = _verdict_part(key, plan, intro, "section 2", caveat)
     part.tables = {"model_verdicts": key}
     return part
 
@@ -305,13 +330,18 @@ def _section_plan(comp: pd.DataFrame, plan: VerdictPlan) -> tuple[VerdictPlan, s
             f"selected and last terms only), so they use `{plan.beside}`. ")
 
 
-def _verdict_part(key: pd.DataFrame, plan: VerdictPlan, intro: str, section: str) -> Part:
-    """Verdict lines, their table and their findings."""
+def _verdict_part(key: pd.DataFrame, plan: VerdictPlan, intro: str, section: str,
+                  caveat: Callable[[pd.Series], str] | None = None) -> Part:
+    """Verdict lines, their table and their findings; `caveat(row)`, where it says something,
+    ends that row's finding (a Finding travels without the section's text around it)."""
     show_model = key["model"].nunique(dropna=True) > 1
     lines = [intro, ""] + [f"- {verdict_line(r, plan, show_model)}" for _, r in key.iterrows()]
     lines += ["", verdict_table(key, plan)]
-    found = [finding(r, plan, section, show_model) for _, r in key.iterrows()]
-    return Part("\n".join(lines), findings=[f for f in found if f])
+    found = []
+    for _, r in key.iterrows():
+        f, extra = finding(r, plan, section, show_model), caveat(r) if caveat else ""
+        found += [f"{f[:-1]}; {extra}." if extra else f] if f else []
+    return Part("\n".join(lines), findings=found)
 
 
 class StrategiesSection:
