@@ -2,8 +2,9 @@
 
 Under `paper`, OCF-B rewrote every negative slot, validation's included, so validation got
 easier each term with the same artefact as test and selection on it favoured the last term
-(189 of 504 trials in `results/paper`). Validation slots now keep their term-0 cells under every
-strategy; training and test slots are rewritten as in the paper; holdout is unaffected.
+(189 of 504 trials in the first `results/paper` run). Validation slots now keep their term-0
+cells under every strategy; training and test slots are rewritten as in the paper; holdout is
+unaffected.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def test_paper_validation_slots_frozen_while_test_slots_change(
     small: Interactions, strategy: str
 ) -> None:
     # Issue 20: rewriting the validation negatives made validation easier each term with the
-    # same artefact as test (189 of 504 trials in results/paper selected the last term).
+    # same artefact as test (189 of 504 trials in the first results/paper run chose the last term).
     run = OCFBRun(small_cfg(strategy=strategy, threshold=0.2, terms=4), small)
     p = run.paper
     val, test = p.neg_slot_is_val, p.neg_slot_is_test

@@ -33,8 +33,9 @@ ML_PLACEHOLDER = "/data/ml-100k/u.data"
 EXPECTED = {
     # (2 models x mf_dim x negatives x threshold + 3 baselines, repeats dropped) x 3 seeds
     "quickstart": (2 * 2 * 2 * 2 + 3) * 3,
-    # per-model sizes (GMF 4, MLP 4x4, NeuMF 4x4x4) + 3 baselines, x 2 negatives x 3 seeds
-    "paper": (4 + 16 + 64 + 3) * 2 * 3,
+    # (per-model sizes (GMF 4, MLP 4x4, NeuMF 4x4x4) x (ocfb, static) + 3 baselines, run once)
+    # x 2 negatives x 3 seeds
+    "paper": ((4 + 16 + 64) * 2 + 3) * 2 * 3,
     # (4 NeuMF thresholds + static, the equal-epochs control, + 3 baselines) x 10 seeds
     "ablation-threshold": (4 + 1 + 3) * 10,
     # (2 models x (2 thresholds + static) + 3 baselines) x 10 seeds
@@ -100,11 +101,14 @@ def test_shipped_config_details():
     assert {m: list(sub) for m, sub in p.per_model.items()} == {
         "gmf": ["mf_dim"], "mlp": ["user_dim", "item_dim"],
         "neumf": ["mf_dim", "user_dim", "item_dim"]}
-    # 504 distinct neural runs (the old cross of every size with every model ran 1,152)
+    # 84 sizes x 2 negative counts x (ocfb, static): 1,008 neural trials (the old cross of every
+    # size with every model ran 1,152 per strategy); baselines once per negative count
     neural = [c for c in p.distinct_configs() if c["model"] in ("gmf", "mlp", "neumf")]
-    assert len(neural) * len(p.seeds) == 504
-    assert len({json.dumps(c, sort_keys=True) for c in p.distinct_configs()}) == 174
-    assert p.axes() == ["model", "negatives", "mf_dim", "user_dim", "item_dim", "seed"]
+    assert len(neural) * len(p.seeds) == 1008
+    assert {c["strategy"] for c in neural} == {"ocfb", "static"}
+    assert len({json.dumps(c, sort_keys=True) for c in p.distinct_configs()}) == 342
+    assert p.axes() == ["model", "negatives", "strategy", "mf_dim", "user_dim", "item_dim",
+                        "seed"]
     assert p.run_config({"model": "gmf"}).select_metric == "val_auc"
 
     t = _load("ablation-threshold")

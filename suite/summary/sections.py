@@ -130,20 +130,40 @@ class LeaderboardSection:
         return Part(text + _paper_test_caveat(ctx, board), {"leaderboard": full})
 
 
+def _protocols(ctx: Context) -> list[Any]:
+    """The protocols the usable trials ran (the sweep's own where none is recorded)."""
+    found = [p for p in ordered(col(ctx.sel, "config.protocol")) if p in ("paper", "holdout")]
+    return found or [ctx.protocol]
+
+
+# DESIGN §4: under `paper` OCF-B rewrites the test negatives too, so each arm's test set is its
+# own; results/protocol-gap measures what that adds (test AUC +0.108 paper vs -0.001 holdout).
+PAPER_CAVEAT = ("under `paper` each arm is scored on the test set its own replacements rewrote "
+                "(`static` and baselines keep term 0's), so the difference includes that "
+                "protocol's artefact")
+
+
 def _paper_test_caveat(ctx: Context, rows: pd.DataFrame, protocol: str | None = None) -> str:
-    """Under `paper`, a trained row's test numbers and a baseline's are not on one test set;
-    a table that shows both says so (DESIGN §4: the test set gets easier each term)."""
-    protocols = [protocol] if protocol else ([
-        p for p in ordered(col(ctx.sel, "config.protocol")) if p in ("paper", "holdout")]
-        or [ctx.protocol])
-    kinds = set(col(rows, "kind"))
-    if "paper" not in protocols or not {"baseline", "trained"} <= kinds:
+    """A table under `paper` with trained rows says its test columns are not on one test set."""
+    if "paper" not in ([protocol] if protocol else _protocols(ctx)) or "trained" not in set(
+            col(rows, "kind")):
         return ""
     return ("\n\nUnder `paper`, OCF-B rewrites the test negatives every term (the paper's "
-            "protocol), so a trained row's test columns are scored on its selected or final "
-            "term's test set, easier than term 0's, while a baseline (fitted once) is scored on "
-            "term 0's. Compare baselines with trained rows on validation, whose negatives are "
-            "frozen at term 0.")
+            "protocol): each row's test columns are on the test set its own replacements "
+            "rewrote, easier each term, while `static` and baselines (fitted once) keep term "
+            "0's. Validation negatives are frozen at term 0: compare rows on validation.")
+
+
+def _paper_caveat(ctx: Context) -> Callable[[pd.Series], str]:
+    """A verdict row's caveat for its Finding: PAPER_CAVEAT when the row is under `paper` (the
+    sweep's one protocol, or its group label names it where the sweep varies the protocol)."""
+    only_paper = _protocols(ctx) == ["paper"]
+
+    def caveat(r: pd.Series) -> str:
+        paper = only_paper or str(r.get("model", "")).endswith(", paper protocol")
+        return PAPER_CAVEAT if paper else ""
+
+    return caveat
 
 
 class BestPerModelSection:
@@ -171,7 +191,7 @@ class BestPerModelSection:
             out.tables["best_per_model" if len(protos) == 1 else f"best_per_model_{p}"] = best
             texts.append(render_best(best, p, obj) + _paper_test_caveat(ctx, best, p))
             if len(protos) == 1:  # the plan's metrics belong to the sweep's one protocol
-                verdicts = _model_verdict_part(ctx, sub, best, p == "paper")
+                verdicts = _model_verdict_part(ctx, sub, best)
                 texts.append(verdicts.markdown)
                 out.tables.update(verdicts.tables)
                 out.findings += verdicts.findings
@@ -186,8 +206,7 @@ class BestPerModelSection:
         return out
 
 
-def _model_verdict_part(ctx: Context, sel: pd.DataFrame, best: pd.DataFrame,
-                        paper: bool) -> Part:
+def _model_verdict_part(ctx: Context, sel: pd.DataFrame, best: pd.DataFrame) -> Part:
     """Section 2's verdicts: each model's best configuration against the others, on seeds, with
     what tuning each had (a searched model against a fixed one is said, not hidden)."""
     comp = model_verdicts(sel, best, ctx.plan)
@@ -206,14 +225,7 @@ def _model_verdict_part(ctx: Context, sel: pd.DataFrame, best: pd.DataFrame,
     intro = ("**Model verdicts**: each model's best configuration against the others on the "
              "same seeds, at each trial's validation-selected term (a baseline has one). "
              f"Tuning: {budgets}. {fairness}{why}{_how(plan, 'validation-selected term')}")
-    fitted_once = set(best.loc[best["kind"] == "baseline", "model"])
-
-    def caveat(r: pd.Series) -> str:
-        against = {r["a"], r["b"]} & fitted_once
-        return ("under `paper` the baseline's test set is term 0's, the trained model's a "
-                "later, easier one" if paper and len(against) == 1 else "")
-
-    part = _verdict_part(key, plan, intro, "section 2", caveat)
+    part = _verdict_part(key, plan, intro, "section 2", _paper_caveat(ctx))
     part.tables = {"model_verdicts": key}
     return part
 
@@ -363,7 +375,8 @@ class StrategiesSection:
         plan, why = _section_plan(comp, ctx.plan)
         key = side_by_side(key_rows(comp, plan), plan)
         part = _verdict_part(key, plan, "Each trial at the same term (equal budget) and at "
-                             f"its validation-selected term. {why}{_how(plan)}", "section 5")
+                             f"its validation-selected term. {why}{_how(plan)}", "section 5",
+                             _paper_caveat(ctx))
         part.markdown += "\n\n" + _friedman_text(fried, plan.metric) + (
             "\n\nEvery term: `tables/strategies_by_term.csv`; figure: "
             "`plots/strategy_differences.png` (arm minus ocfb, mean and 95% CI band).")
@@ -435,7 +448,7 @@ class ThresholdVerdictsSection:
         models = [str(m) for m in ordered(col(t, "config.model").dropna())]
         split = f"; each model on its own ({', '.join(models)})" if len(models) > 1 else ""
         intro = f"{control[0].upper()}{control[1:]}{split}. {why}{_how(plan)}"
-        part = _verdict_part(key, plan, intro, "section 6")
+        part = _verdict_part(key, plan, intro, "section 6", _paper_caveat(ctx))
         part.markdown += "\n\nEvery term: `tables/threshold_verdicts_by_term.csv`."
         part.tables = {"threshold_verdicts": key, "threshold_verdicts_by_term": comp}
         return part

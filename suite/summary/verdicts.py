@@ -143,10 +143,23 @@ def seed_arm_matrix(sel: pd.DataFrame, axes: Sequence[str], metric: str) -> pd.D
 
 
 def _by_model(frame: pd.DataFrame) -> list[tuple[Any, pd.DataFrame]]:
-    """(model, rows) per trained model; a frame without a model column is one group."""
-    if "config.model" not in frame.columns:
-        return [(None, frame)]
-    return [(m, frame[frame["config.model"] == m]) for m in ordered(frame["config.model"])]
+    """(model, rows) per trained model; a frame without a model column is one group. Where the
+    rows vary the protocol, per protocol too, labelled 'mlp, paper protocol': a verdict never
+    averages `paper` (whose arms rewrite their own test sets) with `holdout` (results/
+    protocol-gap pooled them into one "ocfb better than static" line until this split)."""
+    models = ordered(frame["config.model"]) if "config.model" in frame.columns else [None]
+    protocols = ordered(col(frame, "config.protocol").dropna())
+    out = []
+    for m in models:
+        rows = frame if m is None else frame[frame["config.model"] == m]
+        if len(protocols) < 2:
+            out.append((m, rows))
+            continue
+        for p in protocols:
+            name = f"{p} protocol" if m is None else f"{label(m)}, {p} protocol"
+            g = rows[col(rows, "config.protocol") == p]
+            out += [(name, g)] if len(g) else []
+    return out
 
 
 def _budgets(terms: pd.DataFrame, sel: pd.DataFrame, arm_col: str,

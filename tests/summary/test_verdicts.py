@@ -296,3 +296,25 @@ def test_model_verdicts_read_the_recorded_tuning_budget() -> None:
     sel["config.budget"] = "searched, 24 proposals"
     comp = model_verdicts(sel, best_per_model(sel, None, "val_hr@10", "max", "holdout"), PLAN)
     assert not comp["budgets_differ"].any()
+
+
+def test_a_sweep_that_varies_the_protocol_gets_verdicts_per_protocol_never_pooled() -> None:
+    sel, terms = _frames(seeds=5, strategies=("ocfb", "static"))
+    # the same trials again under `holdout`, where ocfb gains nothing over static
+    hold_sel, hold_terms = sel.copy(), terms.copy()
+    for df in (hold_sel, hold_terms):
+        df["trial_id"] = "h-" + df["trial_id"]
+    ocfb = hold_terms["config.strategy"] == "ocfb"
+    hold_terms.loc[ocfb, "test_hr@10"] -= SHIFT["ocfb"] * hold_terms.loc[ocfb, "term"] / 3
+    hold_sel = select(hold_sel[[c for c in hold_sel if c.startswith("config.") or c in (
+        "trial_id", "status")]], hold_terms, "val_hr@10", "max")
+    sel["config.protocol"], hold_sel["config.protocol"] = "paper", "holdout"
+    terms["config.protocol"], hold_terms["config.protocol"] = "paper", "holdout"
+    both = pd.concat([sel, hold_sel], ignore_index=True)
+    comp, _ = strategy_verdicts(both, pd.concat([terms, hold_terms], ignore_index=True), PLAN)
+    last = comp[comp["budget"] == 3].set_index("model")
+    assert set(last.index) == {"neumf, paper protocol", "neumf, holdout protocol"}
+    # paper: ocfb's 0.10 shift survives; holdout: the difference is ~0 (pooled, it was ~0.05)
+    assert last.loc["neumf, paper protocol", "diff"] == pytest.approx(0.10, abs=0.01)
+    assert abs(last.loc["neumf, holdout protocol", "diff"]) < 0.01
+    assert set(last["n_pairs"]) == {5}
