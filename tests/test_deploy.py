@@ -150,6 +150,22 @@ def test_token_auth_stays_on_and_no_credentials_in_recipes() -> None:
     assert _rayjob()["spec"]["rayClusterSpec"]["authOptions"]["mode"] == "token"
 
 
+def test_ray_stop_runs_only_inside_the_cluster_nodes_own_container() -> None:
+    """A plain `ray stop` kills every Ray process it can see. The cluster recipe's start commands
+    run it inside ray_container, whose PID namespace holds only the Ray those commands start;
+    sharing the host's (`--pid=host`) or running it anywhere else would reach other Rays."""
+    cfg = yaml.safe_load(CLUSTER.read_text())
+    assert cfg["docker"]["container_name"] and cfg["docker"]["image"].startswith("rayproject/")
+    options = " ".join(cfg["docker"].get("run_options", []))
+    for node in cfg["available_node_types"].values():
+        options += " " + " ".join(node.get("docker", {}).get("worker_run_options", []))
+    assert not re.search(r"--pid[= ]+host|--privileged", options), options
+    stops = {k for k, v in cfg.items() if isinstance(v, list) and "ray stop" in v}
+    assert stops == {"head_start_ray_commands", "worker_start_ray_commands"}, stops
+    others = [DOCKERFILE, RAYJOB, DEPLOY / "run-sweep.sh", REPO / "Makefile", REPO / ".ci" / "run"]
+    assert not [p for p in others if "ray stop" in p.read_text()]
+
+
 @pytest.mark.slow  # starts a child process (make test-fast leaves it to make test)
 def test_run_sweep_script_refuses_missing_arguments_and_a_second_storage_path(
         tmp_path: Path) -> None:
