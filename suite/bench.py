@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ocfb.names import BASELINE_MODELS
 from suite.bench_timings import (
     MODEL_KW,
     bench_long_sweep,
@@ -176,7 +177,6 @@ print(json.dumps({"fit_s": rec["time_train"], "eval_s": rec["time_eval"],
                   "rss_before_fit_gib": before, "peak_rss_gib": rss(),
                   "test_full_hr@10": rec.get("test_full_hr@10")}))
 '''
-BASELINE_MODELS = ("popularity", "ease", "als")
 
 
 def bench_baselines(grid: tuple[int, int], positives: int) -> dict[str, Any]:

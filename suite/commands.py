@@ -227,6 +227,7 @@ def cmd_summarize(args: argparse.Namespace) -> int:
 def cmd_data(args: argparse.Namespace) -> int:
     """`ocfb-suite data describe|generate`."""
     from ocfb import data as D
+    from ocfb import load_data
 
     if args.data_cmd == "fetch":
         try:
@@ -247,7 +248,7 @@ def cmd_data(args: argparse.Namespace) -> int:
     except Exception as err:  # pydantic validation
         return usage_error(str(err))
     try:
-        inter = D.load_source(dc.source, **dc.load_kwargs())
+        inter = load_data(dc)
     except D.DataError as err:
         return usage_error(str(err))
     info = inter.describe()
@@ -284,11 +285,11 @@ def run_training(
     import pandas as pd
     from tqdm import tqdm
 
-    from ocfb import data as D
+    from ocfb import load_data
     from ocfb.algorithm import best_record
     from ocfb.runs import make_run
 
-    inter = data if data is not None else D.load_source(cfg.data.source, **cfg.data.load_kwargs())
+    inter = data if data is not None else load_data(cfg)
     run = make_run(cfg, inter, cache_dir=str(out / "splits"))
     objective = cfg.selection_metric
     started = time.time()
@@ -359,12 +360,12 @@ def _train_setup(args: argparse.Namespace, config_from: Callable[[argparse.Names
                  ) -> tuple[RunConfig, Any]:
     """Validate settings (`config_from`: the parser's flags -> RunConfig), data and the output
     folder (ConfigError / DataError on a problem)."""
-    from ocfb import data as D
+    from ocfb import load_data
 
     cfg = config_from(args)
     if args.threads < 1:
         raise ConfigError(f"threads: must be >= 1 (got {args.threads})")
-    inter = D.load_source(cfg.data.source, **cfg.data.load_kwargs())
+    inter = load_data(cfg)
     dup = getattr(inter, "n_duplicates_dropped", 0) or 0
     if dup:
         # 9,000 rows that are 3,000 distinct pairs must not pass as 9,000 interactions

@@ -21,6 +21,7 @@ import os
 import re
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -115,7 +116,8 @@ def load_datasets(spec: SweepSpec) -> dict[tuple, Any]:
     Synthetic data follows the run's seed unless `data_seed` is set, so there is one dataset
     per seed then; a file is one dataset.
     """
-    from ocfb.data import DataError, load_source
+    from ocfb import load_data
+    from ocfb.data import DataError
 
     out: dict[tuple, Any] = {}
     for seed in spec.seeds:
@@ -124,7 +126,7 @@ def load_datasets(spec: SweepSpec) -> dict[tuple, Any]:
         if key in out:
             continue
         try:
-            out[key] = load_source(dc.source, **dc.load_kwargs())
+            out[key] = load_data(dc)
         except (DataError, ValueError) as err:
             raise _spec_error(f"data.source: {err}") from None
         dup = getattr(out[key], "n_duplicates_dropped", 0) or 0
@@ -211,9 +213,12 @@ def _positives_problems(spec: SweepSpec, data: Any) -> list[str]:
 MEMORY_STEP = 2**29  # 0.5 GiB
 
 
-def data_shape(data: Any) -> tuple[int, int, int]:
-    """(users, items, positives) of a dataset: all a memory estimate needs of it."""
-    return int(data.n_users), int(data.n_items), len(data)
+def shape_lookup(datasets: dict[tuple, Any]) -> Callable[[Any], tuple[int, int, int]]:
+    """A run config's (users, items, positives), all a memory estimate needs of its data, from
+    the loaded datasets (keyed by `DataConfig.key()`); a config whose data was not loaded gets
+    the first dataset's shape."""
+    shapes = {key: (int(d.n_users), int(d.n_items), len(d)) for key, d in datasets.items()}
+    return lambda cfg: shapes.get(cfg.data.key()) or next(iter(shapes.values()))
 
 
 def trial_memory(cfg: Any, shape: tuple[int, int, int]) -> tuple[int, str]:
@@ -246,11 +251,10 @@ def sampled_configs(spec: SweepSpec) -> list[Any]:
 def check_memory(spec: SweepSpec, datasets: dict[tuple, Any], limit: int, where: str) -> None:
     """Exit 2 (SpecError) when one trial alone needs more memory than the largest node has:
     Ray would leave it pending forever, or its memory monitor would kill it mid-sweep."""
-    shapes = {key: data_shape(d) for key, d in datasets.items()}
+    shape = shape_lookup(datasets)
     worst: dict[str, tuple[int, str]] = {}
     for cfg in sampled_configs(spec):
-        shape = shapes.get(cfg.data.key()) or next(iter(shapes.values()))
-        need, detail = trial_memory(cfg, shape)
+        need, detail = trial_memory(cfg, shape(cfg))
         if need > worst.get(cfg.model, (0, ""))[0]:
             worst[cfg.model] = (need, detail)
     over = [f"model {m}: one trial needs an estimated {need / 2**30:.1f} GiB ({detail}), but "
@@ -307,10 +311,9 @@ def sweep_disk_bytes(spec: SweepSpec, datasets: dict[tuple, Any]) -> tuple[int, 
     next before deleting the oldest), plus its share of Ray's state, results and W&B."""
     from ocfb.footprint import checkpoint_bytes
 
-    shapes = {key: data_shape(d) for key, d in datasets.items()}
-    ckpt = max((checkpoint_bytes(c, *(shapes.get(c.data.key())
-                                      or next(iter(shapes.values()))))
-                for c in sampled_configs(spec)), default=64 * 1024)
+    shape = shape_lookup(datasets)
+    ckpt = max((checkpoint_bytes(c, *shape(c)) for c in sampled_configs(spec)),
+               default=64 * 1024)
     trials = spec.expected_trials() or spec.tune_num_samples()
     per_trial = 3 * ckpt + TRIAL_STATE_BYTES + TRIAL_RESULTS_BYTES
     if spec.wandb.mode != "disabled":

@@ -54,9 +54,9 @@ def data_for(cfg: RunConfig, datasets: dict[tuple, Any] | None) -> Any:
     key = cfg.data.key()
     if datasets and key in datasets:
         return datasets[key]
-    from ocfb.data import load_source
+    from ocfb import load_data
 
-    return load_source(cfg.data.source, **cfg.data.load_kwargs())
+    return load_data(cfg)
 
 
 def _mark(event: str, run_term: int) -> None:
@@ -362,15 +362,14 @@ def trial_resources(spec: SweepSpec, datasets: dict[tuple, Any]) -> Any:
     """Per trial: its CPUs and GPUs, and its memory estimate as Ray's `memory` resource, so
     Ray never co-schedules trials that together exceed a node (two 17.6k-item EASE fits
     at 2 GiB each run side by side on 24 GiB; a 40k-item one runs alone or not at all)."""
-    from suite.preflight import data_shape, trial_memory
+    from suite.preflight import shape_lookup, trial_memory
 
-    shapes = {key: data_shape(d) for key, d in datasets.items()}
+    shape = shape_lookup(datasets)
     cpus, gpus = spec.resources.cpus, spec.resources.gpus
 
     def request(config: dict[str, Any]) -> tune.PlacementGroupFactory:
         cfg = spec.run_config(config)
-        shape = shapes.get(cfg.data.key()) or next(iter(shapes.values()))
-        bundle = {"CPU": cpus, "memory": trial_memory(cfg, shape)[0]}
+        bundle = {"CPU": cpus, "memory": trial_memory(cfg, shape(cfg))[0]}
         if gpus:
             bundle["GPU"] = gpus
         return tune.PlacementGroupFactory([bundle])

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -151,16 +152,16 @@ def grid_points(spaces: list[Space]) -> list[dict[str, Any]]:
     return [p for s in spaces for p in combos(s, discrete_only=True, grid_only=True)]
 
 
+def n_combos(space: Space, *, grid_only: bool = False) -> int:
+    """How many combinations `combos(space, discrete_only=False, grid_only=...)` yields, without
+    enumerating them (a product of the candidate counts)."""
+    return math.prod(len(d.candidates()) for d in space.values()
+                     if not grid_only or d.kind == "grid")
+
+
 def n_grid_points(spaces: list[Space]) -> int:
     """How many grid points the sub-spaces hold (without enumerating them)."""
-    total = 0
-    for s in spaces:
-        n = 1
-        for d in s.values():
-            if d.kind == "grid":
-                n *= len(d.candidates())
-        total += n
-    return total
+    return sum(n_combos(s, grid_only=True) for s in spaces)
 
 
 def canonical_key(values: dict[str, Any]) -> str | None:
@@ -281,7 +282,7 @@ def combination_lines(
         found, app = combination_problems(base, fixed, sub)
         lines += [line for line in found if line not in lines]
         applied |= app
-        total += sum(1 for _ in itertools.islice(combos(sub, discrete_only=False), MAX_COMBOS + 1))
+        total += n_combos(sub)
     if not lines and total <= MAX_COMBOS:
         lines += _wasted_keys(base, fixed, spaces, applied)
     if smoke is not None and not lines:

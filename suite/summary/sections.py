@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import pandas as pd
 
-from ocfb.names import default_objective
+from ocfb.names import PROTOCOLS, default_objective
 from suite.summary.frames import (
     HOLDOUT_PLOT_METRICS,
     PAPER_PLOT_METRICS,
@@ -132,7 +132,7 @@ class LeaderboardSection:
 
 def _protocols(ctx: Context) -> list[Any]:
     """The protocols the usable trials ran (the sweep's own where none is recorded)."""
-    found = [p for p in ordered(col(ctx.sel, "config.protocol")) if p in ("paper", "holdout")]
+    found = [p for p in ordered(col(ctx.sel, "config.protocol")) if p in PROTOCOLS]
     return found or [ctx.protocol]
 
 
@@ -173,9 +173,7 @@ class BestPerModelSection:
 
     def build(self, ctx: Context) -> Part:
         """One table per protocol present (a protocol axis runs both)."""
-        protos = [p for p in ordered(col(ctx.sel, "config.protocol"))
-                  if p in ("paper", "holdout")]
-        protos = protos or ([ctx.protocol] if len(ctx.sel) else [])
+        protos = _protocols(ctx) if len(ctx.sel) else []
         if not protos:
             return Part("_Not applicable: no completed trial yet._")
         out, texts = Part(""), []

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ocfb.names import PROTOCOLS
 from suite.summary.frames import (
     HOLDOUT_RANKING_METRICS,
     LEADERBOARD_TOP,
@@ -217,8 +218,8 @@ def best_per_model(
     the final term, the cross-seed (nested) estimate and how much the plain pick overstates it,
     and the "optimistic (selected on test)" number. Baselines are rows of kind "baseline"."""
     check_mode(mode)
-    if protocol not in ("paper", "holdout"):
-        raise ValueError(f"protocol must be 'paper' or 'holdout', got {protocol!r}")
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
     metrics = PAPER_REPORT_METRICS if protocol == "paper" else HOLDOUT_RANKING_METRICS
     if "sel_term" in trials.columns:
         sel = trials
