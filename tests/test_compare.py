@@ -25,11 +25,13 @@ def _value(dataset: int, arm: str, seed: int, term: int) -> float:
     return 0.3 + 0.1 * dataset + 0.02 * seed + SHIFT.get(arm, 0.03) + 0.01 * term + wobble
 
 
-def _sweep(d: Path, dataset: int, strategies: tuple[str, ...] = tuple(SHIFT)) -> None:
-    """A sweep folder in the runner's schema: neumf with each strategy (terms 0-2) and an EASE
-    baseline (one record), 4 seeds; full-ranking metrics recorded at every term."""
+def _sweep(d: Path, dataset: int, strategies: tuple[str, ...] = tuple(SHIFT),
+           models: tuple[str, ...] = ("neumf",)) -> None:
+    """A sweep folder in the runner's schema: each neural model (neumf) with each strategy
+    (terms 0-2) and an EASE baseline (one record), 4 seeds; full-ranking metrics recorded at
+    every term. A model after the first has its strategy shifts reversed."""
     trials, terms = [], []
-    arms = [("neumf", s) for s in strategies] + [("ease", None)]
+    arms = [(m, s) for m in models for s in strategies] + [("ease", None)]
     for model, strategy in arms:
         for seed in SEEDS:
             tid = f"{model}-{strategy}-{seed}"
@@ -37,6 +39,8 @@ def _sweep(d: Path, dataset: int, strategies: tuple[str, ...] = tuple(SHIFT)) ->
             last = 0 if model == "ease" else 2
             for term in range(last + 1):
                 v = _value(dataset, strategy or "ease", seed, term)
+                if model not in ("ease", models[0]):
+                    v -= 2 * SHIFT.get(strategy, 0.0)
                 terms.append({"trial_id": tid, "term": term, "val_hr@10": v,
                               "test_hr@10": v - 0.01, "test_full_hr@10": v / 4, **cfg})
             trials.append({"trial_id": tid, "status": "completed", "terms_done": last + 1,
@@ -75,6 +79,23 @@ def test_compare_ranks_friedman_and_diagram(tmp_path: Path) -> None:
     assert png.is_file() and png.stat().st_size > 5_000
     for name in ("blocks", "ranks", "nemenyi", "verdicts"):
         assert (out / "tables" / f"compare_{name}.csv").is_file()
+
+
+def test_compare_keeps_each_model_groups_strategy_verdicts_apart(tmp_path: Path) -> None:
+    # two neural models per folder: their section-5 lines share "ocfb vs static"; each keeps
+    # its own row (they overwrote each other, the last model's line winning)
+    for i, name in enumerate(("synthetic", "ml100k")):
+        _sweep(tmp_path / name, i, models=("neumf", "mlp"))
+    c = compare_dirs([tmp_path / "synthetic", tmp_path / "ml100k"], tmp_path / "cmp")
+    v = c.verdicts
+    assert list(v.columns[:3]) == ["model", "comparison", "budget"]
+    pair = v[v["comparison"] == "ocfb vs static"].set_index(["model", "budget"])
+    assert sorted(pair.index) == [("mlp", "last term"), ("mlp", "selected term"),
+                                  ("neumf", "last term"), ("neumf", "selected term")]
+    # static's shift is reversed for mlp: the two models' differences have opposite signs
+    neumf, mlp = (pair.loc[(m, "last term"), "synthetic"] for m in ("neumf", "mlp"))
+    assert neumf.startswith("-") and mlp.startswith("+"), (neumf, mlp)
+    assert "| model | comparison | budget |" in c.markdown
 
 
 def test_compare_refuses_folders_whose_arms_differ(tmp_path: Path,

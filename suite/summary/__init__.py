@@ -32,14 +32,13 @@ from suite.summary.stats import friedman, holm, mean_ci, paired
 from suite.summary.tables import (
     axis_by_term,
     best_per_model,
-    lead,
     leaderboard,
     nested_estimate,
     pivot,
     protocol_gap,
     to_grid,
 )
-from suite.summary.verdicts import strategy_verdicts, threshold_verdicts, verdict_plan
+from suite.summary.verdicts import lead, strategy_verdicts, threshold_verdicts, verdict_plan
 
 __all__ = [
     "HOLDOUT_RANKING_METRICS", "PAPER_REPORT_METRICS", "SECTIONS", "SECTION_TITLES",

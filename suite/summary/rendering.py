@@ -30,8 +30,8 @@ from suite.summary.frames import (
     report_metric,
 )
 from suite.summary.stats import kind_of, mean_ci, outcome
-from suite.summary.tables import Lead, to_grid
-from suite.summary.verdicts import SELECTED, VerdictPlan
+from suite.summary.tables import to_grid
+from suite.summary.verdicts import SELECTED, Lead, VerdictPlan
 
 # Every plot has this size (1200 x 800 pixels; the critical-difference diagram half as tall).
 PLOT_SIZE_IN: tuple[float, float] = (12.0, 8.0)

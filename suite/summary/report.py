@@ -384,7 +384,7 @@ def _refuse_different_arms(mats: dict[str, pd.DataFrame]) -> None:
 def _verdicts_per_dataset(ctxs: dict[str, Context], plan: VerdictPlan) -> pd.DataFrame:
     """Each dataset's strategy verdict lines (section 5) on the common metric, one column per
     dataset: 'difference [CI]: verdict'."""
-    out: dict[tuple[str, str], dict[str, str]] = {}
+    out: dict[tuple[str, str, str], dict[str, str]] = {}
     for name, ctx in ctxs.items():
         trained = ctx.sel[ctx.sel["kind"] == "trained"]
         if config_col("strategy") not in trained or trained[config_col("strategy")].nunique() < 2:
@@ -394,10 +394,13 @@ def _verdicts_per_dataset(ctxs: dict[str, Context], plan: VerdictPlan) -> pd.Dat
         for _, r in key.iterrows():
             at = "selected term" if r["budget"] == SELECTED else "last term"
             ci = "" if is_missing(r["ci_low"]) else f" [{fmt(r['ci_low'])}, {fmt(r['ci_high'])}]"
-            out.setdefault((f"{r['a']} vs {r['b']}", at), {})[name] = (
+            # one cell per (model group, comparison, budget): several groups never overwrite
+            group = "" if is_missing(r.get("model")) else label(r["model"])
+            out.setdefault((group, f"{r['a']} vs {r['b']}", at), {})[name] = (
                 f"{signed(r['diff'])}{ci}: {r['verdict']}")
-    rows = [{"comparison": c, "budget": b, **cells} for (c, b), cells in out.items()]
-    return pd.DataFrame(rows)
+    several = len({g for g, _, _ in out}) > 1
+    return pd.DataFrame([{**({"model": g} if several else {}), "comparison": c, "budget": b,
+                          **cells} for (g, c, b), cells in out.items()])
 
 
 def _common_plan(ctxs: dict[str, Context], metric: str | None) -> VerdictPlan:
@@ -423,7 +426,8 @@ def _compare_md(c: Comparison, names: list[str], cd: float) -> str:
              f"at alpha {ALPHA:g}: {fmt(cd, 2)} ranks; figure `plots/critical_difference.png`; "
              "p-values `tables/compare_nemenyi.csv`."]
     if len(c.verdicts):
-        cols = ["comparison", "budget", *[x for x in names if x in c.verdicts.columns]]
+        cols = [*(["model"] if "model" in c.verdicts.columns else []), "comparison", "budget",
+                *[x for x in names if x in c.verdicts.columns]]
         rows = c.verdicts.reindex(columns=cols).fillna("n/a").to_numpy().tolist()
         lines += ["", "## Strategy verdicts per dataset", "",
                   f"Section 5 of each folder's summary, on `{c.metric}`.", "",

@@ -43,7 +43,6 @@ from suite.summary.stats import ALPHA, MIN_SEEDS
 from suite.summary.tables import (
     axis_by_term,
     best_per_model,
-    lead,
     leaderboard,
     pivot,
     protocol_gap,
@@ -54,6 +53,7 @@ from suite.summary.verdicts import (
     VerdictPlan,
     configs_per_seed,
     key_rows,
+    lead,
     model_budget,
     model_verdicts,
     side_by_side,
@@ -156,12 +156,11 @@ def _paper_test_caveat(ctx: Context, rows: pd.DataFrame, protocol: str | None = 
 
 def _paper_caveat(ctx: Context) -> Callable[[pd.Series], str]:
     """A verdict row's caveat for its Finding: PAPER_CAVEAT when the row is under `paper` (the
-    sweep's one protocol, or its group label names it where the sweep varies the protocol)."""
+    sweep's one protocol, or the row's `protocol` where the sweep varies it)."""
     only_paper = _protocols(ctx) == ["paper"]
 
     def caveat(r: pd.Series) -> str:
-        paper = only_paper or str(r.get("model", "")).endswith(", paper protocol")
-        return PAPER_CAVEAT if paper else ""
+        return PAPER_CAVEAT if only_paper or r.get("protocol") == "paper" else ""
 
     return caveat
 

@@ -46,7 +46,7 @@ from suite.summary.frames import (
     value,
     varying_axes,
 )
-from suite.summary.stats import Paired, mean_ci, paired
+from suite.summary.stats import mean_ci
 
 # (label, metric under paper, metric under holdout): the same quantity under both protocols.
 GAP_METRICS: tuple[tuple[str, str, str], ...] = (
@@ -55,9 +55,6 @@ GAP_METRICS: tuple[tuple[str, str, str], ...] = (
     ("recall_pos", "test_recall_pos", "test_recall"),
     ("f1_pos", "test_f1_pos", "test_f1"),
 )
-
-# The leaderboard's best row, its runner-up, and their paired comparison on seeds (`lead`).
-Lead = tuple[pd.Series, pd.Series, Paired]
 
 
 def _stat(row: dict[str, Any], name: str, values: pd.Series) -> None:
@@ -127,29 +124,6 @@ def leaderboard(
         len(trained) or len(base)) else pd.DataFrame(columns=["rank", *names, "mean", "ci95"])
     df.attrs.update(n_configs=n_configs, axes=names, objective=objective, mode=mode)
     return df
-
-
-def lead(board: pd.DataFrame, sel: pd.DataFrame, objective: str, mode: str,
-         rope: float) -> Lead | None:
-    """The best row of `board` (baselines in the race) against the runner-up on the objective,
-    paired on the seeds both ran: the effect with its CI and tests. DESIGN §4: a difference of
-    means without a test is not a finding (this line compared CI overlap until issue 16's
-    follow-up). Both rows were picked on this metric, so the lead it shows is optimistic."""
-    rows = board[board["mean"].notna()].sort_values("mean", ascending=mode != "max",
-                                                     kind="stable")
-    if len(rows) < 2:
-        return None
-    ids = sel["trial_id"].astype(str)
-
-    def per_seed(r: pd.Series) -> pd.Series:
-        g = sel[ids.isin(str(r["trials"]).split(",")).to_numpy()]
-        v = pd.Series(value(g, "sel", objective).to_numpy(), index=col(g, "config.seed"))
-        return v.groupby(level=0).mean()  # one value a seed: the replicate unit
-
-    a, b = rows.iloc[0], rows.iloc[1]
-    x, y = per_seed(a), per_seed(b)
-    common = x.index.intersection(y.index)
-    return a, b, paired(x[common].to_numpy(), y[common].to_numpy(), rope)
 
 
 def _choose(sel: pd.DataFrame, cols: list[str], metric: str, mode: str,

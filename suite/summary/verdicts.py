@@ -38,7 +38,15 @@ from suite.summary.frames import (
     sampled_counterpart,
     sort_key,
 )
-from suite.summary.stats import DEFAULT_ROPE, friedman, holm, kind_of, outcome, paired
+from suite.summary.stats import (
+    DEFAULT_ROPE,
+    Paired,
+    friedman,
+    holm,
+    kind_of,
+    outcome,
+    paired,
+)
 
 SELECTED = "selected"  # the budget label of "each trial at its validation-selected term"
 HOLM_KEYS = ("t_p", "wilcoxon_p", "tost_p")
@@ -142,23 +150,24 @@ def seed_arm_matrix(sel: pd.DataFrame, axes: Sequence[str], metric: str) -> pd.D
     return df.groupby(["seed", "arm"])["v"].mean().unstack("arm")
 
 
-def _by_model(frame: pd.DataFrame) -> list[tuple[Any, pd.DataFrame]]:
-    """(model, rows) per trained model; a frame without a model column is one group. Where the
-    rows vary the protocol, per protocol too, labelled 'mlp, paper protocol': a verdict never
-    averages `paper` (whose arms rewrite their own test sets) with `holdout` (results/
-    protocol-gap pooled them into one "ocfb better than static" line until this split)."""
+def _by_model(frame: pd.DataFrame) -> list[tuple[dict[str, Any], pd.DataFrame]]:
+    """({"model": m}, rows) per trained model; a frame without a model column is one group.
+    Where the rows vary the protocol, per protocol too: the group also holds `protocol` and its
+    model label names it ('mlp, paper protocol'), so a verdict never averages `paper` (whose arms
+    rewrite their own test sets) with `holdout` (results/protocol-gap pooled them into one "ocfb
+    better than static" line until this split)."""
     models = ordered(frame["config.model"]) if "config.model" in frame.columns else [None]
     protocols = ordered(col(frame, "config.protocol").dropna())
-    out = []
+    out: list[tuple[dict[str, Any], pd.DataFrame]] = []
     for m in models:
         rows = frame if m is None else frame[frame["config.model"] == m]
         if len(protocols) < 2:
-            out.append((m, rows))
+            out.append(({"model": m}, rows))
             continue
         for p in protocols:
             name = f"{p} protocol" if m is None else f"{label(m)}, {p} protocol"
             g = rows[col(rows, "config.protocol") == p]
-            out += [(name, g)] if len(g) else []
+            out += [({"model": name, "protocol": p}, g)] if len(g) else []
     return out
 
 
@@ -221,18 +230,18 @@ def strategy_verdicts(sel: pd.DataFrame, terms: pd.DataFrame,
     exploratory. Returns (comparisons, Friedman across all arms per model and budget)."""
     trained = sel[sel["kind"] == "trained"] if "kind" in sel.columns else sel
     comp, fried = [], []
-    for model, rows in _by_model(trained):
+    for group, rows in _by_model(trained):
         t = terms[terms["trial_id"].isin(rows["trial_id"])] if len(terms) else terms
         arms = strategy_order(col(rows, "config.strategy").dropna())
         for metric in plan.metrics:
             for budget, mat in _budgets(t, rows, "config.strategy", metric):
                 if mat.empty:
                     continue
-                found = [{"metric": metric, "model": model, "budget": budget, **r}
+                found = [{"metric": metric, **group, "budget": budget, **r}
                          for r in _compare(mat, strategy_pairs(arms), plan.rope)]
                 comp += family(found, plan).to_dict("records") if found else []
                 stat, p, why = friedman(mat.to_numpy(float))
-                fried.append({"metric": metric, "model": model, "budget": budget,
+                fried.append({"metric": metric, **group, "budget": budget,
                               "arms": ",".join(str(a) for a in mat.columns),
                               "n_seeds": int(mat.dropna().shape[0]), "chi2": stat, "p": p,
                               "why_no_test": why})
@@ -297,6 +306,28 @@ def _seed_series(rows: pd.DataFrame, metric: str) -> pd.Series:
     return df.groupby("seed")["v"].mean()
 
 
+# The leaderboard's best row, its runner-up, and their paired comparison on seeds (`lead`).
+Lead = tuple[pd.Series, pd.Series, Paired]
+
+
+def lead(board: pd.DataFrame, sel: pd.DataFrame, objective: str, mode: str,
+         rope: float) -> Lead | None:
+    """The best row of `board` (`tables.leaderboard`, baselines in the race) against the
+    runner-up on the objective, paired on the seeds both ran: the effect with its CI and tests.
+    DESIGN §4: a difference of means without a test is not a finding (this line compared CI
+    overlap before). Both rows were picked on this metric, so the lead it shows is optimistic."""
+    rows = board[board["mean"].notna()].sort_values("mean", ascending=mode != "max",
+                                                     kind="stable")
+    if len(rows) < 2:
+        return None
+    a, b = rows.iloc[0], rows.iloc[1]
+    ids = sel["trial_id"].astype(str)
+    x, y = (_seed_series(sel[ids.isin(str(r["trials"]).split(",")).to_numpy()],
+                         f"sel.{objective}") for r in (a, b))
+    both = pd.concat([x.rename("x"), y.rename("y")], axis=1)  # `paired` drops unmatched seeds
+    return a, b, paired(both["x"].to_numpy(float), both["y"].to_numpy(float), rope)
+
+
 def _control(static: pd.DataFrame, zero: pd.DataFrame, static_metric: str,
              zero_metric: str) -> tuple[str, pd.Series]:
     """The control of one (model, threshold) line at one budget: `static` at the same budget
@@ -306,8 +337,8 @@ def _control(static: pd.DataFrame, zero: pd.DataFrame, static_metric: str,
     return "term 0", _seed_series(zero, zero_metric)
 
 
-def _threshold_lines(sel: pd.DataFrame, terms: pd.DataFrame, metric: str, model: Any,
-                     plan: VerdictPlan) -> list[dict[str, Any]]:
+def _threshold_lines(sel: pd.DataFrame, terms: pd.DataFrame, metric: str,
+                     group: dict[str, Any], plan: VerdictPlan) -> list[dict[str, Any]]:
     strategy = col(terms, "config.strategy")
     has_static = bool((strategy == "static").any())
     ocfb_terms = terms[strategy != "static"] if has_static else terms
@@ -337,7 +368,7 @@ def _threshold_lines(sel: pd.DataFrame, terms: pd.DataFrame, metric: str, model:
             if both.dropna().empty:
                 continue
             res = paired(both["x"].to_numpy(float), both["z"].to_numpy(float), plan.rope)
-            rows.append({"metric": metric, "model": model, "budget": budget, "threshold": th,
+            rows.append({"metric": metric, **group, "budget": budget, "threshold": th,
                          "a": f"threshold {th:g}", "b": control, "control": control,
                          "extra_epochs": math.nan if control == "static" else extra,
                          **res.as_dict()})
@@ -353,12 +384,12 @@ def threshold_verdicts(sel: pd.DataFrame, terms: pd.DataFrame,
     if terms.empty or "config.threshold" not in terms.columns:
         return pd.DataFrame()
     out = []
-    for model, rows in _by_model(terms):
+    for group, rows in _by_model(terms):
         s = sel[sel["trial_id"].isin(rows["trial_id"])]
         for metric in plan.metrics:
             if metric not in rows.columns and f"sel.{metric}" not in s.columns:
                 continue
-            lines = _threshold_lines(s, rows, metric, model, plan)
+            lines = _threshold_lines(s, rows, metric, group, plan)
             for _, g in pd.DataFrame(lines).groupby("budget", sort=False) if lines else []:
                 out += family(g, plan).to_dict("records")
     return pd.DataFrame(out)

@@ -314,6 +314,7 @@ def test_a_sweep_that_varies_the_protocol_gets_verdicts_per_protocol_never_poole
     comp, _ = strategy_verdicts(both, pd.concat([terms, hold_terms], ignore_index=True), PLAN)
     last = comp[comp["budget"] == 3].set_index("model")
     assert set(last.index) == {"neumf, paper protocol", "neumf, holdout protocol"}
+    assert list(last["protocol"]) == [m.split(", ")[1].split()[0] for m in last.index]
     # paper: ocfb's 0.10 shift survives; holdout: the difference is ~0 (pooled, it was ~0.05)
     assert last.loc["neumf, paper protocol", "diff"] == pytest.approx(0.10, abs=0.01)
     assert abs(last.loc["neumf, holdout protocol", "diff"]) < 0.01
