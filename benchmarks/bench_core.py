@@ -48,9 +48,9 @@ def main() -> None:
         rates[bs] = m / t
         print(f"train NeuMF 8+[64,32,16,8], batch {bs:>6}: {rates[bs] / 1e6:.2f} M samples/s")
     print(f"ratio batch 65,536 / batch 256: {rates[65_536] / rates[256]:.1f}x")
-    # the per-sample DataLoader loop of `ocfb-suite bench` (suite.bench.dataloader_loop), on the
-    # same model and samples, so both report the trainer against the same loop
-    from suite.bench import dataloader_loop
+    # the per-sample DataLoader loop of `ocfb-suite bench` (suite.bench_timings.dataloader_loop),
+    # on the same model and samples, so both report the trainer against the same loop
+    from suite.bench_timings import dataloader_loop
 
     m = 20_000
     _, t = timed(lambda: dataloader_loop(model, opt, c[:m] // 3706, c[:m] % 3706, y[:m], 256))

@@ -75,7 +75,7 @@ else
     echo "FAIL 4-trial GPU sweep (see $OUT/sweep-gpus-*.log)"; fail=1
 fi
 
-if timeout 240 "$PY" -m suite.bench --device cuda --scale ml1m --skip-sweep \
+if timeout 240 "$PY" -m suite.cli bench --device cuda --scale ml1m --skip-sweep \
     --out "$OUT/bench-ml1m" > "$OUT/bench-ml1m.log" 2>&1; then
     "$PY" - "$OUT/bench-ml1m/bench.json" <<'PY'
 import json, sys
