@@ -43,6 +43,8 @@ import pandas as pd
 
 from suite.folders import RAY_LOG, archive_previous, own_children, ray_logs_to_file, start_reaper
 from suite.results import (
+    ENDED_STATUSES,
+    OPEN_STATUSES,
     ResultsWriter,
     applicable_data,
     describe_os_error,
@@ -217,7 +219,7 @@ def _close(spec: SweepSpec, out: Path, writer: ResultsWriter, mode: str, wall: f
         from suite.dashboard import build_dashboard
 
         build_dashboard(out, mode, verbose=verbose)
-    unfinished = sum(s in ("running", "pending") for s in statuses)
+    unfinished = sum(s in OPEN_STATUSES for s in statuses)
     if not unfinished and (line := _unconfirmed_line(spec, out, writer)) is not None:
         print(line, file=sys.stderr)
         return 1
@@ -263,7 +265,7 @@ def _finished_text(writer: ResultsWriter, spec: SweepSpec) -> str:
     last term and ends again, which made "41 trials finished" of 36 that remained."""
     if not writer.ended_before:
         return f"{writer.finished} trials finished"
-    ended = {tid for tid, t in writer.trials.items() if t["status"] not in ("running", "pending")}
+    ended = {tid for tid, t in writer.trials.items() if t["status"] not in OPEN_STATUSES}
     new = len(ended - writer.ended_before)
     again = max(0, writer.finished - new)
     expected = spec.expected_trials()
@@ -311,9 +313,6 @@ def log_summary_run(out: Path, spec: SweepSpec, mode: str, summary: Any) -> None
 
 
 CHOSEN_FILE = "chosen.json"
-
-
-ENDED = ("completed", "stopped", "diverged", "error")
 
 
 def _plain(key: str, value: Any) -> Any:
@@ -410,7 +409,7 @@ def _ended(writer: ResultsWriter, stage: SweepSpec) -> int:
     for t in writer.trials.values():
         cols = t.get("config_cols") or {}
         if (cols.get("config.model") in models and cols.get("config.seed") in seeds
-                and t.get("status") in ENDED):
+                and t.get("status") in ENDED_STATUSES):
             n += 1
     return n
 

@@ -99,6 +99,9 @@ RAY_KEYS = frozenset({
     "pid", "checkpoint_dir_name", "config", "trial_id", "experiment_id", "experiment_tag",
     "should_checkpoint", "warmup_time", "_metric",
 })
+# A trial's status while Ray may still run it, and the final ones it can reach.
+OPEN_STATUSES = ("running", "pending")
+ENDED_STATUSES = ("completed", "stopped", "diverged", "error")
 # Our own per-result extras that belong to the trial, not to the term history.
 TRIAL_KEYS = frozenset({"diverged", "diverged_reason", "node_id", "trial_wall_s"})
 
@@ -180,7 +183,7 @@ class ResultsWriter:
             self.trials[tid]["config"] = None
             self.terms[tid] = {int(r["term"]): r for r in line.get("terms", [])}
         self.ended_before = {tid for tid, t in self.trials.items()
-                             if t["status"] not in ("running", "pending")}
+                             if t["status"] not in OPEN_STATUSES}
 
     def _load_parquet(self) -> None:
         tp, tt = self.out / "terms.parquet", self.out / "trials.parquet"
@@ -398,7 +401,7 @@ def ended_trials(out: Path) -> dict[str, str]:
     status = _parquet_statuses(out)
     status.update({line["trial_id"]: line.get("status")
                    for line in read_journal(Path(out) / JOURNAL)})
-    return {tid: s for tid, s in status.items() if s not in ("running", "pending")}
+    return {tid: s for tid, s in status.items() if s not in OPEN_STATUSES}
 
 
 def unflushed_trials(out: Path) -> int:

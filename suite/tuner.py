@@ -32,6 +32,7 @@ from ray import tune
 from ocfb.config import RunConfig
 from ocfb.runs import STATE_FILE, load_history, make_run
 from suite.results import (
+    OPEN_STATUSES,
     ResultsWriter,
     disk_full_line,
     error_text,
@@ -465,7 +466,7 @@ def end_missed_trials(spec: SweepSpec, out: Path, writer: ResultsWriter) -> list
     for trial in trials:
         held = writer.trials.get(trial.trial_id)
         if trial.status not in ("TERMINATED", "ERROR") or (
-                held is not None and held["status"] not in ("running", "pending")):
+                held is not None and held["status"] not in OPEN_STATUSES):
             continue
         _record_end(writer, trial, error=error_text(trial) if trial.status == "ERROR" else None)
         missed.append(trial.trial_id)
