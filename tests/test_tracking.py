@@ -530,3 +530,18 @@ def test_no_module_getattr_and_no_private_name_crosses_a_module():
         private = [a.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
                    for a in node.names if a.name.startswith("_")]
         assert private == [], (path, private)
+
+
+@pytest.mark.slow  # the check runs in a child process (about 2 s with a 1 s HTTP timeout)
+def test_online_check_asks_about_credentials_whatever_wandb_mode_says(
+        wenv: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--wandb online` with WANDB_MODE=offline in the environment: the check still verifies
+    the key (here against a closed port), instead of wandb.login's offline "no credentials"."""
+    monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{closed_port()}")
+    monkeypatch.setenv("WANDB_API_KEY", CANARY)
+    monkeypatch.setenv("WANDB_HTTP_TIMEOUT", "1")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    why = tracking.online_problem()
+    assert why is not None and why.startswith("cannot use W&B online"), why
+    assert CANARY not in why
+    assert tracking.api_key_configured()  # the credentials probe ignores the mode too

@@ -325,15 +325,6 @@ def _write_specs(out_dir: Path, workspace: Any, report: Any) -> list[Path]:
     return paths
 
 
-def _why_not_online() -> str | None:
-    """Why the dashboard cannot be saved online now (None: it can). No key: no network at all."""
-    from suite import tracking
-
-    if not tracking.api_key_configured():
-        return "no W&B credentials found (WANDB_API_KEY or `wandb login`)"
-    return tracking.online_problem()
-
-
 def _publish(view: SweepView) -> tuple[str, str]:
     """Save the workspace, then the report linking to it; return both URLs (needs W&B online)."""
     import wandb
@@ -367,7 +358,10 @@ def build_dashboard(out_dir: Path, mode: str, *, verbose: bool = True) -> Dashbo
                                                 build_report(view)))
     result.message = _publish_line(out_dir)
     if mode == "online":
-        why = _why_not_online()
+        from suite.tracking import online_problem
+
+        # with no key the check answers "no W&B credentials found" without the network
+        why = online_problem()
         if why is not None:
             _LOG.warning(f"W&B dashboard not saved online: {why}")
         else:

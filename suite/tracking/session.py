@@ -96,14 +96,21 @@ def api_key_configured() -> bool:
     sweep): in this one `wandb.login` would keep what it found as the process's credentials
     and read the server once, so a later change of key or server would go unseen.
     """
-    env = {**os.environ, "WANDB_SILENT": "true"}  # silent: no "logged in as" network lookup
-    env.pop("WANDB_MODE", None)  # a question about credentials, not about the mode
     try:
-        proc = subprocess.run([sys.executable, "-c", _CREDENTIALS_PROBE], env=env,
-                              stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+        proc = _run_probe(_CREDENTIALS_PROBE, timeout=60)
     except (OSError, subprocess.TimeoutExpired):
         return False
     return proc.returncode in (0, 2)
+
+
+def _run_probe(script: str, timeout: float) -> subprocess.CompletedProcess:
+    """One of the W&B questions above, in a child process with no stdin: silent (no "logged
+    in as" network lookup) and without WANDB_MODE, since both ask about the credentials, not
+    the mode (WANDB_MODE=offline made `wandb.login` answer "no credentials")."""
+    env = {**os.environ, "WANDB_SILENT": "true"}
+    env.pop("WANDB_MODE", None)
+    return subprocess.run([sys.executable, "-c", script], env=env, stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=timeout)
 
 
 def resolve_mode(cli_mode: str | None, spec_mode: str = "auto") -> str:
@@ -242,8 +249,7 @@ def _online_problem() -> tuple[str | None, bool]:
 def _probe_online() -> str | None:
     """`_ONLINE_PROBE`'s answer: None when the credentials work, else why not (key blanked)."""
     try:
-        proc = subprocess.run([sys.executable, "-c", _ONLINE_PROBE], stdin=subprocess.DEVNULL,
-                              capture_output=True, text=True, timeout=ONLINE_PROBE_S)
+        proc = _run_probe(_ONLINE_PROBE, timeout=ONLINE_PROBE_S)
     except subprocess.TimeoutExpired:
         return f"cannot use W&B online (no answer within {ONLINE_PROBE_S} s)"
     except OSError as exc:
