@@ -25,7 +25,6 @@ from suite.folders import (
     OutputLock,
     check_results,
     read_sweep_json,
-    unreadable_state_files,
 )
 from suite.results import (
     JOURNAL,
@@ -154,17 +153,10 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def _resume_locked(spec: SweepSpec, out: Path, meta: dict[str, Any], args: argparse.Namespace,
                    address: str) -> int:
+    from ray import tune
+
     from suite import tuner
     from suite.spec import SpecError
-
-    for bad in unreadable_state_files(tuner.experiment_path(spec, out)):
-        # Ray would print a JSONDecodeError traceback and fall back to an older state
-        aside = bad.with_name(bad.name + ".truncated")
-        os.replace(bad, aside)
-        print(f"note: Ray's state file {bad.name} is truncated (the disk filled or the driver "
-              f"died while writing it); moved it to {aside.name} and resuming from the trials' "
-              f"checkpoints and {out / 'terms.parquet'}", file=sys.stderr)
-    from ray import tune
 
     # a tune-then-confirm sweep keeps one experiment per stage (suite.driver restores each)
     if spec.tune_per_model is None and not tune.Tuner.can_restore(

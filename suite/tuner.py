@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import tempfile
 import time
 import uuid
@@ -31,6 +32,7 @@ from ray import tune
 
 from ocfb.config import RunConfig
 from ocfb.runs import STATE_FILE, load_history, make_run
+from suite.folders import unreadable_state_files
 from suite.results import (
     OPEN_STATUSES,
     ResultsWriter,
@@ -444,9 +446,24 @@ def fit(spec: SweepSpec, out: Path, datasets: dict[tuple, Any], writer: ResultsW
         restore: bool = False) -> None:
     """Run one Tuner to its end (new, or restored); on a restore, then end in the results the
     trials Ray holds as ended that the writer does not (`end_missed_trials`)."""
+    if restore:
+        set_aside_truncated_state(spec, out)
     build_tuner(spec, out, datasets, restore=restore).fit()
     if restore:
         end_missed_trials(spec, out, writer)
+
+
+def set_aside_truncated_state(spec: SweepSpec, out: Path) -> None:
+    """Move Ray's truncated experiment-state files of this experiment aside before a restore:
+    Ray would print a JSONDecodeError traceback and fall back to an older state. Here, so each
+    tune-then-confirm stage's experiment is checked too (the resume command checked only the
+    sweep's own name, under which a staged sweep keeps no state)."""
+    for bad in unreadable_state_files(experiment_path(spec, out)):
+        aside = bad.with_name(bad.name + ".truncated")
+        os.replace(bad, aside)
+        print(f"note: Ray's state file {bad.name} is truncated (the disk filled or the driver "
+              f"died while writing it); moved it to {aside.name} and resuming from the trials' "
+              f"checkpoints and {out / 'terms.parquet'}", file=sys.stderr)
 
 
 def end_missed_trials(spec: SweepSpec, out: Path, writer: ResultsWriter) -> list[str]:

@@ -275,6 +275,27 @@ def test_truncated_ray_state_is_found_and_pickled_searcher_state_is_not(tmp_path
     assert unreadable_state_files(str(d)) == [d / "experiment_state-1.json"]
 
 
+def test_every_restored_experiment_sets_its_truncated_state_aside_first(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    """`tuner.fit(restore=True)` moves a truncated state file aside before Ray reads it, for
+    whichever experiment it restores: a tune-then-confirm stage's too (the resume command
+    checked only the sweep's own name, under which a staged sweep keeps no state)."""
+    from suite import tuner
+
+    stage = SimpleNamespace(storage_path=None, name="s-search-neumf")
+    d = Path(tuner.experiment_path(stage, tmp_path))
+    d.mkdir(parents=True)
+    cut, good = d / "experiment_state-1.json", d / "experiment_state-2.json"
+    cut.write_text('{"trial_data": [')
+    good.write_text('{"trial_data": []}')
+    seen = []
+    restored = SimpleNamespace(fit=lambda: seen.append(sorted(p.name for p in d.iterdir())))
+    monkeypatch.setattr(tuner, "build_tuner", lambda *a, **k: restored)
+    tuner.fit(stage, tmp_path, {}, writer=None, restore=True)
+    assert seen == [["experiment_state-1.json.truncated", "experiment_state-2.json"]]
+    assert "experiment_state-1.json is truncated" in capsys.readouterr().err
+
+
 def test_unflushed_counts_journaled_trials_the_parquet_files_lack(tmp_path: Path) -> None:
     write_parquet(pd.DataFrame({"trial_id": ["a", "b"], "status": ["completed", "running"]}),
                   tmp_path / "trials.parquet")
