@@ -305,17 +305,34 @@ def cluster_memory_limit() -> int:
                     if n.get("Alive")), default=0))
 
 
+# Ray saves its experiment state about once a second (TUNE_GLOBAL_CHECKPOINT_S, set by the
+# driver; an object-store upload takes longer) and deletes a trial's older checkpoints as soon
+# as a newer one is registered. With checkpoints seconds apart, the state a kill leaves can name
+# a checkpoint already deleted, and resume fails that trial ("Could not recover from checkpoint
+# as it does not exist on storage anymore": the S3 kill/resume test, a checkpoint per term, once
+# in CI). Below this spacing every checkpoint is kept.
+KEEP_ALL_BELOW_S = 10.0
+
+
+def checkpoints_kept(spec: SweepSpec) -> int | None:
+    """Ray's `CheckpointConfig.num_to_keep` for the sweep: two, or every one (None) when its
+    checkpoints may come less than KEEP_ALL_BELOW_S apart."""
+    return None if spec.checkpoint_interval_s < KEEP_ALL_BELOW_S else 2
+
+
 def sweep_disk_bytes(spec: SweepSpec, datasets: dict[tuple, Any]) -> tuple[int, str]:
     """What a sweep writes, upper side (bytes), and how that was counted (for the message):
-    per trial, three checkpoints of the largest configuration (Ray keeps two, and writes the
-    next before deleting the oldest), plus its share of Ray's state, results and W&B."""
+    per trial, the checkpoints of the largest configuration (three where Ray keeps two, as it
+    writes the next before deleting the oldest; one a term and the last where it keeps all),
+    plus its share of Ray's state, results and W&B."""
     from ocfb.footprint import checkpoint_bytes
 
     shape = shape_lookup(datasets)
-    ckpt = max((checkpoint_bytes(c, *shape(c)) for c in sampled_configs(spec)),
-               default=64 * 1024)
+    kept, configs = checkpoints_kept(spec), sampled_configs(spec)
+    ckpt = max((checkpoint_bytes(c, *shape(c)) for c in configs), default=64 * 1024)
+    copies = kept + 1 if kept else max((c.terms + 1 for c in configs), default=1)
     trials = spec.expected_trials() or spec.tune_num_samples()
-    per_trial = 3 * ckpt + TRIAL_STATE_BYTES + TRIAL_RESULTS_BYTES
+    per_trial = copies * ckpt + TRIAL_STATE_BYTES + TRIAL_RESULTS_BYTES
     if spec.wandb.mode != "disabled":
         per_trial += TRIAL_WANDB_BYTES
     return trials * per_trial, f"{trials} trials x {per_trial / 2**20:.2f} MiB, checkpoints " \

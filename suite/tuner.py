@@ -416,6 +416,7 @@ def _scheduler(spec: SweepSpec) -> Any:
 def build_tuner(spec: SweepSpec, out: Path, datasets: dict[tuple, Any], *,
                 restore: bool = False) -> tune.Tuner:
     """The Tuner for a sweep: new, or restored from its experiment folder (public API only)."""
+    from suite.preflight import checkpoints_kept
     from suite.spec import param_space
 
     trainable = _trainable(spec, out, datasets)
@@ -437,7 +438,7 @@ def build_tuner(spec: SweepSpec, out: Path, datasets: dict[tuple, Any], *,
             name=spec.name, storage_path=spec.storage_path or str((out / "ray").resolve()),
             callbacks=[SweepCallback()], verbose=0,
             failure_config=tune.FailureConfig(max_failures=1),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=checkpoints_kept(spec)),
         ),
     )
 

@@ -148,14 +148,11 @@ def test_resume_names_sweep_json_keys_not_flags_it_lacks(tmp_path: Path, capsys,
 
     from ray import tune
 
-    from suite import commands
-
     d = _sweep(tmp_path)
     bad = tmp_path / "log.tsv"
     bad.write_text("user,item\n1,1\n2,2\n")  # comma-separated under a .tsv name
     meta = json.loads((d / "sweep.json").read_text())
     (d / "sweep.json").write_text(json.dumps({**meta, "data": {"source": str(bad)}}))
-    monkeypatch.setattr(commands, "unreadable_state_files", lambda path: [])
     monkeypatch.setattr(tune.Tuner, "can_restore", staticmethod(lambda path: True))
     assert main(["resume", str(d)]) == 2
     line = _one_error_line(capsys.readouterr().err)

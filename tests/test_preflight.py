@@ -144,3 +144,27 @@ def test_resume_refuses_a_folder_a_live_driver_holds(tmp_path: Path, capsys) -> 
     with OutputLock(out, "ocfb-suite sweep s.yaml"):
         assert main(["resume", str(out)]) == 2
     assert f"in use by pid {os.getpid()}" in capsys.readouterr().err
+
+
+def test_checkpoints_seconds_apart_are_all_kept_and_the_disk_estimate_counts_them() -> None:
+    """Ray deletes a trial's older checkpoints as soon as a newer one comes, but saves its
+    experiment state only once a second: with checkpoints seconds apart a kill can leave a state
+    naming a deleted one (a resume failed that way on S3). Such sweeps keep every checkpoint."""
+    from ocfb.footprint import checkpoint_bytes
+    from suite import preflight
+    from suite.spec import load_sweep
+
+    spaced = load_sweep(REPO / "configs" / "quickstart.yaml")
+    assert spaced.checkpoint_interval_s == 30 and preflight.checkpoints_kept(spaced) == 2
+    per_term = spaced.model_copy(update={"checkpoint_interval_s": 0.0})
+    assert preflight.checkpoints_kept(per_term) is None
+    datasets = preflight.load_datasets(spaced)
+    shape = preflight.shape_lookup(datasets)
+    configs = preflight.sampled_configs(spaced)
+    ckpt = max(checkpoint_bytes(c, *shape(c)) for c in configs)
+    terms = {c.terms for c in configs}
+    assert terms == {5}
+    # three copies (two kept, the next being written) against one a term and the last
+    more = preflight.sweep_disk_bytes(per_term, datasets)[0] - preflight.sweep_disk_bytes(
+        spaced, datasets)[0]
+    assert more == spaced.expected_trials() * (5 + 1 - 3) * ckpt
